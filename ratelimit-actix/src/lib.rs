@@ -1,0 +1,4 @@
+//! actix-web middleware for ratelimit (work in progress: see the project README).
+//!
+//! This crate is a placeholder in the workspace layout; it has no API yet.
+//! Its capability is tracked as an open issue and lands in a later release.

@@ -1,0 +1,51 @@
+//! [`Decision`]: what one rule says about one request.
+
+use std::time::Duration;
+
+use crate::{Quota, gcra};
+
+/// What one rule says about one request: whether it fits, and the numbers a
+/// client needs to behave (these feed the `RateLimit` HTTP headers).
+///
+/// A store builds it with [`Decision::from_state`] from the key's TAT after
+/// the check; that one function serves every store, so they report alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Decision {
+    /// Whether this rule admits the request. In a check of several rules the
+    /// request is admitted only when every enforced rule admits it.
+    pub allowed: bool,
+    /// The rule's limit: requests per window.
+    pub limit: u32,
+    /// The rule's window.
+    pub window: Duration,
+    /// Requests of cost 1 the key could still make right now, after this check.
+    pub remaining: u64,
+    /// For a denied request, how long until the same request could succeed
+    /// (if nothing else charges the key); zero when allowed.
+    pub retry_after: Duration,
+    /// How long until the key is back to its full burst.
+    pub reset_after: Duration,
+}
+
+impl Decision {
+    /// The decision for a key whose TAT is `tat` at `now` after the check
+    /// (the charged TAT when the request was admitted and charged, the
+    /// unchanged one otherwise).
+    pub fn from_state(
+        quota: &Quota,
+        allowed: bool,
+        tat: u64,
+        now: u64,
+        retry_after_micros: u64,
+    ) -> Self {
+        Self {
+            allowed,
+            limit: quota.limit(),
+            window: quota.window(),
+            remaining: gcra::remaining(quota, tat, now),
+            retry_after: Duration::from_micros(if allowed { 0 } else { retry_after_micros }),
+            reset_after: Duration::from_micros(gcra::reset_after_micros(tat, now)),
+        }
+    }
+}

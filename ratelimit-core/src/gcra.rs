@@ -1,0 +1,144 @@
+//! The Generic Cell Rate Algorithm, as pure integer functions.
+//!
+//! A key's whole state is one number, its *theoretical arrival time* (TAT):
+//! the instant at which the key would be fully rested. A request of cost `c`
+//! conforms when, after charging it (`TAT' = max(TAT, now) + c·T`), the key is
+//! no further ahead of the clock than the quota's tolerance `τ = burst·T`:
+//!
+//! ```text
+//! conforms  ⇔  max(TAT, now) + c·T − τ ≤ now
+//! ```
+//!
+//! A key whose TAT is not in the future is indistinguishable from a key never
+//! seen, so a store may forget it. A TAT only ever moves forward.
+//!
+//! Every time value is an integer count of microseconds. The functions here
+//! use saturating arithmetic, so they are total: no input makes them panic or
+//! wrap. Stores (the in-memory one here, the Lua script in `ratelimit-redis`)
+//! call [`test`] and [`Decision::from_state`](crate::Decision::from_state) and nothing else, so they cannot
+//! disagree about the algorithm.
+//!
+//! ```
+//! use std::time::Duration;
+//! use ratelimit_core::{gcra, Quota};
+//!
+//! let quota = Quota::per_second(2)?; // T = 500 ms, burst 2
+//! let now = 1_000_000;
+//! let first = gcra::test(&quota, None, now, 1);
+//! assert!(first.conforms);
+//! let second = gcra::test(&quota, Some(first.charged_tat), now, 1);
+//! assert!(second.conforms);
+//! let third = gcra::test(&quota, Some(second.charged_tat), now, 1);
+//! assert!(!third.conforms);
+//! assert_eq!(third.retry_after_micros, 500_000);
+//! # Ok::<(), ratelimit_core::Error>(())
+//! ```
+#![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
+
+use crate::Quota;
+
+/// The result of testing one request against one key's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Test {
+    /// Whether the request fits the quota now.
+    pub conforms: bool,
+    /// The TAT the key would have after being charged for this request.
+    /// A store writes it only when the request is admitted.
+    pub charged_tat: u64,
+    /// When not conforming: microseconds until a request of the same cost
+    /// would conform, if nothing else charges the key. Zero when conforming.
+    pub retry_after_micros: u64,
+}
+
+/// Tests a request of `cost` against a key whose stored TAT is `tat` (`None`
+/// for a key not seen, or forgotten) at time `now`.
+///
+/// Pure and total; for a cost above the quota's burst it reports a request
+/// that never conforms (callers refuse such costs first, see
+/// [`Quota::check_cost`]).
+pub fn test(quota: &Quota, tat: Option<u64>, now: u64, cost: u32) -> Test {
+    let base = match tat {
+        Some(tat) if tat > now => tat,
+        _ => now,
+    };
+    let increment = quota.interval_micros().saturating_mul(u64::from(cost));
+    let charged_tat = base.saturating_add(increment);
+    let allowed_at = charged_tat.saturating_sub(quota.tolerance_micros());
+    Test {
+        conforms: allowed_at <= now,
+        charged_tat,
+        retry_after_micros: allowed_at.saturating_sub(now),
+    }
+}
+
+/// How many requests of cost 1 a key with TAT `tat` could make at `now`.
+pub fn remaining(quota: &Quota, tat: u64, now: u64) -> u64 {
+    let ahead = tat.saturating_sub(now);
+    let free = quota.tolerance_micros().saturating_sub(ahead);
+    // interval_micros ≥ 1 by construction of Quota.
+    free.checked_div(quota.interval_micros()).unwrap_or(0)
+}
+
+/// Microseconds until a key with TAT `tat` is fully rested (back to `burst`).
+pub fn reset_after_micros(tat: u64, now: u64) -> u64 {
+    tat.saturating_sub(now)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::arithmetic_side_effects)]
+    use super::*;
+    use std::time::Duration;
+
+    fn quota(limit: u32, ms: u64) -> Quota {
+        Quota::new(limit, Duration::from_millis(ms)).unwrap()
+    }
+
+    #[test]
+    fn a_fresh_key_spends_its_burst_then_waits_one_interval() {
+        let q = quota(10, 1_000);
+        let now = 5_000_000;
+        let mut tat = None;
+        for i in 0..10 {
+            let t = test(&q, tat, now, 1);
+            assert!(t.conforms, "request {i}");
+            assert_eq!(remaining(&q, t.charged_tat, now), 9 - i);
+            tat = Some(t.charged_tat);
+        }
+        let denied = test(&q, tat, now, 1);
+        assert!(!denied.conforms);
+        assert_eq!(denied.retry_after_micros, 100_000);
+        assert_eq!(reset_after_micros(tat.unwrap(), now), 1_000_000);
+        let later = test(&q, tat, now + 100_000, 1);
+        assert!(later.conforms);
+    }
+
+    #[test]
+    fn a_past_tat_is_a_fresh_key() {
+        let q = quota(5, 1_000);
+        assert_eq!(
+            test(&q, Some(10), 1_000_000, 1),
+            test(&q, None, 1_000_000, 1)
+        );
+        assert_eq!(remaining(&q, 10, 1_000_000), 5);
+    }
+
+    #[test]
+    fn extremes_do_not_overflow() {
+        let q = Quota::new(1, Quota::MAX_WINDOW)
+            .unwrap()
+            .with_burst(8)
+            .unwrap();
+        for now in [0, 1, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
+            for tat in [None, Some(0), Some(now), Some(u64::MAX)] {
+                for cost in [1, 8, u32::MAX] {
+                    let t = test(&q, tat, now, cost);
+                    let _ = remaining(&q, t.charged_tat, now);
+                    let _ = reset_after_micros(t.charged_tat, now);
+                }
+            }
+        }
+        // A cost above the burst never conforms, however rested the key.
+        assert!(!test(&q, None, 1_000, 9).conforms);
+    }
+}

@@ -1,0 +1,173 @@
+//! Storage keys: how a (rule, counter) pair becomes the bytes a store keys on.
+//!
+//! A key is `PREFIX:{SUBJECT}:RULE`:
+//!
+//! - `PREFIX` is the configured [`KeyPrefix`] (printable ASCII, no braces);
+//! - `SUBJECT` names the counter: `g` for a global rule, else a kind letter
+//!   (`u` user, `s` service, `i` address, `k` opaque key) and the encoded id;
+//! - `RULE` is the [`RuleId`] (its alphabet has no braces).
+//!
+//! An id made only of `[A-Za-z0-9._~@-]` and at most [`MAX_PLAIN_ID_LEN`]
+//! bytes is written as `=ID`; any other id as `#` and the hex SHA-256 of its
+//! bytes. So keys are injective (a plain id and a digest cannot meet, and the
+//! fields are delimited by characters no field contains), no longer than
+//! about 200 bytes whatever the id, and the braces — which Redis Cluster reads
+//! as a hash tag — are always ours: one caller's counters share a slot.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::{Caller, Error, RuleId};
+
+/// Ids up to this many bytes of the plain alphabet are stored as they are.
+pub const MAX_PLAIN_ID_LEN: usize = 64;
+
+/// The longest key prefix, in bytes.
+pub const MAX_PREFIX_LEN: usize = 64;
+
+/// Whose counter a key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// The one counter a global rule shares among all callers.
+    Global,
+    /// One caller's own counter.
+    Caller(Caller<'a>),
+}
+
+/// A validated prefix put in front of every storage key, so several
+/// applications (or environments) can share one store.
+///
+/// ```
+/// use ratelimit_core::KeyPrefix;
+///
+/// assert!(KeyPrefix::new("myapp:prod").is_ok());
+/// assert!(KeyPrefix::new("bad{prefix}").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyPrefix(Arc<str>);
+
+impl KeyPrefix {
+    /// Validates a prefix: 1 to [`MAX_PREFIX_LEN`] bytes of printable ASCII
+    /// other than `{`, `}` and space.
+    pub fn new(prefix: &str) -> Result<Self, Error> {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= MAX_PREFIX_LEN
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}');
+        if ok {
+            Ok(Self(Arc::from(prefix)))
+        } else {
+            Err(Error::InvalidPrefix(
+                prefix
+                    .chars()
+                    .take(80)
+                    .collect::<String>()
+                    .escape_debug()
+                    .to_string(),
+            ))
+        }
+    }
+
+    /// The prefix as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The storage key of `rule`'s counter for `subject`.
+    pub fn key(&self, rule: &RuleId, subject: Subject<'_>) -> Vec<u8> {
+        let mut key = Vec::with_capacity(self.0.len() + rule.as_str().len() + 80);
+        key.extend_from_slice(self.0.as_bytes());
+        key.extend_from_slice(b":{");
+        match subject {
+            Subject::Global => key.push(b'g'),
+            Subject::Caller(Caller::User(id)) => push_id(&mut key, b'u', id),
+            Subject::Caller(Caller::Service(id)) => push_id(&mut key, b's', id),
+            Subject::Caller(Caller::Key(id)) => push_id(&mut key, b'k', id),
+            Subject::Caller(Caller::Ip(ip)) => {
+                key.push(b'i');
+                let mut text = String::with_capacity(40);
+                // Writing to a String cannot fail.
+                let _ = write!(text, "{}", ip.to_canonical());
+                key.extend_from_slice(text.as_bytes());
+            }
+        }
+        key.extend_from_slice(b"}:");
+        key.extend_from_slice(rule.as_str().as_bytes());
+        key
+    }
+}
+
+impl Default for KeyPrefix {
+    /// `rl`.
+    fn default() -> Self {
+        Self(Arc::from("rl"))
+    }
+}
+
+fn is_plain(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_PLAIN_ID_LEN
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'@' | b'-'))
+}
+
+fn push_id(key: &mut Vec<u8>, kind: u8, id: &[u8]) {
+    key.push(kind);
+    if is_plain(id) {
+        key.push(b'=');
+        key.extend_from_slice(id);
+    } else {
+        key.push(b'#');
+        for byte in Sha256::digest(id) {
+            key.push(HEX[usize::from(byte >> 4)]);
+            key.push(HEX[usize::from(byte & 0xf)]);
+        }
+    }
+}
+
+const HEX: [u8; 16] = *b"0123456789abcdef";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(subject: Subject<'_>) -> String {
+        let rule = RuleId::new("login").unwrap();
+        String::from_utf8(KeyPrefix::default().key(&rule, subject)).unwrap()
+    }
+
+    #[test]
+    fn layout() {
+        assert_eq!(key(Subject::Global), "rl:{g}:login");
+        assert_eq!(key(Subject::Caller(Caller::user("42"))), "rl:{u=42}:login");
+        assert_eq!(
+            key(Subject::Caller(Caller::service("42"))),
+            "rl:{s=42}:login"
+        );
+        assert_eq!(
+            key(Subject::Caller(Caller::Ip(
+                "::ffff:10.0.0.1".parse().unwrap()
+            ))),
+            "rl:{i10.0.0.1}:login"
+        );
+        let hashed = key(Subject::Caller(Caller::user("a}b")));
+        assert!(hashed.starts_with("rl:{u#"), "{hashed}");
+        assert_eq!(hashed.len(), "rl:{u#}:login".len() + 64);
+    }
+
+    #[test]
+    fn hostile_ids_stay_bounded_and_distinct() {
+        let huge = vec![b'{'; 1 << 20];
+        let k = key(Subject::Caller(Caller::User(&huge)));
+        assert!(k.len() < 200);
+        assert_eq!(k.matches('{').count(), 1);
+        assert_ne!(
+            key(Subject::Caller(Caller::user("a"))),
+            key(Subject::Caller(Caller::User(b"a\0")))
+        );
+    }
+}

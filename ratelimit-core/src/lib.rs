@@ -1,0 +1,61 @@
+//! Core of the `ratelimit` family: the GCRA algorithm, the [`Store`] trait,
+//! rules, an in-memory store, and the two limiter front doors.
+//!
+//! - [`RateLimiter`]: one quota, any key — `allow(key) -> bool`.
+//! - [`DistributedRateLimiter`]: named [`Rule`]s for users, services, every
+//!   caller or everyone together, changed at run time, checked atomically
+//!   against a shared [`Store`] (Redis, via `ratelimit-redis`) with a
+//!   [`FailurePolicy`] for when the store is down.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ratelimit_core::{MemoryStore, RateLimiter};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), ratelimit_core::Error> {
+//! // 3 requests per second per key.
+//! let limiter = RateLimiter::new(3, 1_000, Arc::new(MemoryStore::new()))?;
+//! for _ in 0..3 {
+//!     assert!(limiter.allow("alice").await);
+//! }
+//! assert!(!limiter.allow("alice").await);
+//! assert!(limiter.allow("bob").await);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Time is integer microseconds throughout; see [`gcra`] for the algorithm
+//! and [`Quota`] for what a valid rate is.
+
+mod caller;
+mod clock;
+mod decision;
+mod error;
+pub mod gcra;
+mod key;
+mod limiter;
+mod memory;
+mod policy;
+mod quota;
+mod rule;
+mod rule_id;
+mod rule_set;
+mod store;
+mod target;
+
+pub use caller::Caller;
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use decision::Decision;
+pub use error::{BoxError, Error};
+pub use key::{KeyPrefix, MAX_PLAIN_ID_LEN, MAX_PREFIX_LEN, Subject};
+pub use limiter::{
+    DistributedRateLimiter, LimiterConfig, RateLimiter, RuleDecision, Source, Verdict,
+};
+pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use policy::FailurePolicy;
+pub use quota::{MAX_TOLERANCE_MICROS, Quota};
+pub use rule::Rule;
+pub use rule_id::RuleId;
+pub use rule_set::RuleSet;
+pub use store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, Store, validate_items};
+pub use target::{MAX_TARGET_ID_LEN, Target};

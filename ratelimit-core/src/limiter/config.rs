@@ -1,0 +1,91 @@
+//! [`LimiterConfig`]: what a limiter is built from.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{FailurePolicy, KeyPrefix, MemoryStore, Rule, Store};
+
+/// Configuration of a [`DistributedRateLimiter`](crate::DistributedRateLimiter):
+/// the store and how to treat it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use ratelimit_core::{FailurePolicy, KeyPrefix, LimiterConfig, MemoryStore};
+///
+/// let config = LimiterConfig::new(Arc::new(MemoryStore::new()))
+///     .timeout(Duration::from_millis(20))
+///     .failure_policy(FailurePolicy::LocalFallback)
+///     .key_prefix(KeyPrefix::new("myapp")?);
+/// # Ok::<(), ratelimit_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct LimiterConfig {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) timeout: Duration,
+    pub(crate) failure_policy: FailurePolicy,
+    pub(crate) key_prefix: KeyPrefix,
+    pub(crate) fallback: Option<MemoryStore>,
+    pub(crate) fail_closed_retry_after: Duration,
+    pub(crate) rules: Vec<Rule>,
+}
+
+impl LimiterConfig {
+    /// The default per-check timeout.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+
+    /// A configuration around `store`, with defaults: a 50 ms timeout,
+    /// [`FailurePolicy::FailOpen`], key prefix `rl`, no rules.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            timeout: Self::DEFAULT_TIMEOUT,
+            failure_policy: FailurePolicy::default(),
+            key_prefix: KeyPrefix::default(),
+            fallback: None,
+            fail_closed_retry_after: Duration::from_secs(1),
+            rules: Vec::new(),
+        }
+    }
+
+    /// How long a check may wait for the store before the failure policy
+    /// answers instead. Checks never take longer than this (plus scheduling).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The failure policy of rules that have none of their own.
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure_policy = policy;
+        self
+    }
+
+    /// The prefix of every storage key.
+    pub fn key_prefix(mut self, prefix: KeyPrefix) -> Self {
+        self.key_prefix = prefix;
+        self
+    }
+
+    /// The local store used by [`FailurePolicy::LocalFallback`] (default: a
+    /// [`MemoryStore`] on the system clock).
+    pub fn fallback_store(mut self, store: MemoryStore) -> Self {
+        self.fallback = Some(store);
+        self
+    }
+
+    /// The `retry_after` reported when [`FailurePolicy::FailClosed`] denies a
+    /// request (default 1 s).
+    pub fn fail_closed_retry_after(mut self, retry_after: Duration) -> Self {
+        self.fail_closed_retry_after = retry_after;
+        self
+    }
+
+    /// A rule in force from the start. A later rule with the same id replaces
+    /// an earlier one.
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+}

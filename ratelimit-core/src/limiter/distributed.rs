@@ -1,0 +1,499 @@
+//! [`DistributedRateLimiter`]: named rules, checked atomically against a
+//! shared store.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use smallvec::SmallVec;
+
+use super::LimiterConfig;
+use super::verdict::{RuleDecision, Source, Verdict};
+use crate::rule_set::Selected;
+use crate::store::{CheckItem, Outcome};
+use crate::{
+    Caller, Error, FailurePolicy, KeyPrefix, MemoryStore, Quota, Rule, RuleSet, Store, Target,
+};
+
+/// Rate limiting by named rules, shared by every instance using the same
+/// store.
+///
+/// Each [`Rule`] gives a [`Target`] a [`Quota`]. A check names a caller
+/// (`user:42`, `service:billing`, an address or a key) and either one rule,
+/// a list of rules, or "every rule that applies" ([`check_all`]); all the
+/// counters involved are tested and charged in **one atomic store call**:
+/// either every enforced rule admits the request and all are charged, or none
+/// is.
+///
+/// Rules change at run time ([`add_rule`], [`update_rule`],
+/// [`remove_rule`], [`put_rule`]) from any thread; the next check sees the
+/// change. Checks read the rules without taking a lock (an [`ArcSwap`]
+/// snapshot); changes are serialized among themselves.
+///
+/// When the store fails or exceeds the configured timeout, the rules'
+/// [`FailurePolicy`] answers; a check never waits longer than the timeout.
+/// Checks must run inside a Tokio runtime with its timer enabled (as axum
+/// and actix-web provide).
+///
+/// Cloning is cheap; clones share rules and store.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use ratelimit_core::{Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, Target};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ratelimit_core::Error> {
+/// let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
+/// limiter.add_rule("api", Target::Each, 2, Duration::from_secs(1)).await?;
+/// limiter.add_rule("vip", "user:42".parse()?, 100, Duration::from_secs(1)).await?;
+///
+/// assert!(limiter.is_allowed("user:7", "api").await);
+/// assert!(limiter.is_allowed("user:7", "api").await);
+/// assert!(!limiter.is_allowed("user:7", "api").await);
+///
+/// // Everything that applies to user 42: the VIP rule replaces `api`.
+/// let verdict = limiter.check_all(Caller::user("42")).await?;
+/// assert!(verdict.allowed());
+/// assert_eq!(verdict.decisions()[0].rule.as_str(), "vip");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// [`check_all`]: Self::check_all
+/// [`add_rule`]: Self::add_rule
+/// [`update_rule`]: Self::update_rule
+/// [`remove_rule`]: Self::remove_rule
+/// [`put_rule`]: Self::put_rule
+#[derive(Debug, Clone)]
+pub struct DistributedRateLimiter {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    rules: ArcSwap<RuleSet>,
+    /// Serializes rule changes (read-modify-swap); never held across `.await`.
+    changes: Mutex<()>,
+    timeout: Duration,
+    failure_policy: FailurePolicy,
+    key_prefix: KeyPrefix,
+    fallback: MemoryStore,
+    fail_closed_retry_after: Duration,
+}
+
+/// Which rules a check covers.
+enum Selection<'a> {
+    One(&'a str),
+    Named(&'a [&'a str]),
+    Applicable,
+}
+
+impl DistributedRateLimiter {
+    /// A limiter from `config`, with the config's rules in force.
+    pub fn new(config: LimiterConfig) -> Self {
+        let rules = config
+            .rules
+            .into_iter()
+            .fold(RuleSet::new(), |set, rule| set.with_rule(rule));
+        Self {
+            inner: Arc::new(Inner {
+                store: config.store,
+                rules: ArcSwap::from_pointee(rules),
+                changes: Mutex::new(()),
+                timeout: config.timeout,
+                failure_policy: config.failure_policy,
+                key_prefix: config.key_prefix,
+                fallback: config.fallback.unwrap_or_default(),
+                fail_closed_retry_after: config.fail_closed_retry_after,
+            }),
+        }
+    }
+
+    // ----- rules -----
+
+    /// Adds a rule `rule_id` giving `target` `limit` requests per `window`
+    /// (burst = limit, default priority, enforced, the default failure
+    /// policy). Fails with [`Error::RuleExists`] if the id is taken, or with
+    /// a validation error.
+    pub async fn add_rule(
+        &self,
+        rule_id: &str,
+        target: Target,
+        limit: u32,
+        window: Duration,
+    ) -> Result<(), Error> {
+        let rule = Rule::new(rule_id, target, Quota::new(limit, window)?)?;
+        self.insert_rule(rule).await
+    }
+
+    /// Adds a fully configured rule; fails with [`Error::RuleExists`] if the
+    /// id is taken.
+    pub async fn insert_rule(&self, rule: Rule) -> Result<(), Error> {
+        self.change(|set| {
+            if set.get(rule.id().as_str()).is_some() {
+                return Err(Error::RuleExists(rule.id().to_string()));
+            }
+            Ok((set.with_rule(rule), ()))
+        })
+    }
+
+    /// Adds a rule or replaces the rule with its id; returns the replaced one.
+    pub async fn put_rule(&self, rule: Rule) -> Result<Option<Rule>, Error> {
+        self.change(|set| {
+            let previous = set.get(rule.id().as_str()).cloned();
+            Ok((set.with_rule(rule), previous))
+        })
+    }
+
+    /// Changes a rule's limit and window, keeping its target, priority, shadow
+    /// flag, failure policy, and burst if that was set explicitly. Counters
+    /// carry over: a caller's recent requests count against the new rate.
+    pub async fn update_rule(
+        &self,
+        rule_id: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<(), Error> {
+        self.change(|set| {
+            let rule = set
+                .get(rule_id)
+                .ok_or_else(|| Error::UnknownRule(rule_id.to_owned()))?;
+            let quota = rule.quota().with_rate(limit, window)?;
+            Ok((set.with_rule(rule.clone().with_quota(quota)), ()))
+        })
+    }
+
+    /// Removes a rule and returns it. Its counters are left to expire.
+    pub async fn remove_rule(&self, rule_id: &str) -> Result<Rule, Error> {
+        self.change(|set| {
+            let rule = set
+                .get(rule_id)
+                .cloned()
+                .ok_or_else(|| Error::UnknownRule(rule_id.to_owned()))?;
+            let without = set
+                .without_rule(rule_id)
+                .ok_or_else(|| Error::UnknownRule(rule_id.to_owned()))?;
+            Ok((without, rule))
+        })
+    }
+
+    /// The rules in force now.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.inner.rules.load_full()
+    }
+
+    /// The rule with this id.
+    pub fn rule(&self, rule_id: &str) -> Option<Rule> {
+        self.inner.rules.load().get(rule_id).cloned()
+    }
+
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&RuleSet) -> Result<(RuleSet, T), Error>,
+    ) -> Result<T, Error> {
+        // The guard protects no data of its own, so a poisoned lock is safe to reuse.
+        let _serial = self
+            .inner
+            .changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.inner.rules.load();
+        let (next, result) = f(&current)?;
+        self.inner.rules.store(Arc::new(next));
+        Ok(result)
+    }
+
+    // ----- checks -----
+
+    /// Whether the caller `target_id` (`user:ID`, `service:ID`, `ip:ADDR` or
+    /// `key:ID`) may make one request under rule `rule_id`; charges the rule's
+    /// counter when it may.
+    ///
+    /// Returns `false` for an unparsable caller, an unknown rule or a rule
+    /// that does not apply to this caller (use [`check`](Self::check) to tell
+    /// these apart). A store failure is answered by the failure policy.
+    pub async fn is_allowed(&self, target_id: &str, rule_id: &str) -> bool {
+        let Ok(caller) = Caller::parse(target_id) else {
+            return false;
+        };
+        self.check(caller, rule_id)
+            .await
+            .is_ok_and(|verdict| verdict.allowed())
+    }
+
+    /// Checks one request of cost 1 against one rule.
+    ///
+    /// A `*` rule counts this caller separately, a global rule counts all
+    /// callers together, and a user or service rule applies only to that
+    /// caller (otherwise [`Error::RuleNotApplicable`]).
+    pub async fn check(&self, caller: Caller<'_>, rule_id: &str) -> Result<Verdict, Error> {
+        self.run(caller, Selection::One(rule_id), 1, true).await
+    }
+
+    /// Checks one request of `cost` against one rule.
+    pub async fn check_cost(
+        &self,
+        caller: Caller<'_>,
+        rule_id: &str,
+        cost: u32,
+    ) -> Result<Verdict, Error> {
+        self.run(caller, Selection::One(rule_id), cost, true).await
+    }
+
+    /// Checks one request of `cost` against several named rules, atomically.
+    /// Every rule must exist and apply to the caller.
+    pub async fn check_rules(
+        &self,
+        caller: Caller<'_>,
+        rule_ids: &[&str],
+        cost: u32,
+    ) -> Result<Verdict, Error> {
+        self.run(caller, Selection::Named(rule_ids), cost, true)
+            .await
+    }
+
+    /// Checks one request of cost 1 against every rule that applies to the
+    /// caller, atomically:
+    ///
+    /// 1. every global rule;
+    /// 2. among the `*` rules and the rules naming this user or service, the
+    ///    ones with the highest [`priority`](Rule::priority) (ties all apply).
+    ///    By default a user or service rule has priority
+    ///    [`Rule::SPECIFIC_PRIORITY`] and a `*` rule 0, so a specific rule
+    ///    replaces the wildcard for its caller.
+    ///
+    /// With no applicable rule the request is admitted and nothing is charged.
+    pub async fn check_all(&self, caller: Caller<'_>) -> Result<Verdict, Error> {
+        self.run(caller, Selection::Applicable, 1, true).await
+    }
+
+    /// [`check_all`](Self::check_all) for a request of `cost`.
+    pub async fn check_all_cost(&self, caller: Caller<'_>, cost: u32) -> Result<Verdict, Error> {
+        self.run(caller, Selection::Applicable, cost, true).await
+    }
+
+    /// What [`check`](Self::check) would answer now, without charging. A store
+    /// failure is returned as an error (no failure policy applies).
+    pub async fn peek(&self, caller: Caller<'_>, rule_id: &str) -> Result<Verdict, Error> {
+        self.run(caller, Selection::One(rule_id), 1, false).await
+    }
+
+    /// Clears the caller's counter for one rule (for a global rule: everyone's).
+    pub async fn reset(&self, caller: Caller<'_>, rule_id: &str) -> Result<(), Error> {
+        let rules = self.inner.rules.load();
+        let selected = select(&rules, caller, &Selection::One(rule_id))?;
+        drop(rules);
+        let keys = self.keys(&selected);
+        let keys: SmallVec<[&[u8]; 8]> = keys.iter().map(Vec::as_slice).collect();
+        self.with_timeout(self.inner.store.reset(&keys)).await
+    }
+
+    fn keys(&self, selected: &Selected<'_>) -> SmallVec<[Vec<u8>; 8]> {
+        selected
+            .iter()
+            .map(|(rule, subject)| self.inner.key_prefix.key(rule.id(), *subject))
+            .collect()
+    }
+
+    async fn with_timeout<T>(
+        &self,
+        call: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.inner.timeout, call)
+            .await
+            .unwrap_or(Err(Error::Timeout(self.inner.timeout)))
+    }
+
+    async fn run(
+        &self,
+        caller: Caller<'_>,
+        selection: Selection<'_>,
+        cost: u32,
+        charge: bool,
+    ) -> Result<Verdict, Error> {
+        // Take what the check needs from the snapshot and let it go before
+        // awaiting: a rule change meanwhile applies from the next check.
+        let rules = self.inner.rules.load();
+        let selected = select(&rules, caller, &selection)?;
+        drop(rules);
+        for (rule, _) in &selected {
+            rule.quota().check_cost(cost)?;
+        }
+        if selected.is_empty() {
+            return Ok(verdict(
+                Source::Store,
+                true,
+                &selected,
+                &[],
+                Duration::ZERO,
+                None,
+            ));
+        }
+
+        let keys = self.keys(&selected);
+        let items: SmallVec<[CheckItem<'_>; 8]> = selected
+            .iter()
+            .zip(&keys)
+            .map(|((rule, _), key)| CheckItem {
+                key,
+                quota: *rule.quota(),
+                cost,
+                shadow: rule.is_shadow(),
+            })
+            .collect();
+
+        let store = &self.inner.store;
+        let result = if charge {
+            self.with_timeout(store.check(&items)).await
+        } else {
+            self.with_timeout(store.peek(&items)).await
+        };
+        // A store that answers for other items than it was asked about is broken.
+        let result = result.and_then(|outcome| {
+            if outcome.decisions.len() == items.len() {
+                Ok(outcome)
+            } else {
+                Err(Error::InvalidResponse(format!(
+                    "{} decisions for {} items",
+                    outcome.decisions.len(),
+                    items.len()
+                )))
+            }
+        });
+        match result {
+            Ok(outcome) => Ok(from_outcome(Source::Store, &selected, &outcome, None)),
+            Err(error) if charge && error.is_store_failure() => {
+                Ok(self.on_failure(&selected, &items, error))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Answers a check the store could not, by the rules' failure policies.
+    fn on_failure(
+        &self,
+        selected: &Selected<'_>,
+        items: &[CheckItem<'_>],
+        error: Error,
+    ) -> Verdict {
+        let error = Arc::new(error);
+        let policy_of = |rule: &Rule| rule.failure_policy().unwrap_or(self.inner.failure_policy);
+        let enforced = || selected.iter().filter(|(rule, _)| !rule.is_shadow());
+
+        if enforced().any(|(rule, _)| policy_of(rule) == FailurePolicy::FailClosed) {
+            let retry = self.inner.fail_closed_retry_after;
+            return verdict(Source::FailClosed, false, &[], &[], retry, Some(error));
+        }
+
+        let fallback: SmallVec<[usize; 8]> = selected
+            .iter()
+            .enumerate()
+            .filter(|(_, (rule, _))| {
+                !rule.is_shadow() && policy_of(rule) == FailurePolicy::LocalFallback
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if !fallback.is_empty() {
+            let picked: SmallVec<[_; 8]> = fallback
+                .iter()
+                .filter_map(|&i| selected.get(i).cloned())
+                .collect();
+            let local: SmallVec<[CheckItem<'_>; 8]> = fallback
+                .iter()
+                .filter_map(|&i| items.get(i).copied())
+                .collect();
+            // The local store only fails when full; then fail open.
+            if let Ok(outcome) = self.inner.fallback.check_now(&local) {
+                return from_outcome(Source::Fallback, &picked, &outcome, Some(error));
+            }
+        }
+        verdict(
+            Source::FailOpen,
+            true,
+            &[],
+            &[],
+            Duration::ZERO,
+            Some(error),
+        )
+    }
+}
+
+/// The rules a check covers, with their counters.
+fn select<'c>(
+    rules: &RuleSet,
+    caller: Caller<'c>,
+    selection: &Selection<'_>,
+) -> Result<Selected<'c>, Error> {
+    let one = |id: &str| {
+        let rule = rules
+            .get_shared(id)
+            .ok_or_else(|| Error::UnknownRule(id.to_owned()))?;
+        let subject =
+            rule.target()
+                .subject_for(caller)
+                .ok_or_else(|| Error::RuleNotApplicable {
+                    rule: id.to_owned(),
+                    caller: caller.to_string(),
+                })?;
+        Ok((Arc::clone(rule), subject))
+    };
+    match selection {
+        Selection::One(id) => Ok(SmallVec::from_iter([one(id)?])),
+        Selection::Named(ids) => ids.iter().map(|id| one(id)).collect(),
+        Selection::Applicable => Ok(rules.applicable(caller)),
+    }
+}
+
+fn from_outcome(
+    source: Source,
+    selected: &Selected<'_>,
+    outcome: &Outcome,
+    error: Option<Arc<Error>>,
+) -> Verdict {
+    let retry_after = if outcome.allowed {
+        Duration::ZERO
+    } else {
+        selected
+            .iter()
+            .zip(&outcome.decisions)
+            .filter(|((rule, _), d)| !rule.is_shadow() && !d.allowed)
+            .map(|(_, d)| d.retry_after)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    };
+    verdict(
+        source,
+        outcome.allowed,
+        selected,
+        &outcome.decisions,
+        retry_after,
+        error,
+    )
+}
+
+fn verdict(
+    source: Source,
+    allowed: bool,
+    selected: &[(Arc<Rule>, crate::Subject<'_>)],
+    decisions: &[crate::Decision],
+    retry_after: Duration,
+    error: Option<Arc<Error>>,
+) -> Verdict {
+    Verdict {
+        allowed,
+        source,
+        decisions: selected
+            .iter()
+            .zip(decisions)
+            .map(|((rule, _), decision)| RuleDecision {
+                rule: rule.id().clone(),
+                shadow: rule.is_shadow(),
+                decision: *decision,
+            })
+            .collect(),
+        retry_after,
+        error,
+    }
+}

@@ -1,0 +1,95 @@
+//! [`Verdict`]: the limiter's answer to one request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use smallvec::SmallVec;
+
+use crate::{Decision, Error, RuleId};
+
+/// Who decided a [`Verdict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Source {
+    /// The store answered (or no rule applied, so nothing had to be asked).
+    Store,
+    /// The store failed and the request was admitted (fail open).
+    FailOpen,
+    /// The store failed and the request was denied (fail closed).
+    FailClosed,
+    /// The store failed and the local fallback limiter decided.
+    Fallback,
+}
+
+/// One rule's decision within a [`Verdict`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RuleDecision {
+    /// The rule.
+    pub rule: RuleId,
+    /// Whether the rule is a shadow rule (reported, never blocking).
+    pub shadow: bool,
+    /// What the rule says.
+    pub decision: Decision,
+}
+
+/// The answer to "may this caller make this request now?".
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub(crate) allowed: bool,
+    pub(crate) source: Source,
+    pub(crate) decisions: SmallVec<[RuleDecision; 4]>,
+    pub(crate) retry_after: Duration,
+    pub(crate) error: Option<Arc<Error>>,
+}
+
+impl Verdict {
+    /// Whether the request is admitted.
+    pub fn allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// Who decided.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// Each checked rule's decision (empty when the store failed and the
+    /// request was failed open or closed).
+    pub fn decisions(&self) -> &[RuleDecision] {
+        &self.decisions
+    }
+
+    /// For a denied request, how long until it could succeed: the longest
+    /// wait among the denying rules (or the configured fail-closed delay).
+    /// Zero when admitted.
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// The enforced decision a client most needs to see: when denied, the
+    /// denying rule with the longest wait; when admitted, the rule with the
+    /// fewest remaining requests.
+    pub fn binding(&self) -> Option<&RuleDecision> {
+        let enforced = self.decisions.iter().filter(|d| !d.shadow);
+        if self.allowed {
+            enforced.min_by_key(|d| d.decision.remaining)
+        } else {
+            enforced
+                .filter(|d| !d.decision.allowed)
+                .max_by_key(|d| d.decision.retry_after)
+        }
+    }
+
+    /// The shadow rules that would have denied this request.
+    pub fn shadow_denials(&self) -> impl Iterator<Item = &RuleDecision> {
+        self.decisions
+            .iter()
+            .filter(|d| d.shadow && !d.decision.allowed)
+    }
+
+    /// The store error that made a failure policy decide, if one did.
+    pub fn store_error(&self) -> Option<&Error> {
+        self.error.as_deref()
+    }
+}

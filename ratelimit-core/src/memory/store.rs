@@ -1,0 +1,309 @@
+//! [`MemoryStore`] and its builder.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use smallvec::SmallVec;
+
+use super::table::{MAX_NOW, Table, Write};
+use crate::store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, Store, validate_items};
+use crate::{Clock, Decision, Error, SystemClock, gcra};
+
+/// An in-process [`Store`]: lock-free checks over a sharded table, bounded in
+/// size, cleaning itself.
+///
+/// - **Concurrency.** A check on one key is a compare-and-swap on that key's
+///   TAT under a shard's read lock; there is no global lock and no lock is
+///   held across an `.await`. A check of several keys claims them in key
+///   order for the few nanoseconds it computes (see the table module docs).
+/// - **Expiry.** A key whose TAT has passed is equivalent to an absent one.
+///   Every [`sweep_every`](MemoryStoreBuilder::sweep_every) new keys, one
+///   shard is swept of such keys, so memory follows the live keys with no
+///   background task; [`sweep_expired`](Self::sweep_expired) sweeps all.
+/// - **The cap.** At most [`max_keys`](MemoryStoreBuilder::max_keys) keys are
+///   held. When a check needs a new key and the store is full, expired keys
+///   are reclaimed first: those of the key's shard, then (at most once a
+///   second) those of every shard. If none has expired the check fails with
+///   [`Error::CapacityExhausted`], which the limiter answers with its
+///   [`FailurePolicy`](crate::FailurePolicy). Keys already held keep working
+///   at the cap. A flood of distinct keys therefore costs bounded memory, and
+///   bounded work per request.
+///
+/// Cloning is cheap and clones share the same counters.
+///
+/// ```
+/// use std::time::Duration;
+/// use ratelimit_core::{CheckItem, FakeClock, MemoryStore, Quota};
+///
+/// let clock = FakeClock::new();
+/// let store = MemoryStore::builder().clock(clock.clone()).max_keys(10_000).build();
+/// let quota = Quota::per_second(1)?;
+/// let item = CheckItem::new(b"k", quota);
+/// assert!(store.check_now(&[item])?.allowed);
+/// assert!(!store.check_now(&[item])?.allowed);
+/// clock.advance(Duration::from_secs(1));
+/// assert!(store.check_now(&[item])?.allowed);
+/// # Ok::<(), ratelimit_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    table: Table,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemoryStore {
+    /// The default cap on the number of keys.
+    pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
+    /// A store with the system clock and default settings.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A store reading time from `clock`, with default settings.
+    pub fn with_clock(clock: impl Clock) -> Self {
+        Self::builder().clock(clock).build()
+    }
+
+    /// Configures a store.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder::default()
+    }
+
+    /// How many keys are held now (including expired ones not yet swept).
+    pub fn len(&self) -> usize {
+        self.inner.table.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every expired key now; returns how many were removed.
+    pub fn sweep_expired(&self) -> usize {
+        self.inner.table.sweep_all(self.now())
+    }
+
+    fn now(&self) -> u64 {
+        self.inner.clock.now_micros().min(MAX_NOW)
+    }
+
+    /// [`Store::check`] without the future: the same atomic check, run now on
+    /// this thread.
+    pub fn check_now(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        validate_items(items)?;
+        match items {
+            [] => Ok(Outcome {
+                allowed: true,
+                decisions: SmallVec::new(),
+            }),
+            [item] => self.check_one(item),
+            _ => self.check_many(items),
+        }
+    }
+
+    /// [`Store::peek`] without the future.
+    pub fn peek_now(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        validate_items(items)?;
+        let now = self.now();
+        let decisions: SmallVec<[Decision; 4]> = items
+            .iter()
+            .map(|item| {
+                let tat = self.inner.table.get(item.key);
+                let test = gcra::test(&item.quota, Some(tat), now, item.cost);
+                Decision::from_state(
+                    &item.quota,
+                    test.conforms,
+                    tat,
+                    now,
+                    test.retry_after_micros,
+                )
+            })
+            .collect();
+        Ok(Outcome {
+            allowed: verdict(items, &decisions),
+            decisions,
+        })
+    }
+
+    /// [`Store::reset`] without the future.
+    pub fn reset_now(&self, keys: &[&[u8]]) {
+        for key in keys {
+            self.inner.table.remove(key);
+        }
+    }
+
+    fn check_one(&self, item: &CheckItem<'_>) -> Result<Outcome, Error> {
+        let now = self.now();
+        let quota = &item.quota;
+        let decision = self.inner.table.update(item.key, now, |tat| {
+            let test = gcra::test(quota, tat, now, item.cost);
+            let (state, write) = if test.conforms {
+                (test.charged_tat, Write::Set(test.charged_tat))
+            } else {
+                (tat.unwrap_or(0), Write::Keep)
+            };
+            let decision =
+                Decision::from_state(quota, test.conforms, state, now, test.retry_after_micros);
+            (decision, write)
+        })?;
+        Ok(Outcome {
+            allowed: decision.allowed || item.shadow,
+            decisions: SmallVec::from_elem(decision, 1),
+        })
+    }
+
+    fn check_many(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        let table = &self.inner.table;
+        // Claim in key order so that two multi-key checks cannot deadlock.
+        let mut order: SmallVec<[usize; MAX_KEYS_PER_CHECK]> = (0..items.len()).collect();
+        order.sort_unstable_by_key(|&i| items.get(i).map(|item| item.key));
+
+        let mut tats: SmallVec<[u64; MAX_KEYS_PER_CHECK]> = SmallVec::from_elem(0, items.len());
+        let before = self.now();
+        for (claimed, &i) in order.iter().enumerate() {
+            let (Some(item), Some(slot)) = (items.get(i), tats.get_mut(i)) else {
+                continue;
+            };
+            match table.claim(item.key, before) {
+                Ok(tat) => *slot = tat,
+                Err(error) => {
+                    // Give back what was claimed, unchanged.
+                    for &j in order.iter().take(claimed) {
+                        if let (Some(item), Some(&tat)) = (items.get(j), tats.get(j)) {
+                            table.release(item.key, tat);
+                        }
+                    }
+                    return Err(error);
+                }
+            }
+        }
+
+        // Every key is ours: read the time once and decide for all of them.
+        let now = self.now();
+        let tests: SmallVec<[gcra::Test; MAX_KEYS_PER_CHECK]> = items
+            .iter()
+            .zip(&tats)
+            .map(|(item, &tat)| gcra::test(&item.quota, Some(tat), now, item.cost))
+            .collect();
+        let allowed = items
+            .iter()
+            .zip(&tests)
+            .all(|(item, test)| item.shadow || test.conforms);
+
+        let mut decisions = SmallVec::with_capacity(items.len());
+        for ((item, test), &tat) in items.iter().zip(&tests).zip(&tats) {
+            let new_tat = if allowed && test.conforms {
+                test.charged_tat
+            } else {
+                tat
+            };
+            table.release(item.key, new_tat);
+            decisions.push(Decision::from_state(
+                &item.quota,
+                test.conforms,
+                new_tat,
+                now,
+                test.retry_after_micros,
+            ));
+        }
+        Ok(Outcome { allowed, decisions })
+    }
+}
+
+/// A check is admitted when every enforced (non-shadow) item conforms.
+fn verdict(items: &[CheckItem<'_>], decisions: &[Decision]) -> bool {
+    items
+        .iter()
+        .zip(decisions)
+        .all(|(item, decision)| item.shadow || decision.allowed)
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn check(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        self.check_now(items)
+    }
+
+    async fn peek(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        self.peek_now(items)
+    }
+
+    async fn reset(&self, keys: &[&[u8]]) -> Result<(), Error> {
+        self.reset_now(keys);
+        Ok(())
+    }
+}
+
+/// Configures a [`MemoryStore`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MemoryStoreBuilder {
+    clock: Option<Arc<dyn Clock>>,
+    max_keys: usize,
+    shards: usize,
+    sweep_every: usize,
+}
+
+impl Default for MemoryStoreBuilder {
+    fn default() -> Self {
+        Self {
+            clock: None,
+            max_keys: MemoryStore::DEFAULT_MAX_KEYS,
+            shards: std::thread::available_parallelism()
+                .map_or(4, usize::from)
+                .saturating_mul(16),
+            sweep_every: 1024,
+        }
+    }
+}
+
+impl MemoryStoreBuilder {
+    /// The clock to read time from (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// The most keys held at once (default [`MemoryStore::DEFAULT_MAX_KEYS`]).
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// The number of shards, rounded up to a power of two (default: 16 per
+    /// core). More shards mean less contention on inserts and smaller sweeps.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = shards;
+        self
+    }
+
+    /// Sweep one shard of expired keys every this many new keys (default 1024).
+    pub fn sweep_every(mut self, new_keys: usize) -> Self {
+        self.sweep_every = new_keys;
+        self
+    }
+
+    /// Builds the store.
+    pub fn build(self) -> MemoryStore {
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
+        MemoryStore {
+            inner: Arc::new(Inner {
+                table: Table::new(self.shards, self.max_keys, self.sweep_every),
+                clock,
+            }),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! [`Rule`]: a named quota for a target.
+
+use crate::{Error, FailurePolicy, Quota, RuleId, Target};
+
+/// A named quota applied to a [`Target`], with the knobs operators need.
+///
+/// ```
+/// use ratelimit_core::{FailurePolicy, Quota, Rule, Target};
+///
+/// let login = Rule::new("login", Target::Each, Quota::per_minute(5)?)?
+///     .with_failure_policy(FailurePolicy::FailClosed);
+/// assert_eq!(login.id().as_str(), "login");
+/// assert_eq!(login.priority(), 0);
+///
+/// let vip = Rule::new("vip", "user:42".parse()?, Quota::per_second(100)?)?;
+/// assert_eq!(vip.priority(), Rule::SPECIFIC_PRIORITY);
+/// # Ok::<(), ratelimit_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    id: RuleId,
+    target: Target,
+    quota: Quota,
+    priority: Option<i32>,
+    shadow: bool,
+    failure_policy: Option<FailurePolicy>,
+}
+
+impl Rule {
+    /// The default priority of a rule for one user or service: higher than
+    /// the wildcard's, so by default such a rule *replaces* the `*` rules for
+    /// its caller (see [`DistributedRateLimiter::check_all`]).
+    ///
+    /// [`DistributedRateLimiter::check_all`]: crate::DistributedRateLimiter::check_all
+    pub const SPECIFIC_PRIORITY: i32 = 10;
+
+    /// A rule `id` limiting `target` to `quota`. Validates the id and the
+    /// target's id.
+    pub fn new(id: &str, target: Target, quota: Quota) -> Result<Self, Error> {
+        let id = RuleId::new(id)?;
+        target.validate()?;
+        Ok(Self {
+            id,
+            target,
+            quota,
+            priority: None,
+            shadow: false,
+            failure_policy: None,
+        })
+    }
+
+    /// Sets the priority (see [`priority`](Self::priority)).
+    #[must_use]
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// A shadow rule is counted but never blocks: a safe way to roll out a
+    /// new limit and watch what it would do.
+    #[must_use]
+    pub fn with_shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
+    /// What this rule answers when the store fails, instead of the limiter's
+    /// default.
+    #[must_use]
+    pub fn with_failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure_policy = Some(policy);
+        self
+    }
+
+    /// The same rule with another quota.
+    #[must_use]
+    pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// The rule's id.
+    pub fn id(&self) -> &RuleId {
+        &self.id
+    }
+
+    /// Whom the rule limits.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The rule's quota.
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// The priority among the per-caller rules that apply to one caller: only
+    /// those with the highest priority are enforced. Defaults to
+    /// [`SPECIFIC_PRIORITY`](Self::SPECIFIC_PRIORITY) for a user or service
+    /// rule and 0 otherwise. Global rules always apply, whatever their
+    /// priority.
+    pub fn priority(&self) -> i32 {
+        self.priority.unwrap_or(if self.target.is_specific() {
+            Self::SPECIFIC_PRIORITY
+        } else {
+            0
+        })
+    }
+
+    /// The priority if one was set explicitly.
+    pub fn explicit_priority(&self) -> Option<i32> {
+        self.priority
+    }
+
+    /// Whether the rule is a shadow rule.
+    pub fn is_shadow(&self) -> bool {
+        self.shadow
+    }
+
+    /// The rule's own failure policy, if it has one.
+    pub fn failure_policy(&self) -> Option<FailurePolicy> {
+        self.failure_policy
+    }
+}

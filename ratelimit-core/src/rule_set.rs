@@ -1,0 +1,181 @@
+//! [`RuleSet`]: an immutable snapshot of the rules, indexed for lookups.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use crate::key::Subject;
+use crate::{Caller, Rule, RuleId, Target};
+
+/// The rules in force at one moment, with a version that grows with every
+/// change. Limiters swap whole snapshots, so a check always sees one
+/// consistent set and never waits for a change.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    version: u64,
+    by_id: BTreeMap<RuleId, Arc<Rule>>,
+    global: Vec<Arc<Rule>>,
+    each: Vec<Arc<Rule>>,
+    users: HashMap<Box<[u8]>, Vec<Arc<Rule>>>,
+    services: HashMap<Box<[u8]>, Vec<Arc<Rule>>>,
+}
+
+/// A rule chosen for a check, with the counter it uses for the caller.
+pub(crate) type Selected<'c> = SmallVec<[(Arc<Rule>, Subject<'c>); 8]>;
+
+impl RuleSet {
+    /// An empty set at version 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The version: 0 for the empty set, one more after every change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The rule with this id.
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.by_id.get(id).map(|rule| &**rule)
+    }
+
+    /// The rule with this id, shared.
+    pub(crate) fn get_shared(&self, id: &str) -> Option<&Arc<Rule>> {
+        self.by_id.get(id)
+    }
+
+    /// All rules, ordered by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Rule> {
+        self.by_id.values().map(|rule| &**rule)
+    }
+
+    /// How many rules there are.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether there is no rule.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// A copy with `rule` added or replacing the rule with its id.
+    #[must_use]
+    pub fn with_rule(&self, rule: Rule) -> Self {
+        let mut by_id = self.by_id.clone();
+        by_id.insert(rule.id().clone(), Arc::new(rule));
+        Self::indexed(self.version.saturating_add(1), by_id)
+    }
+
+    /// A copy without the rule `id`, or `None` if there is no such rule.
+    #[must_use]
+    pub fn without_rule(&self, id: &str) -> Option<Self> {
+        let mut by_id = self.by_id.clone();
+        by_id.remove(id)?;
+        Some(Self::indexed(self.version.saturating_add(1), by_id))
+    }
+
+    fn indexed(version: u64, by_id: BTreeMap<RuleId, Arc<Rule>>) -> Self {
+        let mut set = Self {
+            version,
+            ..Self::default()
+        };
+        for rule in by_id.values() {
+            let list = match rule.target() {
+                Target::Global => &mut set.global,
+                Target::Each => &mut set.each,
+                Target::User(id) => set.users.entry(id.as_bytes().into()).or_default(),
+                Target::Service(id) => set.services.entry(id.as_bytes().into()).or_default(),
+            };
+            list.push(Arc::clone(rule));
+        }
+        set.by_id = by_id;
+        set
+    }
+
+    /// The rules that apply to `caller` when checking "everything that
+    /// applies", with their counters:
+    ///
+    /// 1. every global rule (one counter shared by all callers);
+    /// 2. of the per-caller rules — the wildcard `*` rules and the rules
+    ///    naming this very user or service — those with the highest
+    ///    [`priority`](Rule::priority). Ties all apply.
+    ///
+    /// So, with default priorities, a rule for one user replaces the `*`
+    /// rules for that user (a VIP gets their own limit instead of the common
+    /// one), while global rules still count the VIP's requests. Give a user
+    /// rule the wildcard's priority (0) to apply both instead.
+    pub(crate) fn applicable<'c>(&self, caller: Caller<'c>) -> Selected<'c> {
+        let mut selected = Selected::new();
+        for rule in &self.global {
+            selected.push((Arc::clone(rule), Subject::Global));
+        }
+        let specific = match caller {
+            Caller::User(id) => self.users.get(id),
+            Caller::Service(id) => self.services.get(id),
+            Caller::Ip(_) | Caller::Key(_) => None,
+        };
+        let per_caller = || self.each.iter().chain(specific.into_iter().flatten());
+        if let Some(top) = per_caller().map(|rule| rule.priority()).max() {
+            for rule in per_caller().filter(|rule| rule.priority() == top) {
+                selected.push((Arc::clone(rule), Subject::Caller(caller)));
+            }
+        }
+        selected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Quota;
+
+    fn rule(id: &str, target: &str) -> Rule {
+        Rule::new(id, target.parse().unwrap(), Quota::per_second(1).unwrap()).unwrap()
+    }
+
+    fn ids(set: &RuleSet, caller: Caller<'_>) -> Vec<String> {
+        set.applicable(caller)
+            .iter()
+            .map(|(rule, _)| rule.id().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn specific_rules_replace_the_wildcard_and_globals_always_apply() {
+        let set = RuleSet::new()
+            .with_rule(rule("default", "*"))
+            .with_rule(rule("everyone", "global"))
+            .with_rule(rule("vip", "user:42"))
+            .with_rule(rule("svc", "service:42"));
+        assert_eq!(set.version(), 4);
+        assert_eq!(ids(&set, Caller::user("1")), ["everyone", "default"]);
+        assert_eq!(ids(&set, Caller::user("42")), ["everyone", "vip"]);
+        assert_eq!(ids(&set, Caller::service("42")), ["everyone", "svc"]);
+        assert_eq!(ids(&set, Caller::key("42")), ["everyone", "default"]);
+    }
+
+    #[test]
+    fn equal_priorities_stack() {
+        let set = RuleSet::new()
+            .with_rule(rule("default", "*"))
+            .with_rule(rule("extra", "user:42").with_priority(0));
+        assert_eq!(ids(&set, Caller::user("42")), ["default", "extra"]);
+        let set = set.with_rule(rule("low", "user:42").with_priority(-1));
+        assert_eq!(ids(&set, Caller::user("42")), ["default", "extra"]);
+    }
+
+    #[test]
+    fn replace_and_remove() {
+        let set = RuleSet::new().with_rule(rule("a", "*"));
+        let set = set.with_rule(rule("a", "global"));
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.get("a").unwrap().target(), &Target::Global);
+        assert!(set.without_rule("b").is_none());
+        let set = set.without_rule("a").unwrap();
+        assert!(set.is_empty());
+        assert_eq!(set.version(), 3);
+        assert!(ids(&set, Caller::user("1")).is_empty());
+    }
+}

@@ -1,0 +1,115 @@
+//! The [`Store`] trait: where counters live, and the atomic check.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use smallvec::SmallVec;
+
+use crate::{Decision, Error, Quota};
+
+/// The most keys one check may name.
+pub const MAX_KEYS_PER_CHECK: usize = 16;
+
+/// One rule's part of a check: a counter's key, its quota and the request's
+/// cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckItem<'a> {
+    /// The counter's storage key (see [`KeyPrefix::key`](crate::KeyPrefix::key)).
+    pub key: &'a [u8],
+    /// The quota to test the counter against.
+    pub quota: Quota,
+    /// The request's cost, 1 to the quota's burst.
+    pub cost: u32,
+    /// A shadow item never blocks the request: it is charged when the
+    /// request is admitted and it conforms, and its decision is reported.
+    pub shadow: bool,
+}
+
+impl<'a> CheckItem<'a> {
+    /// An enforced item of cost 1.
+    pub fn new(key: &'a [u8], quota: Quota) -> Self {
+        Self {
+            key,
+            quota,
+            cost: 1,
+            shadow: false,
+        }
+    }
+}
+
+/// A store's answer to a check: the overall verdict and one decision per item,
+/// in the order of the items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Whether every enforced item admitted the request (and so every
+    /// enforced item, and every conforming shadow item, was charged).
+    pub allowed: bool,
+    /// One decision per item, in order.
+    pub decisions: SmallVec<[Decision; 4]>,
+}
+
+/// Where counters live. Implementations: [`MemoryStore`](crate::MemoryStore)
+/// here, `RedisStore` in `ratelimit-redis`.
+///
+/// The contract every implementation keeps:
+///
+/// - **Atomic, all-or-nothing.** [`check`](Self::check) tests every item at one
+///   instant of the store's own clock. If every enforced item conforms, all
+///   of them are charged (and each conforming shadow item); otherwise nothing
+///   is charged. No interleaving of concurrent checks can admit more than GCRA
+///   allows for any key.
+/// - **The store's clock.** Time is the store's own (the in-memory store's
+///   injected [`Clock`](crate::Clock), Redis's `TIME`), so callers with
+///   skewed clocks agree.
+/// - **Validation.** Items are validated with [`validate_items`]: distinct
+///   keys, at most [`MAX_KEYS_PER_CHECK`], each cost within its quota.
+///   An empty check is allowed and charges nothing.
+///
+/// The trait is object safe: limiters hold an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + Debug + 'static {
+    /// Tests and (when every enforced item conforms) charges the items,
+    /// atomically.
+    async fn check(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error>;
+
+    /// What [`check`](Self::check) would answer now, without charging anything.
+    async fn peek(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error>;
+
+    /// Forgets the counters under `keys`, so they start fresh.
+    async fn reset(&self, keys: &[&[u8]]) -> Result<(), Error>;
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> Store for Arc<S> {
+    async fn check(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        (**self).check(items).await
+    }
+
+    async fn peek(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        (**self).peek(items).await
+    }
+
+    async fn reset(&self, keys: &[&[u8]]) -> Result<(), Error> {
+        (**self).reset(keys).await
+    }
+}
+
+/// Checks what every store requires of a check's items: at most
+/// [`MAX_KEYS_PER_CHECK`] items, distinct keys, and costs their quotas can
+/// admit. Stores call this first so they refuse the same inputs alike.
+pub fn validate_items(items: &[CheckItem<'_>]) -> Result<(), Error> {
+    if items.len() > MAX_KEYS_PER_CHECK {
+        return Err(Error::TooManyKeys {
+            count: items.len(),
+            max: MAX_KEYS_PER_CHECK,
+        });
+    }
+    for (i, item) in items.iter().enumerate() {
+        item.quota.check_cost(item.cost)?;
+        if items.iter().skip(i + 1).any(|other| other.key == item.key) {
+            return Err(Error::DuplicateKey);
+        }
+    }
+    Ok(())
+}

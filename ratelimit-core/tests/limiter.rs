@@ -1,0 +1,655 @@
+//! The front doors: rules changed at run time, rule selection and priority,
+//! validation, shadow rules, and every failure policy against stores that
+//! fail, hang or answer garbage. Fake clock and paused Tokio time only.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ratelimit_core::{
+    Caller, CheckItem, DistributedRateLimiter, Error, FailurePolicy, FakeClock, LimiterConfig,
+    MemoryStore, Outcome, Quota, RateLimiter, Rule, Source, Store, Target,
+};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn limiter() -> (DistributedRateLimiter, FakeClock) {
+    let clock = FakeClock::at_micros(1_000_000_000);
+    let store = MemoryStore::with_clock(clock.clone());
+    (
+        DistributedRateLimiter::new(LimiterConfig::new(Arc::new(store))),
+        clock,
+    )
+}
+
+async fn admitted(limiter: &DistributedRateLimiter, caller: &str, rule: &str, n: usize) -> usize {
+    let mut count = 0;
+    for _ in 0..n {
+        if limiter.is_allowed(caller, rule).await {
+            count += 1;
+        }
+    }
+    count
+}
+
+#[tokio::test]
+async fn rules_change_at_run_time() {
+    let (limiter, clock) = limiter();
+    limiter.add_rule("api", Target::Each, 3, SEC).await.unwrap();
+    assert_eq!(admitted(&limiter, "user:1", "api", 10).await, 3);
+
+    limiter.update_rule("api", 6, SEC).await.unwrap();
+    // A rested caller gets the new limit (3/s rounds T up to 333,334 µs, so
+    // a full second later the key is still 2 µs from rested).
+    clock.advance(2 * SEC);
+    assert_eq!(admitted(&limiter, "user:1", "api", 10).await, 6);
+
+    let removed = limiter.remove_rule("api").await.unwrap();
+    assert_eq!(removed.quota().limit(), 6);
+    assert!(!limiter.is_allowed("user:1", "api").await);
+    assert_eq!(
+        limiter.check(Caller::user("1"), "api").await.unwrap_err(),
+        Error::UnknownRule("api".into())
+    );
+    assert_eq!(limiter.rules().version(), 3);
+}
+
+#[tokio::test]
+async fn rule_management_errors() {
+    let (limiter, _clock) = limiter();
+    limiter.add_rule("a", Target::Each, 1, SEC).await.unwrap();
+    assert_eq!(
+        limiter
+            .add_rule("a", Target::Global, 1, SEC)
+            .await
+            .unwrap_err(),
+        Error::RuleExists("a".into())
+    );
+    assert_eq!(
+        limiter
+            .add_rule("", Target::Each, 1, SEC)
+            .await
+            .unwrap_err(),
+        Error::EmptyRuleId
+    );
+    assert_eq!(
+        limiter
+            .add_rule("b", Target::Each, 0, SEC)
+            .await
+            .unwrap_err(),
+        Error::ZeroLimit
+    );
+    for window in [
+        Duration::ZERO,
+        Duration::from_micros(999),
+        Duration::from_secs(367 * 86_400),
+    ] {
+        assert!(matches!(
+            limiter
+                .add_rule("b", Target::Each, 1, window)
+                .await
+                .unwrap_err(),
+            Error::WindowOutOfRange { .. }
+        ));
+    }
+    assert!(matches!(
+        limiter
+            .add_rule("b", Target::User(String::new()), 1, SEC)
+            .await
+            .unwrap_err(),
+        Error::InvalidTarget { .. }
+    ));
+    assert_eq!(
+        limiter.update_rule("nope", 1, SEC).await.unwrap_err(),
+        Error::UnknownRule("nope".into())
+    );
+    assert_eq!(
+        limiter.update_rule("a", 0, SEC).await.unwrap_err(),
+        Error::ZeroLimit
+    );
+    assert_eq!(
+        limiter.remove_rule("nope").await.unwrap_err(),
+        Error::UnknownRule("nope".into())
+    );
+    // Failed changes changed nothing.
+    assert_eq!(limiter.rules().version(), 1);
+    assert_eq!(limiter.rule("a").unwrap().quota().limit(), 1);
+}
+
+#[tokio::test]
+async fn update_keeps_everything_but_the_rate() {
+    let (limiter, _clock) = limiter();
+    let rule = Rule::new(
+        "r",
+        Target::Global,
+        Quota::per_second(10).unwrap().with_burst(3).unwrap(),
+    )
+    .unwrap()
+    .with_priority(7)
+    .with_shadow(true)
+    .with_failure_policy(FailurePolicy::FailClosed);
+    limiter.insert_rule(rule).await.unwrap();
+    limiter
+        .update_rule("r", 20, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let updated = limiter.rule("r").unwrap();
+    assert_eq!(updated.quota().limit(), 20);
+    assert_eq!(updated.quota().window(), Duration::from_secs(2));
+    assert_eq!(updated.quota().burst(), 3);
+    assert_eq!(updated.priority(), 7);
+    assert!(updated.is_shadow());
+    assert_eq!(updated.failure_policy(), Some(FailurePolicy::FailClosed));
+    assert_eq!(updated.target(), &Target::Global);
+}
+
+#[tokio::test]
+async fn callers_and_targets() {
+    let (limiter, _clock) = limiter();
+    limiter
+        .add_rule("each", Target::Each, 1, SEC)
+        .await
+        .unwrap();
+    limiter
+        .add_rule("all", Target::Global, 2, SEC)
+        .await
+        .unwrap();
+    limiter
+        .add_rule("vip", "user:42".parse().unwrap(), 1, SEC)
+        .await
+        .unwrap();
+
+    // `*` counts each caller separately; user 42 and service 42 differ.
+    assert!(limiter.is_allowed("user:42", "each").await);
+    assert!(limiter.is_allowed("service:42", "each").await);
+    assert!(!limiter.is_allowed("user:42", "each").await);
+
+    // `global` is one counter for everyone.
+    assert!(limiter.is_allowed("user:1", "all").await);
+    assert!(limiter.is_allowed("user:2", "all").await);
+    assert!(!limiter.is_allowed("user:3", "all").await);
+
+    // A user rule applies to that user only.
+    assert!(limiter.is_allowed("user:42", "vip").await);
+    assert!(!limiter.is_allowed("user:7", "vip").await);
+    assert_eq!(
+        limiter.check(Caller::user("7"), "vip").await.unwrap_err(),
+        Error::RuleNotApplicable {
+            rule: "vip".into(),
+            caller: "user:7".into()
+        }
+    );
+    assert_eq!(
+        limiter
+            .check(Caller::service("42"), "vip")
+            .await
+            .unwrap_err(),
+        Error::RuleNotApplicable {
+            rule: "vip".into(),
+            caller: "service:42".into()
+        }
+    );
+
+    // Unparsable callers are refused, not panicked on.
+    for bad in ["", "42", "user:", "robot:1", "ip:x"] {
+        assert!(!limiter.is_allowed(bad, "each").await, "{bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn check_all_applies_priorities_and_is_atomic() {
+    let (limiter, clock) = limiter();
+    limiter
+        .add_rule("default", Target::Each, 2, SEC)
+        .await
+        .unwrap();
+    limiter
+        .add_rule("global", Target::Global, 5, SEC)
+        .await
+        .unwrap();
+    limiter
+        .add_rule("vip", "user:42".parse().unwrap(), 10, SEC)
+        .await
+        .unwrap();
+
+    let ids = |v: &ratelimit_core::Verdict| {
+        v.decisions()
+            .iter()
+            .map(|d| d.rule.to_string())
+            .collect::<Vec<_>>()
+    };
+    let v = limiter.check_all(Caller::user("1")).await.unwrap();
+    assert_eq!(ids(&v), ["global", "default"]);
+    let v = limiter.check_all(Caller::user("42")).await.unwrap();
+    assert_eq!(ids(&v), ["global", "vip"]);
+
+    // Together they have used 2 of global's 5; user 42 gets 3 more (vip
+    // would allow 9), then the global rule stops them.
+    for _ in 0..3 {
+        assert!(
+            limiter
+                .check_all(Caller::user("42"))
+                .await
+                .unwrap()
+                .allowed()
+        );
+    }
+    let denied = limiter.check_all(Caller::user("42")).await.unwrap();
+    assert!(!denied.allowed());
+    assert_eq!(denied.binding().unwrap().rule.as_str(), "global");
+    assert_eq!(denied.retry_after(), Duration::from_millis(200));
+    // The denied check charged nothing: vip has 6 of 10 left, not 5.
+    let vip = limiter.peek(Caller::user("42"), "vip").await.unwrap();
+    assert_eq!(vip.decisions()[0].decision.remaining, 6);
+    clock.advance(Duration::from_millis(200));
+    assert!(
+        limiter
+            .check_all(Caller::user("42"))
+            .await
+            .unwrap()
+            .allowed()
+    );
+
+    // Stacking: a user rule with the wildcard's priority applies with it.
+    limiter
+        .put_rule(
+            Rule::new(
+                "extra",
+                "user:9".parse().unwrap(),
+                Quota::per_second(1).unwrap(),
+            )
+            .unwrap()
+            .with_priority(0),
+        )
+        .await
+        .unwrap();
+    let v = limiter.check_all(Caller::user("9")).await.unwrap();
+    assert_eq!(ids(&v), ["global", "default", "extra"]);
+
+    // No rule at all: admitted, nothing charged.
+    let (empty, _) = self::limiter();
+    let v = empty.check_all(Caller::user("1")).await.unwrap();
+    assert!(v.allowed() && v.decisions().is_empty() && v.binding().is_none());
+}
+
+#[tokio::test]
+async fn named_rules_and_costs() {
+    let (limiter, _clock) = limiter();
+    limiter
+        .add_rule("default", Target::Each, 10, SEC)
+        .await
+        .unwrap();
+    limiter
+        .add_rule("login", Target::Each, 2, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let caller = Caller::Ip("203.0.113.9".parse().unwrap());
+    for _ in 0..2 {
+        assert!(
+            limiter
+                .check_rules(caller, &["default", "login"], 1)
+                .await
+                .unwrap()
+                .allowed()
+        );
+    }
+    let denied = limiter
+        .check_rules(caller, &["default", "login"], 1)
+        .await
+        .unwrap();
+    assert!(!denied.allowed());
+    assert_eq!(denied.binding().unwrap().rule.as_str(), "login");
+    assert_eq!(denied.retry_after(), Duration::from_secs(30));
+    // `default` was charged twice, not three times.
+    let left = limiter.peek(caller, "default").await.unwrap();
+    assert_eq!(left.decisions()[0].decision.remaining, 8);
+
+    assert!(
+        limiter
+            .check_cost(caller, "default", 8)
+            .await
+            .unwrap()
+            .allowed()
+    );
+    assert_eq!(
+        limiter.check_cost(caller, "default", 11).await.unwrap_err(),
+        Error::CostExceedsBurst {
+            cost: 11,
+            burst: 10
+        }
+    );
+    assert_eq!(
+        limiter.check_cost(caller, "default", 0).await.unwrap_err(),
+        Error::ZeroCost
+    );
+    assert_eq!(
+        limiter
+            .check_rules(caller, &["default", "nope"], 1)
+            .await
+            .unwrap_err(),
+        Error::UnknownRule("nope".into())
+    );
+}
+
+#[tokio::test]
+async fn shadow_rules_count_but_never_block() {
+    let (limiter, _clock) = limiter();
+    limiter
+        .add_rule("real", Target::Each, 100, SEC)
+        .await
+        .unwrap();
+    limiter
+        .insert_rule(
+            Rule::new("trial", Target::Each, Quota::per_second(2).unwrap())
+                .unwrap()
+                .with_shadow(true),
+        )
+        .await
+        .unwrap();
+    let mut shadow_denials = 0;
+    for _ in 0..5 {
+        let v = limiter.check_all(Caller::user("1")).await.unwrap();
+        assert!(v.allowed());
+        shadow_denials += v.shadow_denials().count();
+        assert_eq!(v.binding().unwrap().rule.as_str(), "real");
+    }
+    assert_eq!(shadow_denials, 3);
+    assert_eq!(
+        limiter
+            .peek(Caller::user("1"), "real")
+            .await
+            .unwrap()
+            .decisions()[0]
+            .decision
+            .remaining,
+        95
+    );
+}
+
+#[tokio::test]
+async fn reset_clears_one_callers_counter() {
+    let (limiter, _clock) = limiter();
+    limiter
+        .add_rule("r", Target::Each, 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(limiter.is_allowed("user:1", "r").await);
+    assert!(limiter.is_allowed("user:2", "r").await);
+    assert!(!limiter.is_allowed("user:1", "r").await);
+    limiter.reset(Caller::user("1"), "r").await.unwrap();
+    assert!(limiter.is_allowed("user:1", "r").await);
+    assert!(!limiter.is_allowed("user:2", "r").await);
+}
+
+// ----- stores that misbehave -----
+
+#[derive(Debug)]
+struct FailingStore;
+
+#[async_trait]
+impl Store for FailingStore {
+    async fn check(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        Err(Error::Store("connection refused".into()))
+    }
+    async fn peek(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        Err(Error::Store("connection refused".into()))
+    }
+    async fn reset(&self, _: &[&[u8]]) -> Result<(), Error> {
+        Err(Error::Store("connection refused".into()))
+    }
+}
+
+#[derive(Debug)]
+struct HangingStore;
+
+#[async_trait]
+impl Store for HangingStore {
+    async fn check(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        std::future::pending().await
+    }
+    async fn peek(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        std::future::pending().await
+    }
+    async fn reset(&self, _: &[&[u8]]) -> Result<(), Error> {
+        std::future::pending().await
+    }
+}
+
+/// Answers every check "allowed" with no decisions: garbage.
+#[derive(Debug)]
+struct GarbageStore;
+
+#[async_trait]
+impl Store for GarbageStore {
+    async fn check(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        Ok(Outcome {
+            allowed: true,
+            decisions: Default::default(),
+        })
+    }
+    async fn peek(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        self.check(items).await
+    }
+    async fn reset(&self, _: &[&[u8]]) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+async fn limiter_on(
+    store: Arc<dyn Store>,
+    policy: FailurePolicy,
+    clock: &FakeClock,
+) -> DistributedRateLimiter {
+    let config = LimiterConfig::new(store)
+        .failure_policy(policy)
+        .timeout(Duration::from_millis(30))
+        .fallback_store(MemoryStore::with_clock(clock.clone()))
+        .fail_closed_retry_after(Duration::from_secs(2));
+    let limiter = DistributedRateLimiter::new(config);
+    limiter.add_rule("r", Target::Each, 2, SEC).await.unwrap();
+    limiter
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_failure_policy_on_every_bad_store() {
+    let clock = FakeClock::new();
+    let stores: [(&str, Arc<dyn Store>); 3] = [
+        ("failing", Arc::new(FailingStore)),
+        ("hanging", Arc::new(HangingStore)),
+        ("garbage", Arc::new(GarbageStore)),
+    ];
+    for (name, store) in stores {
+        let open = limiter_on(Arc::clone(&store), FailurePolicy::FailOpen, &clock).await;
+        let started = tokio::time::Instant::now();
+        let v = open.check(Caller::user("1"), "r").await.unwrap();
+        assert!(v.allowed(), "{name}");
+        assert_eq!(v.source(), Source::FailOpen, "{name}");
+        assert!(v.store_error().unwrap().is_store_failure(), "{name}");
+        // Never longer than the timeout (virtual time: paused clock).
+        assert!(started.elapsed() <= Duration::from_millis(30), "{name}");
+
+        let closed = limiter_on(Arc::clone(&store), FailurePolicy::FailClosed, &clock).await;
+        let v = closed.check(Caller::user("1"), "r").await.unwrap();
+        assert!(!v.allowed(), "{name}");
+        assert_eq!(v.source(), Source::FailClosed);
+        assert_eq!(v.retry_after(), Duration::from_secs(2));
+
+        let fallback = limiter_on(Arc::clone(&store), FailurePolicy::LocalFallback, &clock).await;
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            let v = fallback.check(Caller::user("1"), "r").await.unwrap();
+            assert_eq!(v.source(), Source::Fallback, "{name}");
+            answers.push(v.allowed());
+        }
+        assert_eq!(
+            answers,
+            [true, true, false],
+            "{name}: the local limiter enforces the quota"
+        );
+        clock.advance(SEC);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timeout_bounds_a_hanging_store() {
+    let clock = FakeClock::new();
+    let limiter = limiter_on(Arc::new(HangingStore), FailurePolicy::FailOpen, &clock).await;
+    let started = tokio::time::Instant::now();
+    assert!(limiter.is_allowed("user:1", "r").await);
+    assert_eq!(started.elapsed(), Duration::from_millis(30));
+    // peek and reset report the failure rather than guessing.
+    assert_eq!(
+        limiter.peek(Caller::user("1"), "r").await.unwrap_err(),
+        Error::Timeout(Duration::from_millis(30))
+    );
+    assert_eq!(
+        limiter.reset(Caller::user("1"), "r").await.unwrap_err(),
+        Error::Timeout(Duration::from_millis(30))
+    );
+}
+
+#[tokio::test]
+async fn the_strictest_policy_of_the_rules_wins() {
+    let clock = FakeClock::new();
+    let limiter = limiter_on(Arc::new(FailingStore), FailurePolicy::FailOpen, &clock).await;
+    limiter
+        .insert_rule(
+            Rule::new("strict", Target::Global, Quota::per_second(1).unwrap())
+                .unwrap()
+                .with_failure_policy(FailurePolicy::FailClosed),
+        )
+        .await
+        .unwrap();
+    limiter
+        .insert_rule(
+            Rule::new(
+                "local",
+                "user:5".parse().unwrap(),
+                Quota::per_second(1).unwrap(),
+            )
+            .unwrap()
+            .with_priority(0)
+            .with_failure_policy(FailurePolicy::LocalFallback),
+        )
+        .await
+        .unwrap();
+    // r (fail open) alone: admitted.
+    assert_eq!(
+        limiter
+            .check(Caller::user("1"), "r")
+            .await
+            .unwrap()
+            .source(),
+        Source::FailOpen
+    );
+    // r + strict: strict's fail-closed wins.
+    let v = limiter
+        .check_rules(Caller::user("1"), &["r", "strict"], 1)
+        .await
+        .unwrap();
+    assert_eq!((v.allowed(), v.source()), (false, Source::FailClosed));
+    // r + local: the local fallback decides, for `local` only.
+    let v = limiter
+        .check_rules(Caller::user("5"), &["r", "local"], 1)
+        .await
+        .unwrap();
+    assert_eq!((v.allowed(), v.source()), (true, Source::Fallback));
+    assert_eq!(v.decisions().len(), 1);
+    assert_eq!(v.decisions()[0].rule.as_str(), "local");
+    let v = limiter
+        .check_rules(Caller::user("5"), &["r", "local"], 1)
+        .await
+        .unwrap();
+    assert!(!v.allowed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_changes_race_with_checks_safely() {
+    let (limiter, _clock) = limiter();
+    limiter
+        .add_rule("base", Target::Each, 1_000_000, SEC)
+        .await
+        .unwrap();
+    let writer = {
+        let limiter = limiter.clone();
+        tokio::spawn(async move {
+            for i in 0..200u32 {
+                limiter
+                    .put_rule(
+                        Rule::new("flip", Target::Global, Quota::per_second(i + 1).unwrap())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                if i % 2 == 0 {
+                    limiter.remove_rule("flip").await.unwrap();
+                }
+            }
+        })
+    };
+    let readers: Vec<_> = (0..4)
+        .map(|r| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                for _ in 0..500 {
+                    let v = limiter
+                        .check_all(Caller::user(&format!("{r}")))
+                        .await
+                        .unwrap();
+                    // Every verdict saw one consistent rule set: base, maybe flip.
+                    let n = v.decisions().len();
+                    assert!(n == 1 || n == 2, "{n}");
+                    assert!(v.decisions().iter().any(|d| d.rule.as_str() == "base"));
+                }
+            })
+        })
+        .collect();
+    writer.await.unwrap();
+    for r in readers {
+        r.await.unwrap();
+    }
+    assert!(
+        limiter.rule("flip").is_some(),
+        "the last change (i = 199) put it back"
+    );
+    assert_eq!(limiter.rules().version(), 1 + 200 + 100);
+}
+
+#[tokio::test]
+async fn the_simple_rate_limiter() {
+    let clock = FakeClock::new();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::with_clock(clock.clone()));
+    let limiter = RateLimiter::new(2, 500, Arc::clone(&store)).unwrap();
+    assert_eq!(
+        limiter.quota().emission_interval(),
+        Duration::from_millis(250)
+    );
+    assert!(limiter.allow("a").await);
+    assert!(limiter.allow("a").await);
+    assert!(!limiter.allow("a").await);
+    assert!(limiter.allow("b").await);
+    assert!(limiter.allow(b"\xff\x00binary").await);
+    clock.advance(Duration::from_millis(250));
+    assert!(limiter.allow("a").await);
+    assert!(!limiter.allow("a").await);
+
+    assert_eq!(
+        RateLimiter::new(0, 1_000, Arc::clone(&store)).unwrap_err(),
+        Error::ZeroLimit
+    );
+    assert!(matches!(
+        RateLimiter::new(1, 0, Arc::clone(&store)).unwrap_err(),
+        Error::WindowOutOfRange { .. }
+    ));
+    assert!(matches!(
+        RateLimiter::new(u32::MAX, 1, store).unwrap_err(),
+        Error::RateTooHigh { .. }
+    ));
+}
