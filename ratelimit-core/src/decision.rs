@@ -10,22 +10,13 @@ use crate::{Quota, gcra};
 /// A store builds it with [`Decision::from_state`] from the key's TAT after
 /// the check; that one function serves every store, so they report alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Decision {
-    /// Whether this rule admits the request. In a check of several rules the
-    /// request is admitted only when every enforced rule admits it.
-    pub allowed: bool,
-    /// The rule's limit: requests per window.
-    pub limit: u32,
-    /// The rule's window.
-    pub window: Duration,
-    /// Requests of cost 1 the key could still make right now, after this check.
-    pub remaining: u64,
-    /// For a denied request, how long until the same request could succeed
-    /// (if nothing else charges the key); zero when allowed.
-    pub retry_after: Duration,
-    /// How long until the key is back to its full burst.
-    pub reset_after: Duration,
+    allowed: bool,
+    limit: u32,
+    window_micros: u64,
+    remaining: u64,
+    retry_after_micros: u64,
+    reset_after_micros: u64,
 }
 
 impl Decision {
@@ -42,10 +33,42 @@ impl Decision {
         Self {
             allowed,
             limit: quota.limit(),
-            window: quota.window(),
+            window_micros: quota.window_micros(),
             remaining: gcra::remaining(quota, tat, now),
-            retry_after: Duration::from_micros(if allowed { 0 } else { retry_after_micros }),
-            reset_after: Duration::from_micros(gcra::reset_after_micros(tat, now)),
+            retry_after_micros: if allowed { 0 } else { retry_after_micros },
+            reset_after_micros: gcra::reset_after_micros(tat, now),
         }
+    }
+
+    /// Whether this rule admits the request. In a check of several rules the
+    /// request is admitted only when every enforced rule admits it.
+    pub const fn allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// The rule's limit: requests per window.
+    pub const fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// The rule's window.
+    pub const fn window(&self) -> Duration {
+        Duration::from_micros(self.window_micros)
+    }
+
+    /// Requests of cost 1 the key could still make right now, after this check.
+    pub const fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// For a denied request, how long until the same request could succeed
+    /// (if nothing else charges the key); zero when allowed.
+    pub const fn retry_after(&self) -> Duration {
+        Duration::from_micros(self.retry_after_micros)
+    }
+
+    /// How long until the key is back to its full burst.
+    pub const fn reset_after(&self) -> Duration {
+        Duration::from_micros(self.reset_after_micros)
     }
 }

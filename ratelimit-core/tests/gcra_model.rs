@@ -96,10 +96,10 @@ proptest! {
                 tat = Some(test.charged_tat);
             }
 
-            prop_assert_eq!(decision.allowed, expected.allowed);
-            prop_assert_eq!(u128::from(decision.remaining), expected.remaining);
-            prop_assert_eq!(decision.retry_after.as_micros(), expected.retry_after);
-            prop_assert_eq!(decision.reset_after.as_micros(), expected.reset_after);
+            prop_assert_eq!(decision.allowed(), expected.allowed);
+            prop_assert_eq!(u128::from(decision.remaining()), expected.remaining);
+            prop_assert_eq!(decision.retry_after().as_micros(), expected.retry_after);
+            prop_assert_eq!(decision.reset_after().as_micros(), expected.reset_after);
         }
     }
 

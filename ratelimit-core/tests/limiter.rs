@@ -247,7 +247,7 @@ async fn check_all_applies_priorities_and_is_atomic() {
     assert_eq!(denied.retry_after(), Duration::from_millis(200));
     // The denied check charged nothing: vip has 6 of 10 left, not 5.
     let vip = limiter.peek(Caller::user("42"), "vip").await.unwrap();
-    assert_eq!(vip.decisions()[0].decision.remaining, 6);
+    assert_eq!(vip.decisions()[0].decision.remaining(), 6);
     clock.advance(Duration::from_millis(200));
     assert!(
         limiter
@@ -309,7 +309,7 @@ async fn named_rules_and_costs() {
     assert_eq!(denied.retry_after(), Duration::from_secs(30));
     // `default` was charged twice, not three times.
     let left = limiter.peek(caller, "default").await.unwrap();
-    assert_eq!(left.decisions()[0].decision.remaining, 8);
+    assert_eq!(left.decisions()[0].decision.remaining(), 8);
 
     assert!(
         limiter
@@ -368,7 +368,7 @@ async fn shadow_rules_count_but_never_block() {
             .unwrap()
             .decisions()[0]
             .decision
-            .remaining,
+            .remaining(),
         95
     );
 }

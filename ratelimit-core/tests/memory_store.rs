@@ -30,19 +30,19 @@ fn decisions_carry_the_numbers() {
     let item = CheckItem::new(b"k", per_sec(4));
     let first = store.check_now(&[item]).unwrap();
     let d = first.decisions[0];
-    assert!(first.allowed && d.allowed);
-    assert_eq!((d.limit, d.window), (4, Duration::from_secs(1)));
-    assert_eq!(d.remaining, 3);
-    assert_eq!(d.reset_after, Duration::from_millis(250));
+    assert!(first.allowed && d.allowed());
+    assert_eq!((d.limit(), d.window()), (4, Duration::from_secs(1)));
+    assert_eq!(d.remaining(), 3);
+    assert_eq!(d.reset_after(), Duration::from_millis(250));
     for _ in 0..3 {
         assert!(store.check_now(&[item]).unwrap().allowed);
     }
     let denied = store.check_now(&[item]).unwrap();
     let d = denied.decisions[0];
-    assert!(!denied.allowed && !d.allowed);
-    assert_eq!(d.remaining, 0);
-    assert_eq!(d.retry_after, Duration::from_millis(250));
-    assert_eq!(d.reset_after, Duration::from_secs(1));
+    assert!(!denied.allowed && !d.allowed());
+    assert_eq!(d.remaining(), 0);
+    assert_eq!(d.retry_after(), Duration::from_millis(250));
+    assert_eq!(d.reset_after(), Duration::from_secs(1));
     clock.advance(Duration::from_millis(249));
     assert!(!store.check_now(&[item]).unwrap().allowed);
     clock.advance(Duration::from_millis(1));
@@ -58,11 +58,11 @@ fn a_multi_key_check_charges_all_or_nothing() {
     assert!(store.check_now(&[wide, narrow]).unwrap().allowed);
     let denied = store.check_now(&[wide, narrow]).unwrap();
     assert!(!denied.allowed);
-    assert!(denied.decisions[0].allowed, "wide alone would admit");
-    assert!(!denied.decisions[1].allowed);
+    assert!(denied.decisions[0].allowed(), "wide alone would admit");
+    assert!(!denied.decisions[1].allowed());
     // `wide` was not charged by the denied check: 8 left, not 7.
-    assert_eq!(denied.decisions[0].remaining, 8);
-    assert_eq!(store.peek_now(&[wide]).unwrap().decisions[0].remaining, 8);
+    assert_eq!(denied.decisions[0].remaining(), 8);
+    assert_eq!(store.peek_now(&[wide]).unwrap().decisions[0].remaining(), 8);
 }
 
 #[test]
@@ -74,14 +74,14 @@ fn shadow_items_never_block_and_are_charged_only_when_they_conform() {
         ..CheckItem::new(b"shadow", per_sec(1))
     };
     let first = store.check_now(&[enforced, shadow]).unwrap();
-    assert!(first.allowed && first.decisions[1].allowed);
+    assert!(first.allowed && first.decisions[1].allowed());
     let second = store.check_now(&[enforced, shadow]).unwrap();
     assert!(second.allowed, "a shadow denial does not block");
-    assert!(!second.decisions[1].allowed, "but it is reported");
-    assert_eq!(second.decisions[0].remaining, 8);
+    assert!(!second.decisions[1].allowed(), "but it is reported");
+    assert_eq!(second.decisions[0].remaining(), 8);
     // A lone shadow item that does not conform is admitted, uncharged.
     let alone = store.check_now(&[shadow]).unwrap();
-    assert!(alone.allowed && !alone.decisions[0].allowed);
+    assert!(alone.allowed && !alone.decisions[0].allowed());
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn the_cap_refuses_new_keys_until_old_ones_expire() {
     );
     // The refused pair released its claim on k1 unchanged.
     assert_eq!(
-        store.peek_now(&[pair[0]]).unwrap().decisions[0].remaining,
+        store.peek_now(&[pair[0]]).unwrap().decisions[0].remaining(),
         9
     );
     // Keys already held keep working at the cap.
@@ -287,11 +287,11 @@ fn concurrent_multi_key_checks_stay_exact() {
     for (k, count) in counts.iter().enumerate() {
         let left = store.peek_now(&[CheckItem::new(keys[k], quota)]).unwrap();
         assert_eq!(
-            count.load(Ordering::Relaxed) + left.decisions[0].remaining,
+            count.load(Ordering::Relaxed) + left.decisions[0].remaining(),
             300,
             "key {k}"
         );
-        assert_eq!(left.decisions[0].remaining, 0, "key {k} ran dry");
+        assert_eq!(left.decisions[0].remaining(), 0, "key {k} ran dry");
     }
 }
 

@@ -1,7 +1,10 @@
 //! [`DistributedRateLimiter`]: named rules, checked atomically against a
 //! shared store.
 
+use std::future::poll_fn;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -32,8 +35,9 @@ use crate::{
 ///
 /// When the store fails or exceeds the configured timeout, the rules'
 /// [`FailurePolicy`] answers; a check never waits longer than the timeout.
-/// Checks must run inside a Tokio runtime with its timer enabled (as axum
-/// and actix-web provide).
+/// A store call that does not complete at once arms a Tokio timer, so checks
+/// on a remote store must run inside a Tokio runtime with its timer enabled
+/// (as axum and actix-web provide).
 ///
 /// Cloning is cheap; clones share rules and store.
 ///
@@ -297,13 +301,27 @@ impl DistributedRateLimiter {
             .collect()
     }
 
+    /// Runs a store call under the per-check timeout. The timer is armed
+    /// only if the call does not finish on its first poll: a store that
+    /// answers at once (the in-memory one) costs no timer registration.
     async fn with_timeout<T>(
         &self,
         call: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        tokio::time::timeout(self.inner.timeout, call)
-            .await
-            .unwrap_or(Err(Error::Timeout(self.inner.timeout)))
+        let timeout = self.inner.timeout;
+        let mut call = pin!(call);
+        let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        poll_fn(|cx| {
+            if let Poll::Ready(result) = call.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            timer
+                .as_mut()
+                .poll(cx)
+                .map(|()| Err(Error::Timeout(timeout)))
+        })
+        .await
     }
 
     async fn run(
@@ -458,8 +476,8 @@ fn from_outcome(
         selected
             .iter()
             .zip(&outcome.decisions)
-            .filter(|((rule, _), d)| !rule.is_shadow() && !d.allowed)
-            .map(|(_, d)| d.retry_after)
+            .filter(|((rule, _), d)| !rule.is_shadow() && !d.allowed())
+            .map(|(_, d)| d.retry_after())
             .max()
             .unwrap_or(Duration::ZERO)
     };

@@ -73,11 +73,11 @@ impl Verdict {
     pub fn binding(&self) -> Option<&RuleDecision> {
         let enforced = self.decisions.iter().filter(|d| !d.shadow);
         if self.allowed {
-            enforced.min_by_key(|d| d.decision.remaining)
+            enforced.min_by_key(|d| d.decision.remaining())
         } else {
             enforced
-                .filter(|d| !d.decision.allowed)
-                .max_by_key(|d| d.decision.retry_after)
+                .filter(|d| !d.decision.allowed())
+                .max_by_key(|d| d.decision.retry_after())
         }
     }
 
@@ -85,7 +85,7 @@ impl Verdict {
     pub fn shadow_denials(&self) -> impl Iterator<Item = &RuleDecision> {
         self.decisions
             .iter()
-            .filter(|d| d.shadow && !d.decision.allowed)
+            .filter(|d| d.shadow && !d.decision.allowed())
     }
 
     /// The store error that made a failure policy decide, if one did.

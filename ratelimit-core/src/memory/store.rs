@@ -154,7 +154,7 @@ impl MemoryStore {
             (decision, write)
         })?;
         Ok(Outcome {
-            allowed: decision.allowed || item.shadow,
+            allowed: decision.allowed() || item.shadow,
             decisions: SmallVec::from_elem(decision, 1),
         })
     }
@@ -222,7 +222,7 @@ fn verdict(items: &[CheckItem<'_>], decisions: &[Decision]) -> bool {
     items
         .iter()
         .zip(decisions)
-        .all(|(item, decision)| item.shadow || decision.allowed)
+        .all(|(item, decision)| item.shadow || decision.allowed())
 }
 
 impl Default for MemoryStore {

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use hashbrown::HashTable;
 use parking_lot::RwLock;
+use smallvec::SmallVec;
 
 use crate::Error;
 
@@ -33,8 +34,12 @@ pub(crate) const LOCKED: u64 = 1 << 63;
 /// (the quota's tolerance bound keeps charged TATs far below 2^63).
 pub(crate) const MAX_NOW: u64 = 1 << 61;
 
+/// Keys up to this many bytes are stored inside the entry, saving a heap
+/// allocation and a cache miss per lookup; longer ones spill to the heap.
+const INLINE_KEY: usize = 32;
+
 struct Entry {
-    key: Box<[u8]>,
+    key: SmallVec<[u8; INLINE_KEY]>,
     tat: AtomicU64,
 }
 
@@ -277,7 +282,7 @@ impl Table {
             guard.insert_unique(
                 hash,
                 Entry {
-                    key: key.into(),
+                    key: SmallVec::from_slice(key),
                     tat: AtomicU64::new(tat),
                 },
                 |e| hasher.hash_one(&*e.key),
