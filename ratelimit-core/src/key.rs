@@ -14,7 +14,7 @@
 //! about 200 bytes whatever the id, and the braces — which Redis Cluster reads
 //! as a hash tag — are always ours: one caller's counters share a slot.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -79,24 +79,27 @@ impl KeyPrefix {
     /// The storage key of `rule`'s counter for `subject`.
     pub fn key(&self, rule: &RuleId, subject: Subject<'_>) -> Vec<u8> {
         let mut key = Vec::with_capacity(self.0.len() + rule.as_str().len() + 80);
-        key.extend_from_slice(self.0.as_bytes());
-        key.extend_from_slice(b":{");
+        self.write_key(rule, subject, &mut key);
+        key
+    }
+
+    /// Appends the storage key of `rule`'s counter for `subject` to `out`.
+    pub fn write_key(&self, rule: &RuleId, subject: Subject<'_>, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.as_bytes());
+        out.extend_from_slice(b":{");
         match subject {
-            Subject::Global => key.push(b'g'),
-            Subject::Caller(Caller::User(id)) => push_id(&mut key, b'u', id),
-            Subject::Caller(Caller::Service(id)) => push_id(&mut key, b's', id),
-            Subject::Caller(Caller::Key(id)) => push_id(&mut key, b'k', id),
+            Subject::Global => out.push(b'g'),
+            Subject::Caller(Caller::User(id)) => push_id(out, b'u', id),
+            Subject::Caller(Caller::Service(id)) => push_id(out, b's', id),
+            Subject::Caller(Caller::Key(id)) => push_id(out, b'k', id),
             Subject::Caller(Caller::Ip(ip)) => {
-                key.push(b'i');
-                let mut text = String::with_capacity(40);
-                // Writing to a String cannot fail.
-                let _ = write!(text, "{}", ip.to_canonical());
-                key.extend_from_slice(text.as_bytes());
+                out.push(b'i');
+                // Writing to a Vec cannot fail.
+                let _ = write!(out, "{}", ip.to_canonical());
             }
         }
-        key.extend_from_slice(b"}:");
-        key.extend_from_slice(rule.as_str().as_bytes());
-        key
+        out.extend_from_slice(b"}:");
+        out.extend_from_slice(rule.as_str().as_bytes());
     }
 }
 

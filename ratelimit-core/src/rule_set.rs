@@ -22,7 +22,7 @@ pub struct RuleSet {
 }
 
 /// A rule chosen for a check, with the counter it uses for the caller.
-pub(crate) type Selected<'c> = SmallVec<[(Arc<Rule>, Subject<'c>); 8]>;
+pub(crate) type Selected<'c> = SmallVec<[(Arc<Rule>, Subject<'c>); 4]>;
 
 impl RuleSet {
     /// An empty set at version 0.

@@ -87,6 +87,21 @@ struct Inner {
     fail_closed_retry_after: Duration,
 }
 
+/// The storage keys of one check, in one buffer (one allocation per check).
+struct Keys {
+    bytes: Vec<u8>,
+    ends: SmallVec<[usize; 4]>,
+}
+
+impl Keys {
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .filter_map(|(start, &end)| self.bytes.get(start..end))
+    }
+}
+
 /// Which rules a check covers.
 enum Selection<'a> {
     One(&'a str),
@@ -290,15 +305,22 @@ impl DistributedRateLimiter {
         let selected = select(&rules, caller, &Selection::One(rule_id))?;
         drop(rules);
         let keys = self.keys(&selected);
-        let keys: SmallVec<[&[u8]; 8]> = keys.iter().map(Vec::as_slice).collect();
+        let keys: SmallVec<[&[u8]; 4]> = keys.iter().collect();
         self.with_timeout(self.inner.store.reset(&keys)).await
     }
 
-    fn keys(&self, selected: &Selected<'_>) -> SmallVec<[Vec<u8>; 8]> {
-        selected
-            .iter()
-            .map(|(rule, subject)| self.inner.key_prefix.key(rule.id(), *subject))
-            .collect()
+    fn keys(&self, selected: &Selected<'_>) -> Keys {
+        let mut keys = Keys {
+            bytes: Vec::with_capacity(selected.len().saturating_mul(64)),
+            ends: SmallVec::new(),
+        };
+        for (rule, subject) in selected {
+            self.inner
+                .key_prefix
+                .write_key(rule.id(), *subject, &mut keys.bytes);
+            keys.ends.push(keys.bytes.len());
+        }
+        keys
     }
 
     /// Runs a store call under the per-check timeout. The timer is armed
@@ -351,9 +373,9 @@ impl DistributedRateLimiter {
         }
 
         let keys = self.keys(&selected);
-        let items: SmallVec<[CheckItem<'_>; 8]> = selected
+        let items: SmallVec<[CheckItem<'_>; 4]> = selected
             .iter()
-            .zip(&keys)
+            .zip(keys.iter())
             .map(|((rule, _), key)| CheckItem {
                 key,
                 quota: *rule.quota(),
@@ -405,7 +427,7 @@ impl DistributedRateLimiter {
             return verdict(Source::FailClosed, false, &[], &[], retry, Some(error));
         }
 
-        let fallback: SmallVec<[usize; 8]> = selected
+        let fallback: SmallVec<[usize; 4]> = selected
             .iter()
             .enumerate()
             .filter(|(_, (rule, _))| {
@@ -414,11 +436,11 @@ impl DistributedRateLimiter {
             .map(|(i, _)| i)
             .collect();
         if !fallback.is_empty() {
-            let picked: SmallVec<[_; 8]> = fallback
+            let picked: Selected<'_> = fallback
                 .iter()
                 .filter_map(|&i| selected.get(i).cloned())
                 .collect();
-            let local: SmallVec<[CheckItem<'_>; 8]> = fallback
+            let local: SmallVec<[CheckItem<'_>; 4]> = fallback
                 .iter()
                 .filter_map(|&i| items.get(i).copied())
                 .collect();

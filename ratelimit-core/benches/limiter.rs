@@ -1,0 +1,78 @@
+//! The front doors on the in-memory store: the whole check path (rule
+//! lookup, key building, the store call through `dyn Store`, the verdict).
+//!
+//! `cargo bench -p ratelimit-core --bench limiter`
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::semicolon_if_nothing_returned
+)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use futures::FutureExt;
+use ratelimit_core::{
+    Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, RateLimiter, Target,
+};
+
+fn front_doors(c: &mut Criterion) {
+    // The in-memory store answers on the first poll, so no timer is armed and
+    // `now_or_never` drives the whole check without a runtime.
+    let hour = Duration::from_secs(3_600);
+    let mut group = c.benchmark_group("front doors, in-memory, allowed");
+
+    let simple = RateLimiter::new(1_000_000_000, 3_600_000, Arc::new(MemoryStore::new())).unwrap();
+    group.bench_function("RateLimiter::allow", |b| {
+        b.iter(|| black_box(simple.allow(black_box("10.0.0.1")).now_or_never().unwrap()))
+    });
+
+    let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
+    let setup = async {
+        limiter
+            .add_rule("default", Target::Each, 1_000_000_000, hour)
+            .await
+            .unwrap();
+        limiter
+            .add_rule("global", Target::Global, 1_000_000_000, hour)
+            .await
+            .unwrap();
+        limiter
+            .add_rule("login", Target::Each, 1_000_000_000, hour)
+            .await
+            .unwrap();
+    };
+    setup.now_or_never().unwrap();
+    let caller = Caller::user("42");
+    group.bench_function("check, 1 rule", |b| {
+        b.iter(|| {
+            black_box(
+                limiter
+                    .check(caller, "default")
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap()
+                    .allowed(),
+            )
+        })
+    });
+    group.bench_function("check_rules, 3 rules", |b| {
+        b.iter(|| {
+            let v = limiter.check_rules(caller, &["default", "global", "login"], 1);
+            black_box(v.now_or_never().unwrap().unwrap().allowed())
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    targets = front_doors
+}
+criterion_main!(benches);
