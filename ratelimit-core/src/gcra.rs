@@ -75,6 +75,10 @@ pub fn test(quota: &Quota, tat: Option<u64>, now: u64, cost: u32) -> Test {
 pub fn remaining(quota: &Quota, tat: u64, now: u64) -> u64 {
     let ahead = tat.saturating_sub(now);
     let free = quota.tolerance_micros().saturating_sub(ahead);
+    if free < quota.interval_micros() {
+        // Spares the division on the denial path, where nothing is free.
+        return 0;
+    }
     // interval_micros ≥ 1 by construction of Quota.
     free.checked_div(quota.interval_micros()).unwrap_or(0)
 }

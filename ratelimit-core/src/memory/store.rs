@@ -142,20 +142,23 @@ impl MemoryStore {
     fn check_one(&self, item: &CheckItem<'_>) -> Result<Outcome, Error> {
         let now = self.now();
         let quota = &item.quota;
-        let decision = self.inner.table.update(item.key, now, |tat| {
+        // The closure returns only the small test result; the decision is
+        // built once, after the CAS loop.
+        let (test, tat) = self.inner.table.update(item.key, now, |tat| {
             let test = gcra::test(quota, tat, now, item.cost);
-            let (state, write) = if test.conforms {
-                (test.charged_tat, Write::Set(test.charged_tat))
+            if test.conforms {
+                ((test, test.charged_tat), Write::Set(test.charged_tat))
             } else {
-                (tat.unwrap_or(0), Write::Keep)
-            };
-            let decision =
-                Decision::from_state(quota, test.conforms, state, now, test.retry_after_micros);
-            (decision, write)
+                ((test, tat.unwrap_or(0)), Write::Keep)
+            }
         })?;
+        let decision =
+            Decision::from_state(quota, test.conforms, tat, now, test.retry_after_micros);
+        let mut decisions = SmallVec::new();
+        decisions.push(decision);
         Ok(Outcome {
-            allowed: decision.allowed() || item.shadow,
-            decisions: SmallVec::from_elem(decision, 1),
+            allowed: test.conforms || item.shadow,
+            decisions,
         })
     }
 
