@@ -14,8 +14,10 @@ pub struct Decision {
     allowed: bool,
     limit: u32,
     window_micros: u64,
-    remaining: u64,
+    interval_micros: u64,
+    tolerance_micros: u64,
     retry_after_micros: u64,
+    /// How far the key's TAT is ahead of the clock.
     reset_after_micros: u64,
 }
 
@@ -34,7 +36,8 @@ impl Decision {
             allowed,
             limit: quota.limit(),
             window_micros: quota.window_micros(),
-            remaining: gcra::remaining(quota, tat, now),
+            interval_micros: quota.interval_micros(),
+            tolerance_micros: quota.tolerance_micros(),
             retry_after_micros: if allowed { 0 } else { retry_after_micros },
             reset_after_micros: gcra::reset_after_micros(tat, now),
         }
@@ -57,8 +60,14 @@ impl Decision {
     }
 
     /// Requests of cost 1 the key could still make right now, after this check.
-    pub const fn remaining(&self) -> u64 {
-        self.remaining
+    ///
+    /// Computed when asked (it takes a division, which the check path skips).
+    pub fn remaining(&self) -> u64 {
+        gcra::remaining_from_ahead(
+            self.interval_micros,
+            self.tolerance_micros,
+            self.reset_after_micros,
+        )
     }
 
     /// For a denied request, how long until the same request could succeed

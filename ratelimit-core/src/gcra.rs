@@ -73,14 +73,22 @@ pub fn test(quota: &Quota, tat: Option<u64>, now: u64, cost: u32) -> Test {
 
 /// How many requests of cost 1 a key with TAT `tat` could make at `now`.
 pub fn remaining(quota: &Quota, tat: u64, now: u64) -> u64 {
-    let ahead = tat.saturating_sub(now);
-    let free = quota.tolerance_micros().saturating_sub(ahead);
-    if free < quota.interval_micros() {
+    remaining_from_ahead(
+        quota.interval_micros(),
+        quota.tolerance_micros(),
+        tat.saturating_sub(now),
+    )
+}
+
+/// [`remaining`] from the quota's parts and how far the TAT is ahead of now.
+pub(crate) fn remaining_from_ahead(interval: u64, tolerance: u64, ahead: u64) -> u64 {
+    let free = tolerance.saturating_sub(ahead);
+    if free < interval {
         // Spares the division on the denial path, where nothing is free.
         return 0;
     }
-    // interval_micros ≥ 1 by construction of Quota.
-    free.checked_div(quota.interval_micros()).unwrap_or(0)
+    // interval ≥ 1 by construction of Quota (and free ≥ interval here).
+    free.checked_div(interval).unwrap_or(0)
 }
 
 /// Microseconds until a key with TAT `tat` is fully rested (back to `burst`).

@@ -21,6 +21,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 use parking_lot::RwLock;
 use smallvec::SmallVec;
@@ -44,7 +45,9 @@ struct Entry {
 }
 
 pub(crate) struct Table {
-    shards: Box<[RwLock<HashTable<Entry>>]>,
+    /// Padded to a cache line each, so threads reading different shards do
+    /// not bounce one line between cores through the lock words.
+    shards: Box<[CachePadded<RwLock<HashTable<Entry>>>]>,
     mask: usize,
     hasher: ahash::RandomState,
     len: AtomicUsize,
@@ -82,7 +85,9 @@ impl Table {
     pub(crate) fn new(shards: usize, max_keys: usize, sweep_every: usize) -> Self {
         let shards = shards.clamp(1, 1 << 16).next_power_of_two();
         Self {
-            shards: (0..shards).map(|_| RwLock::new(HashTable::new())).collect(),
+            shards: (0..shards)
+                .map(|_| CachePadded::new(RwLock::new(HashTable::new())))
+                .collect(),
             mask: shards.wrapping_sub(1),
             hasher: ahash::RandomState::new(),
             len: AtomicUsize::new(0),
