@@ -39,6 +39,7 @@ async fn main() -> Result<(), Error> {
     limiter.update_rule("default", 10, second).await?;
     println!("\nPhase 2: `default` raised to 10/s at run time; same traffic.");
     traffic(&limiter, &clock).await?;
+    println!("  (`global` now binds: 30/s shared, and service:billing asks last in each round.)");
 
     limiter.remove_rule("vip").await?;
     println!("\nPhase 3: `vip` removed; user:42 falls back to `default`.");
