@@ -146,3 +146,40 @@ proptest! {
         }
     }
 }
+
+fn any_quota() -> impl Strategy<Value = Quota> {
+    (
+        1u32..=u32::MAX,
+        1_000u64..=Quota::MAX_WINDOW.as_micros() as u64,
+        proptest::option::of(1u32..=u32::MAX),
+    )
+        .prop_filter_map("valid quota", |(limit, window_us, burst)| {
+            let quota = Quota::new(limit, Duration::from_micros(window_us)).ok()?;
+            match burst {
+                Some(burst) => quota.with_burst(burst).ok(),
+                None => Some(quota),
+            }
+        })
+}
+
+proptest! {
+    /// Total over every input, not just sensible ones: any quota the
+    /// constructors accept, any stored TAT, any clock reading, any cost. In
+    /// a debug build an overflow would panic here.
+    #[test]
+    fn total_over_all_inputs(
+        quota in any_quota(),
+        tat in proptest::option::of(any::<u64>()),
+        now in any::<u64>(),
+        cost in any::<u32>(),
+    ) {
+        let test = gcra::test(&quota, tat, now, cost);
+        let state = if test.conforms { test.charged_tat } else { tat.unwrap_or(0) };
+        let decision = Decision::from_state(&quota, test.conforms, state, now, test.retry_after_micros);
+        prop_assert!(decision.remaining() <= u64::from(quota.burst()));
+        prop_assert_eq!(test.conforms, test.retry_after_micros == 0);
+        if test.conforms {
+            prop_assert!(test.charged_tat >= now);
+        }
+    }
+}
