@@ -57,10 +57,7 @@ pub use quota::{MAX_TOLERANCE_MICROS, Quota};
 pub use rule::Rule;
 pub use rule_id::RuleId;
 pub use rule_set::RuleSet;
-pub use store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, Store, validate_items};
+pub use store::{
+    CheckItem, Evaluation, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate, validate_items,
+};
 pub use target::{MAX_TARGET_ID_LEN, Target};
-
-/// The README's examples, compiled and run as doctests.
-#[doc = include_str!("../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

@@ -113,3 +113,54 @@ pub fn validate_items(items: &[CheckItem<'_>]) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// A whole check evaluated at one instant: see [`evaluate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    /// The verdict and the per-item decisions.
+    pub outcome: Outcome,
+    /// The TAT each key must hold afterwards, in item order (the charged TAT
+    /// where the check charged the item, the stored one otherwise).
+    pub new_tats: SmallVec<[u64; MAX_KEYS_PER_CHECK]>,
+}
+
+/// Evaluates a check of `items` whose keys hold `tats` (0 for an absent key)
+/// at `now`: each item is tested with [`gcra::test`](crate::gcra::test); the
+/// check is admitted when every enforced item conforms; if it is admitted and
+/// `charge` is set, each conforming item is charged.
+///
+/// Every store settles a check with this one function (the Redis script
+/// mirrors it line for line, held equal by a differential test), so stores
+/// cannot disagree about what a check means.
+pub fn evaluate(items: &[CheckItem<'_>], tats: &[u64], now: u64, charge: bool) -> Evaluation {
+    let tests: SmallVec<[crate::gcra::Test; MAX_KEYS_PER_CHECK]> = items
+        .iter()
+        .zip(tats)
+        .map(|(item, &tat)| crate::gcra::test(&item.quota, Some(tat), now, item.cost))
+        .collect();
+    let allowed = items
+        .iter()
+        .zip(&tests)
+        .all(|(item, test)| item.shadow || test.conforms);
+    let mut decisions = SmallVec::with_capacity(items.len());
+    let mut new_tats = SmallVec::with_capacity(items.len());
+    for ((item, test), &tat) in items.iter().zip(&tests).zip(tats) {
+        let new_tat = if charge && allowed && test.conforms {
+            test.charged_tat
+        } else {
+            tat
+        };
+        new_tats.push(new_tat);
+        decisions.push(Decision::from_state(
+            &item.quota,
+            test.conforms,
+            new_tat,
+            now,
+            test.retry_after_micros,
+        ));
+    }
+    Evaluation {
+        outcome: Outcome { allowed, decisions },
+        new_tats,
+    }
+}

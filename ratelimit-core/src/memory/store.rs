@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use smallvec::SmallVec;
 
 use super::table::{MAX_NOW, Table, Write};
-use crate::store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, Store, validate_items};
+use crate::store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate, validate_items};
 use crate::{Clock, Decision, Error, SystemClock, gcra};
 
 /// An in-process [`Store`]: lock-free checks over a sharded table, bounded in
@@ -112,24 +112,11 @@ impl MemoryStore {
     pub fn peek_now(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
         validate_items(items)?;
         let now = self.now();
-        let decisions: SmallVec<[Decision; 4]> = items
+        let tats: SmallVec<[u64; MAX_KEYS_PER_CHECK]> = items
             .iter()
-            .map(|item| {
-                let tat = self.inner.table.get(item.key);
-                let test = gcra::test(&item.quota, Some(tat), now, item.cost);
-                Decision::from_state(
-                    &item.quota,
-                    test.conforms,
-                    tat,
-                    now,
-                    test.retry_after_micros,
-                )
-            })
+            .map(|item| self.inner.table.get(item.key))
             .collect();
-        Ok(Outcome {
-            allowed: verdict(items, &decisions),
-            decisions,
-        })
+        Ok(evaluate(items, &tats, now, false).outcome)
     }
 
     /// [`Store::reset`] without the future.
@@ -190,42 +177,12 @@ impl MemoryStore {
 
         // Every key is ours: read the time once and decide for all of them.
         let now = self.now();
-        let tests: SmallVec<[gcra::Test; MAX_KEYS_PER_CHECK]> = items
-            .iter()
-            .zip(&tats)
-            .map(|(item, &tat)| gcra::test(&item.quota, Some(tat), now, item.cost))
-            .collect();
-        let allowed = items
-            .iter()
-            .zip(&tests)
-            .all(|(item, test)| item.shadow || test.conforms);
-
-        let mut decisions = SmallVec::with_capacity(items.len());
-        for ((item, test), &tat) in items.iter().zip(&tests).zip(&tats) {
-            let new_tat = if allowed && test.conforms {
-                test.charged_tat
-            } else {
-                tat
-            };
-            table.release(item.key, new_tat);
-            decisions.push(Decision::from_state(
-                &item.quota,
-                test.conforms,
-                new_tat,
-                now,
-                test.retry_after_micros,
-            ));
+        let evaluation = evaluate(items, &tats, now, true);
+        for (item, &tat) in items.iter().zip(&evaluation.new_tats) {
+            table.release(item.key, tat);
         }
-        Ok(Outcome { allowed, decisions })
+        Ok(evaluation.outcome)
     }
-}
-
-/// A check is admitted when every enforced (non-shadow) item conforms.
-fn verdict(items: &[CheckItem<'_>], decisions: &[Decision]) -> bool {
-    items
-        .iter()
-        .zip(decisions)
-        .all(|(item, decision)| item.shadow || decision.allowed())
 }
 
 impl Default for MemoryStore {

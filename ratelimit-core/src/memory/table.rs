@@ -294,7 +294,7 @@ impl Table {
             );
             drop(guard);
             let inserted = self.inserts.fetch_add(1, Ordering::Relaxed);
-            if inserted.wrapping_add(1) % self.sweep_every == 0 {
+            if inserted.wrapping_add(1).is_multiple_of(self.sweep_every) {
                 self.sweep_next(now);
             }
             return Ok(true);

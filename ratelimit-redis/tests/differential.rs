@@ -1,0 +1,174 @@
+//! The Lua script against the Rust GCRA: the same random sequences of checks
+//! and peeks (several keys, costs, shadow items), at the same fake times,
+//! on a `MemoryStore` and on a real Redis, must give identical outcomes.
+//!
+//! Each script call runs in a `MULTI` block together with `PTTL` and
+//! `PERSIST` of its keys: that checks each charged key's expiry is exactly
+//! its reset time, and stops Redis's real clock from expiring keys that the
+//! fake clock still holds (the two clocks are unrelated here).
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use ratelimit_core::{CheckItem, Clock, FakeClock, MemoryStore, Outcome, Quota};
+use ratelimit_redis::script;
+use ratelimit_test_support::RedisServer;
+use redis::Value;
+
+#[derive(Debug, Clone)]
+struct Op {
+    advance_us: u64,
+    keys: Vec<usize>,
+    costs: Vec<u32>,
+    shadow: Vec<bool>,
+    charge: bool,
+}
+
+fn quota() -> impl Strategy<Value = Quota> {
+    (1u32..=50, 1u64..=10_000, proptest::option::of(1u32..=80)).prop_filter_map(
+        "valid quota",
+        |(limit, window_ms, burst)| {
+            let quota = Quota::new(limit, Duration::from_millis(window_ms)).ok()?;
+            match burst {
+                Some(burst) => quota.with_burst(burst).ok(),
+                None => Some(quota),
+            }
+        },
+    )
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    (
+        prop_oneof![Just(0u64), 0u64..1_000, 0u64..3_000_000],
+        Just(vec![0usize, 1, 2]).prop_shuffle(),
+        1usize..=3,
+        proptest::collection::vec(1u32..=4, 3),
+        proptest::collection::vec(prop::bool::weighted(0.2), 3),
+        prop::bool::weighted(0.85),
+    )
+        .prop_map(|(advance_us, order, n, costs, shadow, charge)| Op {
+            advance_us,
+            keys: order[..n].to_vec(),
+            costs,
+            shadow,
+            charge,
+        })
+}
+
+#[test]
+fn the_script_decides_exactly_like_the_rust_gcra() {
+    let server = RedisServer::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let connection = runtime
+        .block_on(client.get_multiplexed_async_connection())
+        .unwrap();
+    let _: String = runtime
+        .block_on(script::gcra_script().load_async(&mut connection.clone()))
+        .unwrap();
+
+    let case = Cell::new(0u32);
+    let strategy = (
+        proptest::collection::vec(quota(), 3),
+        1_000_000_000_000_000u64..2_000_000_000_000_000,
+        proptest::collection::vec(op(), 1..80),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 96,
+        ..Config::default()
+    });
+    let result = runner.run(&strategy, |(quotas, start, ops)| {
+        case.set(case.get() + 1);
+        let mut connection = connection.clone();
+        let keys: Vec<Vec<u8>> = (0..3)
+            .map(|i| format!("diff:{}:{i}", case.get()).into_bytes())
+            .collect();
+        let clock = FakeClock::at_micros(start);
+        let memory = MemoryStore::with_clock(clock.clone());
+        for (step, op) in ops.iter().enumerate() {
+            clock.advance(Duration::from_micros(op.advance_us));
+            let items: Vec<CheckItem<'_>> = op
+                .keys
+                .iter()
+                .map(|&k| CheckItem {
+                    key: &keys[k],
+                    quota: quotas[k],
+                    cost: op.costs[k].min(quotas[k].burst()),
+                    shadow: op.shadow[k],
+                })
+                .collect();
+            let expected = if op.charge {
+                memory.check_now(&items).unwrap()
+            } else {
+                memory.peek_now(&items).unwrap()
+            };
+            let (actual, pttls) = runtime.block_on(run_on_redis(
+                &mut connection,
+                &items,
+                op.charge,
+                clock.now_micros(),
+            ));
+            prop_assert_eq!(&actual, &expected, "step {}: {:?}", step, op);
+            for (item, (decision, pttl)) in items.iter().zip(expected.decisions.iter().zip(pttls)) {
+                let charged = op.charge && expected.allowed && decision.allowed();
+                if charged {
+                    // PX = ⌈reset_after / 1 ms⌉; PTTL may read 1 ms less.
+                    let px = decision.reset_after().as_micros().div_ceil(1_000) as i64;
+                    prop_assert!(
+                        pttl == px || pttl == px - 1,
+                        "step {}: key {:?} PTTL {} for PX {}",
+                        step,
+                        String::from_utf8_lossy(item.key),
+                        pttl,
+                        px
+                    );
+                } else {
+                    // Untouched: absent (-2) or persisted by an earlier step (-1).
+                    prop_assert!(pttl == -1 || pttl == -2, "step {}: PTTL {}", step, pttl);
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}
+
+/// Runs the script at `now`, then reads and clears the keys' expiry, all in
+/// one `MULTI` block.
+async fn run_on_redis(
+    connection: &mut redis::aio::MultiplexedConnection,
+    items: &[CheckItem<'_>],
+    charge: bool,
+    now: u64,
+) -> (Outcome, Vec<i64>) {
+    let invocation = script::invocation(items, charge, Some(now));
+    let mut pipe = redis::pipe();
+    pipe.atomic().invoke_script(&invocation);
+    for item in items {
+        pipe.cmd("PTTL").arg(item.key);
+    }
+    for item in items {
+        pipe.cmd("PERSIST").arg(item.key).ignore();
+    }
+    let values: Vec<Value> = pipe.query_async(connection).await.unwrap();
+    let reply: Vec<u64> = redis::from_redis_value(values[0].clone()).unwrap();
+    let pttls = values[1..]
+        .iter()
+        .map(|v| redis::from_redis_value::<i64>(v.clone()).unwrap())
+        .collect();
+    (script::decode(items, &reply, charge).unwrap(), pttls)
+}
