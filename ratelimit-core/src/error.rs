@@ -125,6 +125,10 @@ pub enum Error {
     /// The store answered something this crate cannot interpret.
     #[error("the store answered garbage: {0}")]
     InvalidResponse(String),
+    /// The store was not asked: it failed repeatedly and the circuit breaker
+    /// is open.
+    #[error("the store is failing; the circuit breaker is open")]
+    CircuitOpen,
     /// The store's backend failed (connection refused, I/O error, ...).
     #[error("the store failed: {0}")]
     Store(#[source] BoxError),
@@ -139,6 +143,7 @@ impl Error {
             Self::Timeout(_)
                 | Self::CapacityExhausted(_)
                 | Self::InvalidResponse(_)
+                | Self::CircuitOpen
                 | Self::Store(_)
         )
     }

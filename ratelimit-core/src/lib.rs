@@ -49,7 +49,8 @@ pub use decision::Decision;
 pub use error::{BoxError, Error};
 pub use key::{KeyPrefix, MAX_PLAIN_ID_LEN, MAX_PREFIX_LEN, Subject};
 pub use limiter::{
-    DistributedRateLimiter, LimiterConfig, RateLimiter, RuleDecision, Source, Verdict,
+    CircuitBreakerConfig, CircuitState, DistributedRateLimiter, LimiterConfig, RateLimiter,
+    RuleDecision, Source, Verdict,
 };
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use policy::FailurePolicy;

@@ -653,3 +653,143 @@ async fn the_simple_rate_limiter() {
         Error::RateTooHigh { .. }
     ));
 }
+
+/// A MemoryStore that can be switched to failing, counting the calls it gets.
+#[derive(Debug)]
+struct FlakyStore {
+    inner: MemoryStore,
+    healthy: std::sync::atomic::AtomicBool,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl FlakyStore {
+    fn new(clock: &FakeClock) -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryStore::with_clock(clock.clone()),
+            healthy: true.into(),
+            calls: 0.into(),
+        })
+    }
+    fn set_healthy(&self, healthy: bool) {
+        self.healthy
+            .store(healthy, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn answer(&self) -> Result<(), Error> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.healthy.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(Error::Store("connection refused".into()))
+        }
+    }
+}
+
+#[async_trait]
+impl Store for FlakyStore {
+    async fn check(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        self.answer()?;
+        self.inner.check_now(items)
+    }
+    async fn peek(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        self.answer()?;
+        self.inner.peek_now(items)
+    }
+    async fn reset(&self, keys: &[&[u8]]) -> Result<(), Error> {
+        self.answer()?;
+        self.inner.reset_now(keys);
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_circuit_opens_after_repeated_failures_and_a_probe_closes_it() {
+    use ratelimit_core::{CircuitBreakerConfig, CircuitState};
+    let clock = FakeClock::new();
+    let store = FlakyStore::new(&clock);
+    let limiter = DistributedRateLimiter::new(
+        LimiterConfig::new(store.clone())
+            .circuit_breaker(CircuitBreakerConfig::new(3, Duration::from_millis(500))),
+    );
+    limiter.add_rule("r", Target::Each, 100, SEC).await.unwrap();
+    assert!(
+        limiter
+            .check(Caller::user("1"), "r")
+            .await
+            .unwrap()
+            .source()
+            == Source::Store
+    );
+
+    store.set_healthy(false);
+    for _ in 0..3 {
+        let v = limiter.check(Caller::user("1"), "r").await.unwrap();
+        assert_eq!(v.source(), Source::FailOpen);
+    }
+    assert_eq!(limiter.circuit_state(), CircuitState::Open);
+    assert_eq!(store.calls(), 4);
+    // Open: the store is not asked; the policy answers at once.
+    for _ in 0..10 {
+        let v = limiter.check(Caller::user("1"), "r").await.unwrap();
+        assert_eq!(v.source(), Source::FailOpen);
+        assert_eq!(v.store_error(), Some(&Error::CircuitOpen));
+    }
+    assert_eq!(store.calls(), 4);
+
+    // After `open_for`, one probe; the store is still down: open again.
+    tokio::time::advance(Duration::from_millis(500)).await;
+    limiter.check(Caller::user("1"), "r").await.unwrap();
+    assert_eq!(store.calls(), 5);
+    limiter.check(Caller::user("1"), "r").await.unwrap();
+    assert_eq!(store.calls(), 5);
+    assert_eq!(limiter.circuit_state(), CircuitState::Open);
+
+    // The store is back: the next probe closes the circuit.
+    store.set_healthy(true);
+    tokio::time::advance(Duration::from_millis(499)).await;
+    limiter.check(Caller::user("1"), "r").await.unwrap();
+    assert_eq!(store.calls(), 5, "not yet");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let v = limiter.check(Caller::user("1"), "r").await.unwrap();
+    assert_eq!(v.source(), Source::Store);
+    assert_eq!(limiter.circuit_state(), CircuitState::Closed);
+    assert_eq!(store.calls(), 6);
+    // Only the two admitted-by-store checks were charged.
+    assert_eq!(v.decisions()[0].decision.remaining(), 98);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_circuit_stops_paying_the_timeout() {
+    let clock = FakeClock::new();
+    let limiter = DistributedRateLimiter::new(
+        LimiterConfig::new(Arc::new(HangingStore)).timeout(Duration::from_millis(30)),
+    );
+    limiter.add_rule("r", Target::Each, 1, SEC).await.unwrap();
+    drop(clock);
+    let started = tokio::time::Instant::now();
+    for _ in 0..5 {
+        assert!(limiter.is_allowed("user:1", "r").await);
+    }
+    assert_eq!(started.elapsed(), Duration::from_millis(150));
+    let started = tokio::time::Instant::now();
+    for _ in 0..100 {
+        assert!(limiter.is_allowed("user:1", "r").await);
+    }
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test]
+async fn without_a_breaker_every_check_asks_the_store() {
+    let clock = FakeClock::new();
+    let store = FlakyStore::new(&clock);
+    store.set_healthy(false);
+    let limiter =
+        DistributedRateLimiter::new(LimiterConfig::new(store.clone()).without_circuit_breaker());
+    limiter.add_rule("r", Target::Each, 1, SEC).await.unwrap();
+    for _ in 0..20 {
+        limiter.check(Caller::user("1"), "r").await.unwrap();
+    }
+    assert_eq!(store.calls(), 20);
+}

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::CircuitBreakerConfig;
 use crate::{FailurePolicy, KeyPrefix, MemoryStore, Rule, Store};
 
 /// Configuration of a [`DistributedRateLimiter`](crate::DistributedRateLimiter):
@@ -29,6 +30,7 @@ pub struct LimiterConfig {
     pub(crate) fallback: Option<MemoryStore>,
     pub(crate) fail_closed_retry_after: Duration,
     pub(crate) rules: Vec<Rule>,
+    pub(crate) circuit_breaker: Option<CircuitBreakerConfig>,
 }
 
 impl LimiterConfig {
@@ -36,7 +38,8 @@ impl LimiterConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 
     /// A configuration around `store`, with defaults: a 50 ms timeout,
-    /// [`FailurePolicy::FailOpen`], key prefix `rl`, no rules.
+    /// [`FailurePolicy::FailOpen`], key prefix `rl`, the default circuit
+    /// breaker, no rules.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
@@ -46,6 +49,7 @@ impl LimiterConfig {
             fallback: None,
             fail_closed_retry_after: Duration::from_secs(1),
             rules: Vec::new(),
+            circuit_breaker: Some(CircuitBreakerConfig::default()),
         }
     }
 
@@ -79,6 +83,19 @@ impl LimiterConfig {
     /// request (default 1 s).
     pub fn fail_closed_retry_after(mut self, retry_after: Duration) -> Self {
         self.fail_closed_retry_after = retry_after;
+        self
+    }
+
+    /// The circuit breaker's settings (on by default: see
+    /// [`CircuitBreakerConfig::default`]).
+    pub fn circuit_breaker(mut self, config: CircuitBreakerConfig) -> Self {
+        self.circuit_breaker = Some(config);
+        self
+    }
+
+    /// No circuit breaker: every check asks the store, however often it fails.
+    pub fn without_circuit_breaker(mut self) -> Self {
+        self.circuit_breaker = None;
         self
     }
 

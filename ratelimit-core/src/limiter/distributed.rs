@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use smallvec::SmallVec;
 
 use super::LimiterConfig;
+use super::breaker::{CircuitBreaker, CircuitState, Permit};
 use super::verdict::{RuleDecision, Source, Verdict};
 use crate::rule_set::Selected;
 use crate::store::{CheckItem, Outcome};
@@ -35,6 +36,9 @@ use crate::{
 ///
 /// When the store fails or exceeds the configured timeout, the rules'
 /// [`FailurePolicy`] answers; a check never waits longer than the timeout.
+/// After repeated failures a circuit breaker stops asking the store for a
+/// while, so checks answer at once instead of each paying the timeout
+/// ([`CircuitBreakerConfig`](crate::CircuitBreakerConfig)).
 /// A store call that does not complete at once arms a Tokio timer, so checks
 /// on a remote store must run inside a Tokio runtime with its timer enabled
 /// (as axum and actix-web provide).
@@ -85,6 +89,7 @@ struct Inner {
     key_prefix: KeyPrefix,
     fallback: MemoryStore,
     fail_closed_retry_after: Duration,
+    breaker: CircuitBreaker,
 }
 
 /// The storage keys of one check, in one buffer (one allocation per check).
@@ -125,6 +130,7 @@ impl DistributedRateLimiter {
                 failure_policy: config.failure_policy,
                 key_prefix: config.key_prefix,
                 fallback: config.fallback.unwrap_or_default(),
+                breaker: CircuitBreaker::new(config.circuit_breaker),
                 fail_closed_retry_after: config.fail_closed_retry_after,
             }),
         }
@@ -196,6 +202,12 @@ impl DistributedRateLimiter {
                 .ok_or_else(|| Error::UnknownRule(rule_id.to_owned()))?;
             Ok((without, rule))
         })
+    }
+
+    /// Whether checks currently reach the store (see
+    /// [`CircuitBreakerConfig`](crate::CircuitBreakerConfig)).
+    pub fn circuit_state(&self) -> CircuitState {
+        self.inner.breaker.state()
     }
 
     /// The rules in force now.
@@ -385,10 +397,12 @@ impl DistributedRateLimiter {
             .collect();
 
         let store = &self.inner.store;
-        let result = if charge {
-            self.with_timeout(store.check(&items)).await
-        } else {
-            self.with_timeout(store.peek(&items)).await
+        let breaker = &self.inner.breaker;
+        let permit = breaker.permit();
+        let result = match permit {
+            Permit::Skip => Err(Error::CircuitOpen),
+            Permit::Call | Permit::Probe if charge => self.with_timeout(store.check(&items)).await,
+            Permit::Call | Permit::Probe => self.with_timeout(store.peek(&items)).await,
         };
         // A store that answers for other items than it was asked about is broken.
         let result = result.and_then(|outcome| {
@@ -402,6 +416,12 @@ impl DistributedRateLimiter {
                 )))
             }
         });
+        if permit != Permit::Skip {
+            match &result {
+                Err(error) if error.is_store_failure() => breaker.on_failure(permit),
+                _ => breaker.on_success(permit),
+            };
+        }
         match result {
             Ok(outcome) => Ok(from_outcome(Source::Store, &selected, &outcome, None)),
             Err(error) if charge && error.is_store_failure() => {

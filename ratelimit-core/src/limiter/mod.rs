@@ -1,10 +1,12 @@
 //! The front doors: [`DistributedRateLimiter`] and [`RateLimiter`].
 
+mod breaker;
 mod config;
 mod distributed;
 mod simple;
 mod verdict;
 
+pub use breaker::{CircuitBreakerConfig, CircuitState};
 pub use config::LimiterConfig;
 pub use distributed::DistributedRateLimiter;
 pub use simple::RateLimiter;
