@@ -1,60 +1,131 @@
-//! The GCRA script and its encoding, for callers who run it themselves (in a
+//! The scripts and their encoding, for callers who run them themselves (in a
 //! pipeline or a `MULTI` block); [`RedisStore`](crate::RedisStore) uses
 //! exactly these.
+//!
+//! Commands come in two forms: `EVALSHA` (the usual one) and `EVAL` with the
+//! script's source, which a caller sends after a `NOSCRIPT` reply. Sending the
+//! source to the one node that needs it (rather than `SCRIPT LOAD` to every
+//! node) keeps recovery working while other nodes of a cluster are down.
 
 use ratelimit_core::{CheckItem, Error, MAX_KEYS_PER_CHECK, Outcome, evaluate};
-use redis::{Script, ScriptInvocation};
+use redis::{Cmd, Script};
 use smallvec::SmallVec;
 
-/// The GCRA script (`gcra.lua`). Its SHA is computed once.
+/// The GCRA check script (`gcra.lua`).
 pub fn gcra_script() -> &'static Script {
     static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
-    SCRIPT.get_or_init(|| Script::new(include_str!("gcra.lua")))
+    SCRIPT.get_or_init(|| Script::new(GCRA_SOURCE))
 }
 
-/// The script call for a check of `items` (validated by the caller with
-/// `ratelimit_core::validate_items`): charge them if `charge`, at `now`
-/// microseconds, or at the server's `TIME` when `now` is `None`.
-pub fn invocation(
-    items: &[CheckItem<'_>],
-    charge: bool,
-    now: Option<u64>,
-) -> ScriptInvocation<'static> {
-    let mut invocation = gcra_script().prepare_invoke();
+/// The refund script (`refund.lua`), used when a check spans several
+/// cluster slots and a later slot denies.
+pub fn refund_script() -> &'static Script {
+    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(REFUND_SOURCE))
+}
+
+const GCRA_SOURCE: &str = include_str!("gcra.lua");
+const REFUND_SOURCE: &str = include_str!("refund.lua");
+
+/// How a script command names its script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `EVALSHA sha …`: the script must be cached on the server.
+    Sha,
+    /// `EVAL source …`: always works, and caches the script on that server.
+    Source,
+}
+
+fn script_cmd(script: &Script, source: &str, form: Form, keys: usize) -> Cmd {
+    let mut cmd = match form {
+        Form::Sha => {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(script.get_hash());
+            cmd
+        }
+        Form::Source => {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(source);
+            cmd
+        }
+    };
+    cmd.arg(keys);
+    cmd
+}
+
+/// The command checking `items` (validated by the caller with
+/// `ratelimit_core::validate_items`, all in one cluster slot): charge them if
+/// `charge`, at `now` microseconds, or at the server's `TIME` when `now` is
+/// `None`. Its reply goes to [`decode`].
+pub fn check_command(items: &[CheckItem<'_>], charge: bool, now: Option<u64>, form: Form) -> Cmd {
+    let mut cmd = script_cmd(gcra_script(), GCRA_SOURCE, form, items.len());
     for item in items {
-        invocation.key(item.key);
+        cmd.arg(item.key);
     }
-    invocation.arg(if charge { "1" } else { "0" });
+    cmd.arg(if charge { "1" } else { "0" });
     match now {
-        Some(now) => invocation.arg(now),
-        None => invocation.arg(""),
+        Some(now) => cmd.arg(now),
+        None => cmd.arg(""),
     };
     for item in items {
-        let increment = item
-            .quota
-            .interval_micros()
-            .saturating_mul(u64::from(item.cost));
-        invocation
-            .arg(increment)
+        cmd.arg(increment(item))
             .arg(item.quota.tolerance_micros())
             .arg(if item.shadow { "1" } else { "0" });
     }
-    invocation
+    cmd
 }
 
-/// Turns the script's reply — `{now, tat_1, …, tat_n}` — into the check's
-/// outcome, with the same evaluation the script performed.
-pub fn decode(items: &[CheckItem<'_>], reply: &[u64], charge: bool) -> Result<Outcome, Error> {
+/// The command giving back what a check charged `items` (one slot).
+pub fn refund_command(items: &[CheckItem<'_>], now: Option<u64>, form: Form) -> Cmd {
+    let mut cmd = script_cmd(refund_script(), REFUND_SOURCE, form, items.len());
+    for item in items {
+        cmd.arg(item.key);
+    }
+    match now {
+        Some(now) => cmd.arg(now),
+        None => cmd.arg(""),
+    };
+    for item in items {
+        cmd.arg(increment(item));
+    }
+    cmd
+}
+
+fn increment(item: &CheckItem<'_>) -> u64 {
+    item.quota
+        .interval_micros()
+        .saturating_mul(u64::from(item.cost))
+}
+
+/// The check script's reply — `{now, tat_1, …, tat_n}` — checked for shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The time the script used (µs).
+    pub now: u64,
+    /// Each counter's TAT before the check (0 when absent).
+    pub tats: SmallVec<[u64; MAX_KEYS_PER_CHECK]>,
+}
+
+/// Parses the check script's reply for a check of `keys` counters.
+pub fn parse(reply: &[u64], keys: usize) -> Result<Reply, Error> {
     let (&now, tats) = reply
         .split_first()
         .ok_or_else(|| Error::InvalidResponse("an empty reply".into()))?;
-    if tats.len() != items.len() || now == 0 {
+    if tats.len() != keys || now == 0 {
         return Err(Error::InvalidResponse(format!(
-            "{} values for {} keys (time {now})",
-            reply.len(),
-            items.len()
+            "{} values for {keys} keys (time {now})",
+            reply.len()
         )));
     }
-    let tats: SmallVec<[u64; MAX_KEYS_PER_CHECK]> = tats.iter().copied().collect();
-    Ok(evaluate(items, &tats, now, charge).outcome)
+    Ok(Reply {
+        now,
+        tats: tats.iter().copied().collect(),
+    })
+}
+
+/// Turns the check script's reply into the check's outcome, with the same
+/// evaluation the script performed.
+pub fn decode(items: &[CheckItem<'_>], reply: &[u64], charge: bool) -> Result<Outcome, Error> {
+    let reply = parse(reply, items.len())?;
+    Ok(evaluate(items, &reply.tats, reply.now, charge).outcome)
 }

@@ -5,81 +5,251 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ratelimit_core::{CheckItem, Clock, Error, Outcome, Store, evaluate, validate_items};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ErrorKind, RedisError};
+use ratelimit_core::{
+    CheckItem, Clock, Decision, Error, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate, validate_items,
+};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
+use redis::{Client, Cmd, ErrorKind, RedisError, ServerErrorKind};
+use smallvec::SmallVec;
 
-use crate::script;
+use crate::script::{self, Form};
 
-/// A [`Store`] on a Redis server: one script call per check.
+/// A [`Store`] on Redis — one server or a Redis Cluster — with one script
+/// call per check.
 ///
-/// The connection is a [`ConnectionManager`]: multiplexed (one connection
-/// serves every concurrent check) and reconnecting by itself. Every call is
-/// bounded by the store's [`timeout`](RedisStoreBuilder::timeout), because
-/// the client waits for a reconnect with no deadline of its own.
+/// **Standalone.** The connection is a [`ConnectionManager`]: multiplexed
+/// (one connection serves every concurrent check) and reconnecting by
+/// itself. A check of any number of rules is one atomic script call.
+///
+/// **Cluster.** Checks route by key. Keys carry a hash tag per caller, so all
+/// of one caller's counters share a slot and a check of them is one atomic
+/// call. A check whose counters live in several slots (a global rule and a
+/// per-user rule, say) is charged slot by slot, from the last item's slot to
+/// the first's — the limiter lists global rules first, so a caller's own
+/// limits are tested before the shared ones. Each slot's step is atomic and
+/// charges only if everything in it conforms; if a later slot denies, what
+/// the earlier slots charged is given back. So the fleet never admits more
+/// than any rule allows; in the moment between a charge and its refund, a
+/// concurrent request may be denied by capacity that is about to come back.
+///
+/// Every call is bounded by the store's [`timeout`](RedisStoreBuilder::timeout),
+/// because the client waits for a reconnect with no deadline of its own.
+/// After `NOSCRIPT` (a restarted or flushed server) the script is sent again
+/// with `EVAL` to the node that needs it.
 ///
 /// Cloning is cheap; clones share the connection.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
     timeout: Duration,
     clock: Option<Arc<dyn Clock>>,
 }
 
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let topology = match self.connection {
+            Connection::Single(_) => "standalone",
+            Connection::Cluster(_) => "cluster",
+        };
         f.debug_struct("RedisStore")
+            .field("topology", &topology)
             .field("timeout", &self.timeout)
             .field("clock", &self.clock)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://`, `rediss://` for TLS when the redis
-    /// crate's TLS feature is on; user and password in the URL are passed
-    /// through) with default settings.
+    /// Connects to one server at `url` (`redis://`; user and password in the
+    /// URL are passed through) with default settings.
     pub async fn connect(url: &str) -> Result<Self, Error> {
         Self::builder(url).build().await
     }
 
-    /// Configures a store for `url`.
+    /// Configures a store on one server.
     pub fn builder(url: &str) -> RedisStoreBuilder {
-        RedisStoreBuilder {
-            url: url.to_owned(),
-            timeout: RedisStoreBuilder::DEFAULT_TIMEOUT,
-            connection_timeout: Duration::from_secs(1),
-            clock: None,
-        }
+        RedisStoreBuilder::new(vec![url.to_owned()], false)
     }
 
-    async fn run(&self, items: &[CheckItem<'_>], charge: bool) -> Result<Outcome, Error> {
-        validate_items(items)?;
-        if items.is_empty() {
-            return Ok(evaluate(items, &[], 0, charge).outcome);
-        }
-        let now = self.clock.as_ref().map(|clock| clock.now_micros());
-        let invocation = script::invocation(items, charge, now);
-        let mut connection = self.connection.clone();
-        let reply: Vec<u64> = self
-            .bounded(invocation.invoke_async(&mut connection))
-            .await?;
-        script::decode(items, &reply, charge)
+    /// Configures a store on a Redis Cluster, discovered from `nodes` (any
+    /// reachable subset of its nodes).
+    pub fn cluster_builder<S: AsRef<str>>(nodes: &[S]) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(nodes.iter().map(|s| s.as_ref().to_owned()).collect(), true)
     }
 
-    async fn bounded<T>(
+    fn now(&self) -> Option<u64> {
+        self.clock.as_ref().map(|clock| clock.now_micros())
+    }
+
+    /// Sends a script command, bounded by the timeout; after `NOSCRIPT`,
+    /// sends it again with the script's source.
+    async fn call<T: redis::FromRedisValue>(
         &self,
-        call: impl Future<Output = Result<T, RedisError>>,
+        command: impl Fn(Form) -> Cmd,
     ) -> Result<T, Error> {
-        match tokio::time::timeout(self.timeout, call).await {
+        let attempt = async {
+            match self.query(&command(Form::Sha)).await {
+                Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    self.query(&command(Form::Source)).await
+                }
+                result => result,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
             Ok(result) => result.map_err(store_error),
             Err(_) => Err(Error::Timeout(self.timeout)),
         }
     }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
+        match &self.connection {
+            Connection::Single(connection) => query(connection.clone(), cmd).await,
+            Connection::Cluster(connection) => query(connection.clone(), cmd).await,
+        }
+    }
+
+    /// One script call for items that share a slot.
+    async fn check_slot(
+        &self,
+        items: &[CheckItem<'_>],
+        charge: bool,
+    ) -> Result<script::Reply, Error> {
+        let now = self.now();
+        let reply: Vec<u64> = self
+            .call(|form| script::check_command(items, charge, now, form))
+            .await?;
+        script::parse(&reply, items.len())
+    }
+
+    async fn run(&self, items: &[CheckItem<'_>], charge: bool) -> Result<Outcome, Error> {
+        validate_items(items)?;
+        let slots = match self.connection {
+            Connection::Single(_) => SmallVec::new(),
+            Connection::Cluster(_) => group_by_slot(items),
+        };
+        if slots.len() <= 1 {
+            if items.is_empty() {
+                return Ok(evaluate(items, &[], 0, charge).outcome);
+            }
+            let reply = self.check_slot(items, charge).await?;
+            return Ok(evaluate(items, &reply.tats, reply.now, charge).outcome);
+        }
+        self.run_across_slots(items, &slots, charge).await
+    }
+
+    /// A check whose items live in several cluster slots: see the type docs.
+    async fn run_across_slots(
+        &self,
+        items: &[CheckItem<'_>],
+        slots: &[SmallVec<[usize; MAX_KEYS_PER_CHECK]>],
+        charge: bool,
+    ) -> Result<Outcome, Error> {
+        let mut replies: SmallVec<[(Part<'_>, script::Reply); 4]> = SmallVec::new();
+        let mut charged: SmallVec<[Part<'_>; 4]> = SmallVec::new();
+        let mut allowed = true;
+        for slot in slots.iter().rev() {
+            let part: Part<'_> = slot.iter().filter_map(|&i| items.get(i).copied()).collect();
+            // Once a slot has denied, the remaining ones are only looked at.
+            let charge_here = charge && allowed;
+            let reply = match self.check_slot(&part, charge_here).await {
+                Ok(reply) => reply,
+                Err(error) => {
+                    self.refund(&charged).await;
+                    return Err(error);
+                }
+            };
+            let outcome = evaluate(&part, &reply.tats, reply.now, charge_here).outcome;
+            if !outcome.allowed {
+                allowed = false;
+            } else if charge_here {
+                // What the script charged here: the conforming items.
+                let conforming = part.iter().zip(&outcome.decisions);
+                charged.push(
+                    conforming
+                        .filter(|(_, d)| d.allowed())
+                        .map(|(item, _)| *item)
+                        .collect(),
+                );
+            }
+            replies.push((part, reply));
+        }
+        if !allowed {
+            self.refund(&charged).await;
+        }
+
+        // Decisions as the counters stand now: charged if the check was
+        // admitted, as they were before it otherwise.
+        let charged_now = charge && allowed;
+        let mut decisions: SmallVec<[Option<Decision>; MAX_KEYS_PER_CHECK]> =
+            SmallVec::from_elem(None, items.len());
+        for (slot, (part, reply)) in slots.iter().rev().zip(&replies) {
+            let outcome = evaluate(part, &reply.tats, reply.now, charged_now).outcome;
+            for (&i, decision) in slot.iter().zip(outcome.decisions) {
+                if let Some(entry) = decisions.get_mut(i) {
+                    *entry = Some(decision);
+                }
+            }
+        }
+        let decisions: SmallVec<[Decision; 4]> = decisions.into_iter().flatten().collect();
+        if decisions.len() != items.len() {
+            return Err(Error::InvalidResponse("a slot went unanswered".into()));
+        }
+        Ok(Outcome { allowed, decisions })
+    }
+
+    /// Gives back what the slots in `charged` were charged. Best effort: a
+    /// refund that fails leaves those counters charged (stricter, never
+    /// looser).
+    async fn refund(&self, charged: &[Part<'_>]) {
+        let now = self.now();
+        for part in charged {
+            let _: Result<u64, Error> = self
+                .call(|form| script::refund_command(part, now, form))
+                .await;
+        }
+    }
+}
+
+/// The items of one check that share a cluster slot.
+type Part<'a> = SmallVec<[CheckItem<'a>; MAX_KEYS_PER_CHECK]>;
+
+async fn query<T: redis::FromRedisValue>(
+    mut connection: impl ConnectionLike,
+    cmd: &Cmd,
+) -> Result<T, RedisError> {
+    // Server errors arrive as values: turn them into errors first, so that
+    // NOSCRIPT is seen as such.
+    let value = connection.req_packed_command(cmd).await?.extract_error()?;
+    redis::from_redis_value(value).map_err(RedisError::from)
+}
+
+/// Item indices grouped by cluster slot, in order of first appearance.
+fn group_by_slot(items: &[CheckItem<'_>]) -> SmallVec<[SmallVec<[usize; MAX_KEYS_PER_CHECK]>; 4]> {
+    let mut groups: SmallVec<[(Slot, SmallVec<[usize; MAX_KEYS_PER_CHECK]>); 4]> = SmallVec::new();
+    for (i, item) in items.iter().enumerate() {
+        let slot = Slot::for_key(item.key);
+        match groups.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, group)) => group.push(i),
+            None => groups.push((slot, SmallVec::from_elem(i, 1))),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
 }
 
 fn store_error(error: RedisError) -> Error {
-    if error.kind() == ErrorKind::UnexpectedReturnType {
+    if matches!(
+        error.kind(),
+        ErrorKind::UnexpectedReturnType | ErrorKind::Parse
+    ) {
         Error::InvalidResponse(error.to_string())
     } else {
         Error::Store(Box::new(error))
@@ -97,15 +267,17 @@ impl Store for RedisStore {
     }
 
     async fn reset(&self, keys: &[&[u8]]) -> Result<(), Error> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let mut connection = self.connection.clone();
-        let mut del = redis::cmd("DEL");
+        // One DEL per key: on a cluster the keys may live in different slots.
         for key in keys {
+            let mut del = redis::cmd("DEL");
             del.arg(*key);
+            let call = self.query::<()>(&del);
+            match tokio::time::timeout(self.timeout, call).await {
+                Ok(result) => result.map_err(store_error)?,
+                Err(_) => return Err(Error::Timeout(self.timeout)),
+            }
         }
-        self.bounded(del.query_async::<()>(&mut connection)).await
+        Ok(())
     }
 }
 
@@ -113,7 +285,8 @@ impl Store for RedisStore {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RedisStoreBuilder {
-    url: String,
+    urls: Vec<String>,
+    cluster: bool,
     timeout: Duration,
     connection_timeout: Duration,
     clock: Option<Arc<dyn Clock>>,
@@ -122,6 +295,16 @@ pub struct RedisStoreBuilder {
 impl RedisStoreBuilder {
     /// The default bound on one store call.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+
+    fn new(urls: Vec<String>, cluster: bool) -> Self {
+        Self {
+            urls,
+            cluster,
+            timeout: Self::DEFAULT_TIMEOUT,
+            connection_timeout: Duration::from_secs(1),
+            clock: None,
+        }
+    }
 
     /// The bound on one store call (default 50 ms). A call that exceeds it
     /// fails with [`Error::Timeout`], which the limiter answers with its
@@ -146,14 +329,27 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects. Fails with [`Error::Store`] if the URL is invalid or the
-    /// server cannot be reached within the connection timeout.
+    /// Connects. Fails with [`Error::Store`] if a URL is invalid or the
+    /// server (or cluster) cannot be reached within the connection timeout.
     pub async fn build(self) -> Result<RedisStore, Error> {
-        let client = Client::open(self.url.as_str()).map_err(store_error)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connection_timeout))
-            .set_max_delay(Duration::from_millis(500));
-        let connect = ConnectionManager::new_with_config(client, config);
+        let connect = async {
+            if self.cluster {
+                let client = ClusterClientBuilder::new(self.urls.iter().map(String::as_str))
+                    .connection_timeout(self.connection_timeout)
+                    .response_timeout(self.timeout)
+                    .build()?;
+                Ok(Connection::Cluster(client.get_async_connection().await?))
+            } else {
+                let url = self.urls.first().map_or("", String::as_str);
+                let client = Client::open(url)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.connection_timeout))
+                    .set_max_delay(Duration::from_millis(500));
+                Ok(Connection::Single(
+                    ConnectionManager::new_with_config(client, config).await?,
+                ))
+            }
+        };
         let connection = match tokio::time::timeout(self.connection_timeout, connect).await {
             Ok(result) => result.map_err(store_error)?,
             Err(_) => return Err(Error::Timeout(self.connection_timeout)),

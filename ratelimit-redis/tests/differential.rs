@@ -155,9 +155,9 @@ async fn run_on_redis(
     charge: bool,
     now: u64,
 ) -> (Outcome, Vec<i64>) {
-    let invocation = script::invocation(items, charge, Some(now));
+    let command = script::check_command(items, charge, Some(now), script::Form::Sha);
     let mut pipe = redis::pipe();
-    pipe.atomic().invoke_script(&invocation);
+    pipe.atomic().add_command(command);
     for item in items {
         pipe.cmd("PTTL").arg(item.key);
     }
