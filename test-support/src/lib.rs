@@ -16,6 +16,8 @@
 //! ```
 #![allow(clippy::panic, clippy::expect_used)]
 
+mod cluster;
 mod server;
 
+pub use cluster::RedisCluster;
 pub use server::RedisServer;
