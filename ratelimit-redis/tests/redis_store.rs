@@ -289,3 +289,145 @@ async fn the_store_refuses_bad_checks_before_calling_redis() {
     );
     assert_eq!(server.cli(&["DBSIZE"]), "0");
 }
+
+/// Runs `tasks` tasks, each making `checks` checks, and returns the slowest
+/// check and the sources that answered.
+async fn load(
+    limiter: &DistributedRateLimiter,
+    tasks: usize,
+    checks: usize,
+) -> (Duration, Vec<Source>) {
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let limiter = limiter.clone();
+        handles.push(tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            let mut sources = Vec::new();
+            for _ in 0..checks {
+                let id = t.to_string();
+                let started = Instant::now();
+                let verdict = limiter.check(Caller::user(&id), "r").await.unwrap();
+                slowest = slowest.max(started.elapsed());
+                sources.push(verdict.source());
+            }
+            (slowest, sources)
+        }));
+    }
+    let mut slowest = Duration::ZERO;
+    let mut sources = Vec::new();
+    for handle in handles {
+        let (s, mut v) = handle.await.unwrap();
+        slowest = slowest.max(s);
+        sources.append(&mut v);
+    }
+    (slowest, sources)
+}
+
+async fn fast_failing_limiter(server: &RedisServer, limit: u32) -> DistributedRateLimiter {
+    let store = RedisStore::builder(&server.url())
+        .timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let limiter = DistributedRateLimiter::new(
+        LimiterConfig::new(Arc::new(store)).timeout(Duration::from_millis(100)),
+    );
+    limiter
+        .add_rule("r", Target::Each, limit, HOUR)
+        .await
+        .unwrap();
+    limiter
+}
+
+async fn wait_for_recovery(limiter: &DistributedRateLimiter) {
+    let since = Instant::now();
+    loop {
+        let verdict = limiter.check(Caller::user("x"), "r").await.unwrap();
+        if verdict.source() == Source::Store {
+            return;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "no recovery within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_server_costs_at_most_the_timeout() {
+    let server = RedisServer::start();
+    let limiter = fast_failing_limiter(&server, 1_000).await;
+    let (_, sources) = load(&limiter, 8, 5).await;
+    assert!(sources.iter().all(|s| *s == Source::Store));
+
+    server.pause();
+    let (slowest, sources) = load(&limiter, 8, 5).await;
+    // Timeout plus scheduling slack on a loaded 2-core machine.
+    assert!(slowest < Duration::from_millis(100 + 400), "{slowest:?}");
+    assert!(
+        sources.iter().all(|s| *s == Source::FailOpen),
+        "{sources:?}"
+    );
+    server.resume();
+    wait_for_recovery(&limiter).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_flushes_under_load_go_unnoticed() {
+    let server = RedisServer::start();
+    let limiter = limiter(&server).await;
+    limiter
+        .add_rule("r", Target::Each, 1_000, HOUR)
+        .await
+        .unwrap();
+    let load = tokio::spawn({
+        let limiter = limiter.clone();
+        async move { load(&limiter, 16, 40).await }
+    });
+    for _ in 0..20 {
+        assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
+    }
+    let (_, sources) = load.await.unwrap();
+    assert_eq!(sources.len(), 16 * 40);
+    assert!(sources.iter().all(|s| *s == Source::Store), "{sources:?}");
+    // Every check was counted: 40 per user.
+    let verdict = limiter.peek(Caller::user("3"), "r").await.unwrap();
+    assert_eq!(verdict.decisions()[0].decision.remaining(), 960);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_under_load_costs_at_most_the_timeout() {
+    let mut server = RedisServer::start();
+    let limiter = fast_failing_limiter(&server, 100_000).await;
+    // Tasks check until each has seen the failure policy answer a few times
+    // (bounded at 2,000 checks each), so the kill surely lands under load.
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let limiter = limiter.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut slowest, mut failed) = (Duration::ZERO, 0);
+            for _ in 0..2_000 {
+                let id = t.to_string();
+                let started = Instant::now();
+                let verdict = limiter.check(Caller::user(&id), "r").await.unwrap();
+                slowest = slowest.max(started.elapsed());
+                if verdict.source() == Source::FailOpen {
+                    failed += 1;
+                    if failed == 5 {
+                        break;
+                    }
+                }
+            }
+            (slowest, failed)
+        }));
+    }
+    server.kill();
+    for task in tasks {
+        let (slowest, failed) = task.await.unwrap();
+        assert!(slowest < Duration::from_millis(100 + 400), "{slowest:?}");
+        assert_eq!(failed, 5);
+    }
+    server.restart();
+    wait_for_recovery(&limiter).await;
+}
