@@ -97,6 +97,18 @@ pub enum Error {
     /// `local_fallback`.
     #[error("unknown failure policy {0:?} (expected fail_open, fail_closed or local_fallback)")]
     InvalidPolicy(String),
+    /// A stored rule could not be read back.
+    #[error("stored rule {rule:?} is unreadable: {reason}")]
+    InvalidRecord {
+        /// The rule id.
+        rule: String,
+        /// What is wrong with the record.
+        reason: &'static str,
+    },
+    /// A rule changed between reading it and writing it back (another
+    /// instance changed it first).
+    #[error("rule {0:?} was changed concurrently")]
+    RuleConflict(String),
     /// A key prefix was empty, too long or contained characters outside
     /// printable ASCII without `{` and `}`.
     #[error("invalid key prefix {0:?}")]

@@ -40,6 +40,7 @@ mod quota;
 mod rule;
 mod rule_id;
 mod rule_set;
+mod rule_store;
 mod store;
 mod target;
 
@@ -58,6 +59,7 @@ pub use quota::{MAX_TOLERANCE_MICROS, Quota};
 pub use rule::Rule;
 pub use rule_id::RuleId;
 pub use rule_set::RuleSet;
+pub use rule_store::{RuleSnapshot, RuleStore, RuleWrite, RuleWritten};
 pub use store::{
     CheckItem, Evaluation, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate, validate_items,
 };

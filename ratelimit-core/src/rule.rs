@@ -1,5 +1,7 @@
 //! [`Rule`]: a named quota for a target.
 
+use std::time::Duration;
+
 use crate::{Error, FailurePolicy, Quota, RuleId, Target};
 
 /// A named quota applied to a [`Target`], with the knobs operators need.
@@ -120,5 +122,63 @@ impl Rule {
     /// The rule's own failure policy, if it has one.
     pub fn failure_policy(&self) -> Option<FailurePolicy> {
         self.failure_policy
+    }
+
+    /// The rule as one line of text (without its id), for rule stores:
+    /// `1 LIMIT WINDOW_US BURST PRIORITY SHADOW POLICY TARGET`, with `-` for
+    /// a default. The target comes last, so it may contain spaces.
+    pub fn to_record(&self) -> String {
+        fn or_dash(value: Option<impl ToString>) -> String {
+            value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+        }
+        format!(
+            "1 {} {} {} {} {} {} {}",
+            self.quota.limit(),
+            self.quota.window_micros(),
+            or_dash(self.quota.has_explicit_burst().then(|| self.quota.burst())),
+            or_dash(self.priority),
+            u8::from(self.shadow),
+            or_dash(self.failure_policy.map(|p| p.as_str())),
+            self.target
+        )
+    }
+
+    /// Parses a record written by [`to_record`](Self::to_record), validating
+    /// everything again (a store may hold garbage).
+    pub fn from_record(id: &str, record: &str) -> Result<Self, Error> {
+        let bad = |reason: &'static str| Error::InvalidRecord {
+            rule: id.chars().take(80).collect(),
+            reason,
+        };
+        let mut fields = record.splitn(8, ' ');
+        let mut next = |what| fields.next().ok_or_else(|| bad(what));
+        if next("no version")? != "1" {
+            return Err(bad("unknown record version"));
+        }
+        let limit: u32 = next("no limit")?.parse().map_err(|_| bad("bad limit"))?;
+        let window: u64 = next("no window")?.parse().map_err(|_| bad("bad window"))?;
+        let burst = match next("no burst")? {
+            "-" => None,
+            b => Some(b.parse::<u32>().map_err(|_| bad("bad burst"))?),
+        };
+        let priority = match next("no priority")? {
+            "-" => None,
+            p => Some(p.parse::<i32>().map_err(|_| bad("bad priority"))?),
+        };
+        let shadow = match next("no shadow flag")? {
+            "0" => false,
+            "1" => true,
+            _ => return Err(bad("bad shadow flag")),
+        };
+        let policy = match next("no policy")? {
+            "-" => None,
+            p => Some(p.parse::<FailurePolicy>()?),
+        };
+        let target = Target::parse(next("no target")?)?;
+        let quota = Quota::from_parts(limit, Duration::from_micros(window), burst)?;
+        let mut rule = Self::new(id, target, quota)?.with_shadow(shadow);
+        rule.priority = priority;
+        rule.failure_policy = policy;
+        Ok(rule)
     }
 }

@@ -30,6 +30,16 @@ impl RuleSet {
         Self::default()
     }
 
+    /// A set of `rules` at `version` (as loaded from a shared rule store). A
+    /// later rule with the same id replaces an earlier one.
+    pub fn from_rules(version: u64, rules: impl IntoIterator<Item = Rule>) -> Self {
+        let by_id = rules
+            .into_iter()
+            .map(|rule| (rule.id().clone(), Arc::new(rule)))
+            .collect();
+        Self::indexed(version, by_id)
+    }
+
     /// The version: 0 for the empty set, one more after every change.
     pub fn version(&self) -> u64 {
         self.version

@@ -37,7 +37,9 @@
 //! - Keys are built by `ratelimit_core::KeyPrefix`: collision-free, bounded in
 //!   length whatever the id, with a hash tag chosen by us, never by an id.
 
+mod rules;
 pub mod script;
 mod store;
 
+pub use rules::{RedisRules, RuleWatch};
 pub use store::{RedisStore, RedisStoreBuilder};

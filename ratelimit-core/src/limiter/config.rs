@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::CircuitBreakerConfig;
-use crate::{FailurePolicy, KeyPrefix, MemoryStore, Rule, Store};
+use crate::{FailurePolicy, KeyPrefix, MemoryStore, Rule, RuleStore, Store};
 
 /// Configuration of a [`DistributedRateLimiter`](crate::DistributedRateLimiter):
 /// the store and how to treat it.
@@ -31,6 +31,7 @@ pub struct LimiterConfig {
     pub(crate) fail_closed_retry_after: Duration,
     pub(crate) rules: Vec<Rule>,
     pub(crate) circuit_breaker: Option<CircuitBreakerConfig>,
+    pub(crate) rule_store: Option<Arc<dyn RuleStore>>,
 }
 
 impl LimiterConfig {
@@ -50,6 +51,7 @@ impl LimiterConfig {
             fail_closed_retry_after: Duration::from_secs(1),
             rules: Vec::new(),
             circuit_breaker: Some(CircuitBreakerConfig::default()),
+            rule_store: None,
         }
     }
 
@@ -99,8 +101,20 @@ impl LimiterConfig {
         self
     }
 
+    /// Share rules with every instance through `store`: rule changes are
+    /// written there, and [`DistributedRateLimiter::refresh_rules`] loads
+    /// them (see [`RuleStore`]). Without one, rule changes are local to this
+    /// instance.
+    ///
+    /// [`DistributedRateLimiter::refresh_rules`]: crate::DistributedRateLimiter::refresh_rules
+    pub fn rule_store(mut self, store: Arc<dyn RuleStore>) -> Self {
+        self.rule_store = Some(store);
+        self
+    }
+
     /// A rule in force from the start. A later rule with the same id replaces
-    /// an earlier one.
+    /// an earlier one. With a rule store, these seed the store (see
+    /// [`DistributedRateLimiter::start`](crate::DistributedRateLimiter::start)).
     pub fn rule(mut self, rule: Rule) -> Self {
         self.rules.push(rule);
         self

@@ -16,7 +16,8 @@ use super::verdict::{RuleDecision, Source, Verdict};
 use crate::rule_set::Selected;
 use crate::store::{CheckItem, Outcome};
 use crate::{
-    Caller, Error, FailurePolicy, KeyPrefix, MemoryStore, Quota, Rule, RuleSet, Store, Target,
+    Caller, Error, FailurePolicy, KeyPrefix, MemoryStore, Quota, Rule, RuleId, RuleSet, RuleStore,
+    RuleWrite, RuleWritten, Store, Target,
 };
 
 /// Rate limiting by named rules, shared by every instance using the same
@@ -90,6 +91,7 @@ struct Inner {
     fallback: MemoryStore,
     fail_closed_retry_after: Duration,
     breaker: CircuitBreaker,
+    rule_store: Option<Arc<dyn RuleStore>>,
 }
 
 /// The storage keys of one check, in one buffer (one allocation per check).
@@ -131,6 +133,7 @@ impl DistributedRateLimiter {
                 key_prefix: config.key_prefix,
                 fallback: config.fallback.unwrap_or_default(),
                 breaker: CircuitBreaker::new(config.circuit_breaker),
+                rule_store: config.rule_store,
                 fail_closed_retry_after: config.fail_closed_retry_after,
             }),
         }
@@ -156,6 +159,12 @@ impl DistributedRateLimiter {
     /// Adds a fully configured rule; fails with [`Error::RuleExists`] if the
     /// id is taken.
     pub async fn insert_rule(&self, rule: Rule) -> Result<(), Error> {
+        if let Some(store) = &self.inner.rule_store {
+            return self
+                .write_shared(store, RuleWrite::Insert(rule))
+                .await
+                .map(drop);
+        }
         self.change(|set| {
             if set.get(rule.id().as_str()).is_some() {
                 return Err(Error::RuleExists(rule.id().to_string()));
@@ -166,6 +175,10 @@ impl DistributedRateLimiter {
 
     /// Adds a rule or replaces the rule with its id; returns the replaced one.
     pub async fn put_rule(&self, rule: Rule) -> Result<Option<Rule>, Error> {
+        if let Some(store) = &self.inner.rule_store {
+            let written = self.write_shared(store, RuleWrite::Upsert(rule)).await?;
+            return Ok(written.previous);
+        }
         self.change(|set| {
             let previous = set.get(rule.id().as_str()).cloned();
             Ok((set.with_rule(rule), previous))
@@ -175,23 +188,56 @@ impl DistributedRateLimiter {
     /// Changes a rule's limit and window, keeping its target, priority, shadow
     /// flag, failure policy, and burst if that was set explicitly. Counters
     /// carry over: a caller's recent requests count against the new rate.
+    ///
+    /// With a shared rule store this is a compare-and-set on the stored rule,
+    /// retried a few times if another instance changes it meanwhile
+    /// ([`Error::RuleConflict`] if it keeps changing).
     pub async fn update_rule(
         &self,
         rule_id: &str,
         limit: u32,
         window: Duration,
     ) -> Result<(), Error> {
+        let updated = |rule: &Rule| -> Result<Rule, Error> {
+            let quota = rule.quota().with_rate(limit, window)?;
+            Ok(rule.clone().with_quota(quota))
+        };
+        if let Some(store) = &self.inner.rule_store {
+            for _ in 0..8 {
+                let snapshot = self.with_timeout(store.load()).await?;
+                let expected = snapshot
+                    .rules
+                    .into_iter()
+                    .find(|rule| rule.id().as_str() == rule_id)
+                    .ok_or_else(|| Error::UnknownRule(rule_id.to_owned()))?;
+                let new = updated(&expected)?;
+                match self
+                    .write_shared(store, RuleWrite::Replace { expected, new })
+                    .await
+                {
+                    Err(Error::RuleConflict(_)) => continue,
+                    result => return result.map(drop),
+                }
+            }
+            return Err(Error::RuleConflict(rule_id.to_owned()));
+        }
         self.change(|set| {
             let rule = set
                 .get(rule_id)
                 .ok_or_else(|| Error::UnknownRule(rule_id.to_owned()))?;
-            let quota = rule.quota().with_rate(limit, window)?;
-            Ok((set.with_rule(rule.clone().with_quota(quota)), ()))
+            Ok((set.with_rule(updated(rule)?), ()))
         })
     }
 
     /// Removes a rule and returns it. Its counters are left to expire.
     pub async fn remove_rule(&self, rule_id: &str) -> Result<Rule, Error> {
+        if let Some(store) = &self.inner.rule_store {
+            let id = RuleId::new(rule_id)?;
+            let written = self.write_shared(store, RuleWrite::Remove(id)).await?;
+            return written
+                .previous
+                .ok_or_else(|| Error::UnknownRule(rule_id.to_owned()));
+        }
         self.change(|set| {
             let rule = set
                 .get(rule_id)
@@ -202,6 +248,66 @@ impl DistributedRateLimiter {
                 .ok_or_else(|| Error::UnknownRule(rule_id.to_owned()))?;
             Ok((without, rule))
         })
+    }
+
+    /// Writes a change to the shared rule store, then reloads the rules so
+    /// this instance sees its own change (and any other) at once.
+    async fn write_shared(
+        &self,
+        store: &Arc<dyn RuleStore>,
+        change: RuleWrite,
+    ) -> Result<RuleWritten, Error> {
+        let written = self.with_timeout(store.write(change)).await?;
+        self.refresh_rules().await?;
+        Ok(written)
+    }
+
+    /// Loads the rules from the shared rule store, if one is configured, and
+    /// puts them in force when their version differs from the one in force
+    /// (the store is authoritative, even if its version went back, as after
+    /// it lost its data). Returns whether the rules changed.
+    ///
+    /// Call it at start (or use [`start`](Self::start)); a watcher such as
+    /// `ratelimit_redis::RedisRules::watch` calls it on every announcement
+    /// and after every reconnect.
+    pub async fn refresh_rules(&self) -> Result<bool, Error> {
+        let Some(store) = &self.inner.rule_store else {
+            return Ok(false);
+        };
+        let snapshot = self.with_timeout(store.load()).await?;
+        let _serial = self
+            .inner
+            .changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.inner.rules.load().version() == snapshot.version {
+            return Ok(false);
+        }
+        let set = RuleSet::from_rules(snapshot.version, snapshot.rules);
+        self.inner.rules.store(Arc::new(set));
+        Ok(true)
+    }
+
+    /// A limiter from `config` with its rules in force. With a shared rule
+    /// store, the config's rules are first added to the store where their
+    /// ids are free (so a fleet starts with them), then every rule is loaded
+    /// from the store.
+    pub async fn start(config: LimiterConfig) -> Result<Self, Error> {
+        let seeds = config.rules.clone();
+        let limiter = Self::new(config);
+        if let Some(store) = &limiter.inner.rule_store {
+            for rule in seeds {
+                match limiter
+                    .with_timeout(store.write(RuleWrite::Insert(rule)))
+                    .await
+                {
+                    Ok(_) | Err(Error::RuleExists(_)) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            limiter.refresh_rules().await?;
+        }
+        Ok(limiter)
     }
 
     /// Whether checks currently reach the store (see
