@@ -1,0 +1,339 @@
+//! The load tool: N concurrent tasks over M limiter instances against a
+//! Redis, for a bounded time; prints checks/s, latency percentiles, the
+//! allowed count against what the rules permit, and the server's commands and
+//! CPU per check.
+//!
+//! ```text
+//! cargo run --release -p ratelimit-load -- --spawn-redis --tasks 16
+//! cargo run --release -p ratelimit-load -- --spawn-redis --tasks 16 --mode raw
+//! ```
+//!
+//! Modes: `limiter` (the whole `DistributedRateLimiter` check), `store`
+//! (`RedisStore::check` with prepared keys) and `raw` (`EVALSHA` of the same
+//! script over the same kind of connection, with no decoding: the ceiling).
+//!
+//! Traffic goes only to loopback unless `--allow-remote` is given.
+#![allow(clippy::print_stdout)]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use ratelimit_core::{
+    Caller, CheckItem, DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, Quota, RuleId,
+    Store, Subject, Target,
+};
+use ratelimit_redis::RedisStore;
+use ratelimit_redis::script::{self, Form};
+use ratelimit_test_support::RedisServer;
+use redis::aio::ConnectionManager;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// `DistributedRateLimiter::check_rules`.
+    Limiter,
+    /// `RedisStore::check` with prepared keys.
+    Store,
+    /// `EVALSHA` of the same script, reply not decoded: the ceiling.
+    Raw,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Drive a Redis-backed limiter and report throughput and latency")]
+struct Args {
+    /// The Redis to load (loopback only unless --allow-remote).
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+    /// Start a private redis-server on a free loopback port instead.
+    #[arg(long)]
+    spawn_redis: bool,
+    /// Allow a Redis URL that is not on loopback.
+    #[arg(long)]
+    allow_remote: bool,
+    /// What each check calls.
+    #[arg(long, value_enum, default_value_t = Mode::Limiter)]
+    mode: Mode,
+    /// Limiter instances, each with its own connection.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// Concurrent tasks, spread over the instances.
+    #[arg(long, default_value_t = 16)]
+    tasks: usize,
+    /// Distinct callers.
+    #[arg(long, default_value_t = 10_000)]
+    keys: usize,
+    /// Rules per check (1 to 8), all per caller, so one slot and one call.
+    #[arg(long, default_value_t = 1)]
+    rules: usize,
+    /// Each rule's limit per hour per caller (small: mostly denied).
+    #[arg(long, default_value_t = 1_000_000)]
+    limit: u32,
+    /// How long to run.
+    #[arg(long, default_value_t = 3_000)]
+    duration_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let spawned;
+    let url = match (&args.redis_url, args.spawn_redis) {
+        (_, true) => {
+            spawned = RedisServer::start();
+            spawned.url()
+        }
+        (Some(url), false) => url.clone(),
+        (None, false) => return Err("give --redis-url URL or --spawn-redis".into()),
+    };
+    if !args.allow_remote && !is_loopback(&url) {
+        return Err(format!("{url} is not on loopback (use --allow-remote)").into());
+    }
+    let rules = args.rules.clamp(1, 8);
+    let rule_ids: Vec<String> = (0..rules).map(|i| format!("r{i}")).collect();
+    let quota = Quota::new(args.limit, Duration::from_secs(3_600))?;
+
+    let mut admin = ConnectionManager::new(redis::Client::open(url.as_str())?).await?;
+    let before = server_stats(&mut admin).await?;
+
+    let deadline = Instant::now() + Duration::from_millis(args.duration_ms);
+    let mut tasks = Vec::new();
+    for instance in 0..args.instances.max(1) {
+        let driver = Driver::new(args.mode, &url, &rule_ids, quota).await?;
+        for t in (instance..args.tasks).step_by(args.instances.max(1)) {
+            let driver = driver.clone();
+            let keys = args.keys.max(1);
+            tasks.push(tokio::spawn(
+                async move { driver.run(t, keys, deadline).await },
+            ));
+        }
+    }
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut checks, mut allowed, mut failed) = (0u64, 0u64, 0u64);
+    for task in tasks {
+        let result = task.await??;
+        histogram.add(&result.histogram)?;
+        checks += result.checks;
+        allowed += result.allowed;
+        failed += result.failed;
+    }
+    let after = server_stats(&mut admin).await?;
+    let seconds = Duration::from_millis(args.duration_ms).as_secs_f64();
+    let commands = after.commands.saturating_sub(before.commands);
+    let cpu_us = (after.cpu_seconds - before.cpu_seconds) * 1e6;
+    let permitted = (args.keys as u64).saturating_mul(u64::from(quota.burst()));
+    let bytes = memory_per_key(&mut admin, &url).await?;
+    println!(
+        "mode={:?} instances={} tasks={} keys={} rules={} checks={} checks/s={:.0} \
+         p50={}us p99={}us p999={}us allowed={} permitted<={} failed={} \
+         redis_cmds/s={:.0} (incl. calls inside scripts) redis_cpu_us/check={:.2} memory_usage_bytes/key={}",
+        args.mode,
+        args.instances,
+        args.tasks,
+        args.keys,
+        rules,
+        checks,
+        checks as f64 / seconds,
+        histogram.value_at_quantile(0.50),
+        histogram.value_at_quantile(0.99),
+        histogram.value_at_quantile(0.999),
+        allowed,
+        permitted,
+        failed,
+        commands as f64 / seconds,
+        if checks > 0 {
+            cpu_us / checks as f64
+        } else {
+            0.0
+        },
+        bytes.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+    );
+    if allowed > permitted {
+        return Err(format!("admitted {allowed} > permitted {permitted}").into());
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+enum Driver {
+    Limiter(DistributedRateLimiter, Arc<Vec<String>>),
+    Store(RedisStore, Arc<Vec<RuleId>>, Quota),
+    Raw(ConnectionManager, Arc<Vec<RuleId>>, Quota),
+}
+
+struct TaskResult {
+    histogram: Histogram<u64>,
+    checks: u64,
+    allowed: u64,
+    failed: u64,
+}
+
+impl Driver {
+    async fn new(
+        mode: Mode,
+        url: &str,
+        rules: &[String],
+        quota: Quota,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let ids: Vec<RuleId> = rules
+            .iter()
+            .map(|r| RuleId::new(r))
+            .collect::<Result<_, _>>()?;
+        Ok(match mode {
+            Mode::Limiter => {
+                let store = RedisStore::builder(url)
+                    .timeout(Duration::from_secs(1))
+                    .build()
+                    .await?;
+                let limiter = DistributedRateLimiter::new(
+                    LimiterConfig::new(Arc::new(store)).timeout(Duration::from_secs(1)),
+                );
+                for id in rules {
+                    limiter
+                        .put_rule(ratelimit_core::Rule::new(id, Target::Each, quota)?)
+                        .await?;
+                }
+                Self::Limiter(limiter, Arc::new(rules.to_vec()))
+            }
+            Mode::Store => {
+                let store = RedisStore::builder(url)
+                    .timeout(Duration::from_secs(1))
+                    .build()
+                    .await?;
+                Self::Store(store, Arc::new(ids), quota)
+            }
+            Mode::Raw => {
+                let connection = ConnectionManager::new(redis::Client::open(url)?).await?;
+                let mut load = connection.clone();
+                let _: String = script::gcra_script().load_async(&mut load).await?;
+                Self::Raw(connection, Arc::new(ids), quota)
+            }
+        })
+    }
+
+    async fn run(self, task: usize, keys: usize, deadline: Instant) -> Result<TaskResult, Error> {
+        let mut result = TaskResult {
+            histogram: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .map_err(|e| Error::Store(e.into()))?,
+            checks: 0,
+            allowed: 0,
+            failed: 0,
+        };
+        let prefix = KeyPrefix::default();
+        let mut n = task.wrapping_mul(7_919);
+        while Instant::now() < deadline {
+            n = n.wrapping_add(1);
+            let id = (n % keys).to_string();
+            let caller = Caller::user(&id);
+            let started = Instant::now();
+            let allowed = match &self {
+                Self::Limiter(limiter, rules) => {
+                    let ids: Vec<&str> = rules.iter().map(String::as_str).collect();
+                    limiter.check_rules(caller, &ids, 1).await.map(|v| {
+                        (v.source() == ratelimit_core::Source::Store).then_some(v.allowed())
+                    })
+                }
+                Self::Store(store, rules, quota) => {
+                    let keys: Vec<Vec<u8>> = rules
+                        .iter()
+                        .map(|r| prefix.key(r, Subject::Caller(caller)))
+                        .collect();
+                    let items: Vec<CheckItem<'_>> =
+                        keys.iter().map(|k| CheckItem::new(k, *quota)).collect();
+                    store.check(&items).await.map(|o| Some(o.allowed))
+                }
+                Self::Raw(connection, rules, quota) => {
+                    let keys: Vec<Vec<u8>> = rules
+                        .iter()
+                        .map(|r| prefix.key(r, Subject::Caller(caller)))
+                        .collect();
+                    let items: Vec<CheckItem<'_>> =
+                        keys.iter().map(|k| CheckItem::new(k, *quota)).collect();
+                    let cmd = script::check_command(&items, true, None, Form::Sha);
+                    let mut connection = connection.clone();
+                    cmd.query_async::<Vec<u64>>(&mut connection)
+                        .await
+                        .map(|_| None)
+                        .map_err(|e| Error::Store(Box::new(e)))
+                }
+            };
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let _ = result.histogram.record(micros.max(1));
+            result.checks += 1;
+            match allowed {
+                Ok(Some(true)) => result.allowed += 1,
+                Ok(_) => {}
+                Err(_) => result.failed += 1,
+            }
+        }
+        Ok(result)
+    }
+}
+
+struct ServerStats {
+    commands: u64,
+    cpu_seconds: f64,
+}
+
+async fn server_stats(
+    connection: &mut ConnectionManager,
+) -> Result<ServerStats, redis::RedisError> {
+    let info: String = redis::cmd("INFO")
+        .arg("everything")
+        .query_async(connection)
+        .await?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .unwrap_or("0")
+            .trim()
+            .to_owned()
+    };
+    Ok(ServerStats {
+        commands: field("total_commands_processed").parse().unwrap_or(0),
+        cpu_seconds: field("used_cpu_sys").parse::<f64>().unwrap_or(0.0)
+            + field("used_cpu_user").parse::<f64>().unwrap_or(0.0),
+    })
+}
+
+/// `MEMORY USAGE` of a limiter key, averaged over 100 fresh keys written with
+/// a one-hour quota (so they are still there to be measured).
+async fn memory_per_key(
+    connection: &mut ConnectionManager,
+    url: &str,
+) -> Result<Option<u64>, Box<dyn std::error::Error>> {
+    let store = RedisStore::connect(url).await?;
+    let prefix = KeyPrefix::default();
+    let rule = RuleId::new("memory-probe")?;
+    let quota = Quota::new(1, Duration::from_secs(3_600))?;
+    let (mut total, mut found) = (0u64, 0u64);
+    for i in 0..100 {
+        let id = format!("user-{i:06}");
+        let key = prefix.key(&rule, Subject::Caller(Caller::user(&id)));
+        store.check(&[CheckItem::new(&key, quota)]).await?;
+        let bytes: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(&key)
+            .query_async(connection)
+            .await?;
+        if let Some(bytes) = bytes {
+            total += bytes;
+            found += 1;
+        }
+        let _: () = redis::cmd("DEL").arg(&key).query_async(connection).await?;
+    }
+    Ok((found > 0).then(|| total / found))
+}
+
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let host_port = rest.split('/').next().unwrap_or("");
+    let host_port = host_port.rsplit('@').next().unwrap_or(host_port);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
