@@ -9,8 +9,10 @@ use futures::StreamExt;
 use ratelimit_core::{
     DistributedRateLimiter, Error, KeyPrefix, Rule, RuleSnapshot, RuleStore, RuleWrite, RuleWritten,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Client, RedisError};
 use tokio::task::JoinHandle;
 
 /// Rules kept in Redis and announced on a channel, so that every instance
@@ -47,8 +49,10 @@ use tokio::task::JoinHandle;
 /// ```
 #[derive(Clone)]
 pub struct RedisRules {
-    client: Client,
-    connection: ConnectionManager,
+    /// Where announcements are heard: any node of a cluster hears them all,
+    /// so the watcher moves to the next one when one is unreachable.
+    subscribe_to: Vec<Client>,
+    connection: RulesConnection,
     set_key: String,
     version_key: String,
     channel: String,
@@ -67,17 +71,15 @@ impl fmt::Debug for RedisRules {
     }
 }
 
-fn write_script() -> &'static Script {
-    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
-    SCRIPT.get_or_init(|| Script::new(include_str!("rules_write.lua")))
+#[derive(Clone)]
+enum RulesConnection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
-fn load_script() -> &'static Script {
-    static SCRIPT: std::sync::OnceLock<Script> = std::sync::OnceLock::new();
-    SCRIPT.get_or_init(|| {
-        Script::new("return {redis.call('GET', KEYS[2]) or '0', redis.call('HGETALL', KEYS[1])}")
-    })
-}
+const WRITE_SOURCE: &str = include_str!("rules_write.lua");
+const LOAD_SOURCE: &str =
+    "return {redis.call('GET', KEYS[2]) or '0', redis.call('HGETALL', KEYS[1])}";
 
 impl RedisRules {
     /// Connects to the Redis at `url`, keeping rules under `prefix`.
@@ -87,20 +89,50 @@ impl RedisRules {
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_max_delay(Duration::from_millis(500));
         let connect = ConnectionManager::new_with_config(client.clone(), config);
-        let connection = match tokio::time::timeout(Duration::from_secs(2), connect).await {
-            Ok(result) => result.map_err(store_error)?,
-            Err(_) => return Err(Error::Timeout(Duration::from_secs(2))),
-        };
+        let connection = bounded_connect(connect).await?;
+        Ok(Self::with(
+            vec![client],
+            RulesConnection::Single(connection),
+            prefix,
+        ))
+    }
+
+    /// Connects to a Redis Cluster through `nodes`. The rule keys share one
+    /// hash tag (`{rules}`), so every change stays one atomic script on one
+    /// node; announcements reach every node of a cluster, and the watcher
+    /// listens on the first of `nodes` it can reach.
+    pub async fn connect_cluster<S: AsRef<str>>(
+        nodes: &[S],
+        prefix: &KeyPrefix,
+    ) -> Result<Self, Error> {
+        let clients = nodes
+            .iter()
+            .map(|node| Client::open(node.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(store_error)?;
+        let client = ClusterClientBuilder::new(nodes.iter().map(AsRef::as_ref))
+            .connection_timeout(Duration::from_secs(1))
+            .build()
+            .map_err(store_error)?;
+        let connection = bounded_connect(client.get_async_connection()).await?;
+        Ok(Self::with(
+            clients,
+            RulesConnection::Cluster(connection),
+            prefix,
+        ))
+    }
+
+    fn with(subscribe_to: Vec<Client>, connection: RulesConnection, prefix: &KeyPrefix) -> Self {
         let prefix = prefix.as_str();
-        Ok(Self {
-            client,
+        Self {
+            subscribe_to,
             connection,
             set_key: format!("{prefix}:{{rules}}:set"),
             version_key: format!("{prefix}:{{rules}}:version"),
             channel: format!("{prefix}:rules"),
             timeout: Duration::from_secs(1),
             poll_every: Duration::from_secs(5),
-        })
+        }
     }
 
     /// How often [`watch`](Self::watch) reloads even without an announcement
@@ -114,12 +146,12 @@ impl RedisRules {
     /// Keeps `limiter` current with the shared rules until the returned
     /// handle is dropped. Spawns a Tokio task.
     pub fn watch(&self, limiter: DistributedRateLimiter) -> RuleWatch {
-        let client = self.client.clone();
+        let clients = self.subscribe_to.clone();
         let channel = self.channel.clone();
         let poll_every = self.poll_every;
         RuleWatch(tokio::spawn(async move {
             let mut backoff = Duration::from_millis(50);
-            loop {
+            for client in clients.iter().cycle() {
                 if let Ok(mut pubsub) = client.get_async_pubsub().await
                     && pubsub.subscribe(&channel).await.is_ok()
                 {
@@ -145,10 +177,23 @@ impl RedisRules {
         }))
     }
 
-    async fn bounded<T>(
+    /// Runs a rules script with `EVAL` (rule changes are rare: no script
+    /// cache to depend on, on any node), bounded by the timeout.
+    async fn eval<T: redis::FromRedisValue>(
         &self,
-        call: impl Future<Output = Result<T, RedisError>>,
+        source: &str,
+        keys: &[&str],
+        args: &[&str],
     ) -> Result<T, Error> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(source).arg(keys.len()).arg(keys).arg(args);
+        let call = async {
+            let value = match &self.connection {
+                RulesConnection::Single(c) => c.clone().req_packed_command(&cmd).await,
+                RulesConnection::Cluster(c) => c.clone().req_packed_command(&cmd).await,
+            }?;
+            redis::from_redis_value::<T>(value.extract_error()?).map_err(RedisError::from)
+        };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result.map_err(store_error),
             Err(_) => Err(Error::Timeout(self.timeout)),
@@ -166,6 +211,16 @@ impl Drop for RuleWatch {
     }
 }
 
+async fn bounded_connect<T>(
+    connect: impl Future<Output = Result<T, RedisError>>,
+) -> Result<T, Error> {
+    let limit = Duration::from_secs(2);
+    match tokio::time::timeout(limit, connect).await {
+        Ok(result) => result.map_err(store_error),
+        Err(_) => Err(Error::Timeout(limit)),
+    }
+}
+
 fn store_error(error: RedisError) -> Error {
     Error::Store(Box::new(error))
 }
@@ -173,11 +228,8 @@ fn store_error(error: RedisError) -> Error {
 #[async_trait]
 impl RuleStore for RedisRules {
     async fn load(&self) -> Result<RuleSnapshot, Error> {
-        let mut connection = self.connection.clone();
-        let mut invocation = load_script().key(&self.set_key);
-        invocation.key(&self.version_key);
         let (version, records): (String, HashMap<String, String>) = self
-            .bounded(invocation.invoke_async(&mut connection))
+            .eval(LOAD_SOURCE, &[&self.set_key, &self.version_key], &[])
             .await?;
         let version = version
             .parse()
@@ -216,17 +268,12 @@ impl RuleStore for RedisRules {
             }
             RuleWrite::Remove(id) => ("remove", id.as_str(), String::new(), String::new()),
         };
-        let mut invocation = write_script().key(&self.set_key);
-        invocation
-            .key(&self.version_key)
-            .arg(op)
-            .arg(id)
-            .arg(record)
-            .arg(expected)
-            .arg(&self.channel);
-        let mut connection = self.connection.clone();
         let (status, version, previous): (String, u64, String) = self
-            .bounded(invocation.invoke_async(&mut connection))
+            .eval(
+                WRITE_SOURCE,
+                &[&self.set_key, &self.version_key],
+                &[op, id, &record, &expected, &self.channel],
+            )
             .await?;
         let previous = if previous.is_empty() {
             None

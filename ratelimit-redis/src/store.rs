@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -50,14 +51,15 @@ pub struct RedisStore {
 
 #[derive(Clone)]
 enum Connection {
-    Single(ConnectionManager),
+    /// One or more multiplexed connections to one server, used in turn.
+    Single(Arc<[ConnectionManager]>, Arc<AtomicUsize>),
     Cluster(ClusterConnection),
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let topology = match self.connection {
-            Connection::Single(_) => "standalone",
+            Connection::Single(..) => "standalone",
             Connection::Cluster(_) => "cluster",
         };
         f.debug_struct("RedisStore")
@@ -112,7 +114,13 @@ impl RedisStore {
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
         match &self.connection {
-            Connection::Single(connection) => query(connection.clone(), cmd).await,
+            Connection::Single(connections, next) => {
+                let i = next.fetch_add(1, Ordering::Relaxed) % connections.len().max(1);
+                match connections.get(i) {
+                    Some(connection) => query(connection.clone(), cmd).await,
+                    None => Err(RedisError::from((ErrorKind::Client, "no connection"))),
+                }
+            }
             Connection::Cluster(connection) => query(connection.clone(), cmd).await,
         }
     }
@@ -133,7 +141,7 @@ impl RedisStore {
     async fn run(&self, items: &[CheckItem<'_>], charge: bool) -> Result<Outcome, Error> {
         validate_items(items)?;
         let slots = match self.connection {
-            Connection::Single(_) => SmallVec::new(),
+            Connection::Single(..) => SmallVec::new(),
             Connection::Cluster(_) => group_by_slot(items),
         };
         if slots.len() <= 1 {
@@ -289,6 +297,7 @@ pub struct RedisStoreBuilder {
     cluster: bool,
     timeout: Duration,
     connection_timeout: Duration,
+    connections: usize,
     clock: Option<Arc<dyn Clock>>,
 }
 
@@ -302,8 +311,18 @@ impl RedisStoreBuilder {
             cluster,
             timeout: Self::DEFAULT_TIMEOUT,
             connection_timeout: Duration::from_secs(1),
+            connections: 1,
             clock: None,
         }
+    }
+
+    /// How many multiplexed connections to open to a standalone server
+    /// (default 1), used in turn. One connection already carries any number
+    /// of concurrent checks; more spread the client's work over more tasks.
+    /// Ignored for a cluster (its client keeps one connection per node).
+    pub fn connections(mut self, connections: usize) -> Self {
+        self.connections = connections.max(1);
+        self
     }
 
     /// The bound on one store call (default 50 ms). A call that exceeds it
@@ -345,8 +364,15 @@ impl RedisStoreBuilder {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.connection_timeout))
                     .set_max_delay(Duration::from_millis(500));
+                let mut connections = Vec::with_capacity(self.connections);
+                for _ in 0..self.connections.max(1) {
+                    connections.push(
+                        ConnectionManager::new_with_config(client.clone(), config.clone()).await?,
+                    );
+                }
                 Ok(Connection::Single(
-                    ConnectionManager::new_with_config(client, config).await?,
+                    connections.into(),
+                    Arc::new(AtomicUsize::new(0)),
                 ))
             }
         };

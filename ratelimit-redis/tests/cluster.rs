@@ -170,3 +170,47 @@ async fn a_replica_takes_over_from_a_killed_primary() {
     eprintln!("every check answered by the cluster again {recovered_after:?} after the kill");
     cluster.wait_until_ok(|i| i != 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_are_shared_across_a_cluster() {
+    use ratelimit_core::KeyPrefix;
+    use ratelimit_redis::RedisRules;
+
+    let cluster = RedisCluster::start(3, 0);
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let rules = Arc::new(
+            RedisRules::connect_cluster(&cluster.urls(), &KeyPrefix::default())
+                .await
+                .unwrap(),
+        );
+        let store = RedisStore::cluster_builder(&cluster.urls())
+            .build()
+            .await
+            .unwrap();
+        let config = LimiterConfig::new(Arc::new(store)).rule_store(rules.clone());
+        let limiter = DistributedRateLimiter::start(config).await.unwrap();
+        let watch = rules.watch(limiter.clone());
+        instances.push((limiter, watch));
+    }
+    let (a, b) = (&instances[0].0, &instances[1].0);
+    a.add_rule("shared", Target::Global, 2, HOUR).await.unwrap();
+    let started = Instant::now();
+    while b.rule("shared").is_none() {
+        assert!(started.elapsed() < Duration::from_secs(5), "not propagated");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("propagated across the cluster in {:?}", started.elapsed());
+    assert!(a.is_allowed("user:1", "shared").await);
+    assert!(b.is_allowed("user:2", "shared").await);
+    assert!(!a.is_allowed("user:3", "shared").await);
+    b.remove_rule("shared").await.unwrap();
+    let started = Instant::now();
+    while a.rule("shared").is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "removal not propagated"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -70,6 +70,9 @@ struct Args {
     /// Each rule's limit per hour per caller (small: mostly denied).
     #[arg(long, default_value_t = 1_000_000)]
     limit: u32,
+    /// Multiplexed connections per instance (limiter and store modes).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
     /// How long to run.
     #[arg(long, default_value_t = 3_000)]
     duration_ms: u64,
@@ -100,7 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let deadline = Instant::now() + Duration::from_millis(args.duration_ms);
     let mut tasks = Vec::new();
     for instance in 0..args.instances.max(1) {
-        let driver = Driver::new(args.mode, &url, &rule_ids, quota).await?;
+        let driver = Driver::new(args.mode, &url, &rule_ids, quota, args.connections).await?;
         for t in (instance..args.tasks).step_by(args.instances.max(1)) {
             let driver = driver.clone();
             let keys = args.keys.max(1);
@@ -175,6 +178,7 @@ impl Driver {
         url: &str,
         rules: &[String],
         quota: Quota,
+        connections: usize,
     ) -> Result<Self, Box<dyn std::error::Error>> {
         let ids: Vec<RuleId> = rules
             .iter()
@@ -184,6 +188,7 @@ impl Driver {
             Mode::Limiter => {
                 let store = RedisStore::builder(url)
                     .timeout(Duration::from_secs(1))
+                    .connections(connections)
                     .build()
                     .await?;
                 let limiter = DistributedRateLimiter::new(
@@ -199,6 +204,7 @@ impl Driver {
             Mode::Store => {
                 let store = RedisStore::builder(url)
                     .timeout(Duration::from_secs(1))
+                    .connections(connections)
                     .build()
                     .await?;
                 Self::Store(store, Arc::new(ids), quota)
