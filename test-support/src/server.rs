@@ -64,6 +64,54 @@ impl RedisServer {
             .map_or_else(|| PathBuf::from("redis-server"), PathBuf::from)
     }
 
+    /// Starts a server that also accepts TLS on a second free port, with a
+    /// fresh self-signed certificate for 127.0.0.1 (made with the `openssl`
+    /// command). Clients are not asked for certificates.
+    pub fn start_tls() -> (Self, u16) {
+        let certs = tempfile::Builder::new()
+            .prefix("ratelimit-tls-")
+            .tempdir()
+            .expect("create a temporary directory for certificates");
+        let cert = certs.path().join("cert.pem");
+        let key = certs.path().join("key.pem");
+        let status = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run openssl to make a test certificate");
+        assert!(status.success(), "openssl could not make a certificate");
+        let tls_port = free_port().to_string();
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let server = Self::start_with(&[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &cert,
+            "--tls-auth-clients",
+            "no",
+        ]);
+        // The certificates are read at start: the directory may go.
+        drop(certs);
+        (server, tls_port.parse().expect("a port number"))
+    }
+
     /// `redis://127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
