@@ -57,10 +57,7 @@ pub struct Test {
 /// that never conforms (callers refuse such costs first, see
 /// [`Quota::check_cost`]).
 pub fn test(quota: &Quota, tat: Option<u64>, now: u64, cost: u32) -> Test {
-    let base = match tat {
-        Some(tat) if tat > now => tat,
-        _ => now,
-    };
+    let base = effective_tat(quota, tat, now).max(now);
     let increment = quota.interval_micros().saturating_mul(u64::from(cost));
     let charged_tat = base.saturating_add(increment);
     let allowed_at = charged_tat.saturating_sub(quota.tolerance_micros());
@@ -69,6 +66,21 @@ pub fn test(quota: &Quota, tat: Option<u64>, now: u64, cost: u32) -> Test {
         charged_tat,
         retry_after_micros: allowed_at.saturating_sub(now),
     }
+}
+
+/// The TAT a stored TAT stands for at `now`: the stored one (0 for an absent
+/// key), but never more than one full tolerance ahead of the clock.
+///
+/// A conforming check never leaves a key further ahead than its tolerance,
+/// so a key is only found further ahead when its rule's quota was lowered or
+/// the store's clock stepped backwards (a Redis failover to a replica whose
+/// clock lags). Capping it means such a key counts as fully used — it waits
+/// for the normal rate, from the current clock — instead of being locked out
+/// for the size of the jump. Stores write the capped TAT back (even when the
+/// check is denied), so the key then recovers at the normal rate.
+pub fn effective_tat(quota: &Quota, tat: Option<u64>, now: u64) -> u64 {
+    tat.unwrap_or(0)
+        .min(now.saturating_add(quota.tolerance_micros()))
 }
 
 /// How many requests of cost 1 a key with TAT `tat` could make at `now`.
@@ -133,6 +145,22 @@ mod tests {
             test(&q, None, 1_000_000, 1)
         );
         assert_eq!(remaining(&q, 10, 1_000_000), 5);
+    }
+
+    #[test]
+    fn a_key_is_never_more_than_one_tolerance_ahead() {
+        // 2 per second: T = 500 ms, tolerance 1 s. The stored TAT is an hour
+        // ahead, as after the clock stepped back an hour.
+        let q = quota(2, 1_000);
+        let now = 10_000_000_000;
+        let far = Some(now + 3_600_000_000);
+        assert_eq!(effective_tat(&q, far, now), now + 1_000_000);
+        let denied = test(&q, far, now, 1);
+        assert!(!denied.conforms);
+        assert_eq!(denied.retry_after_micros, 500_000);
+        // Stores write the capped TAT back, so the key recovers at the rate.
+        let capped = Some(effective_tat(&q, far, now));
+        assert!(test(&q, capped, now + 500_000, 1).conforms);
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub fn evaluate(items: &[CheckItem<'_>], tats: &[u64], now: u64, charge: bool) -
         let new_tat = if charge && allowed && test.conforms {
             test.charged_tat
         } else {
-            tat
+            crate::gcra::effective_tat(&item.quota, Some(tat), now)
         };
         new_tats.push(new_tat);
         decisions.push(Decision::from_state(

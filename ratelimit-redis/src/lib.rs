@@ -30,8 +30,10 @@
 //!   the server answers `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
 //! - Time is the server's `TIME`, so app servers with skewed clocks agree.
 //!   If the server's clock steps backwards (a failover to a replica whose
-//!   clock lags), counters only look further ahead: the limiter becomes
-//!   stricter for that long, never looser.
+//!   clock lags), counters would look further ahead than any check can put
+//!   them: the script caps them at one full burst and writes them back
+//!   capped, as `ratelimit_core::gcra::effective_tat` does, so a caller waits
+//!   at most one window, and the limiter never becomes looser.
 //! - Each key holds one integer and expires (`PX`) exactly when it becomes
 //!   equivalent to an absent key: memory cleans itself, with no sweeper.
 //! - Keys are built by `ratelimit_core::KeyPrefix`: collision-free, bounded in

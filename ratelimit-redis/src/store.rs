@@ -140,27 +140,25 @@ impl RedisStore {
 
     async fn run(&self, items: &[CheckItem<'_>], charge: bool) -> Result<Outcome, Error> {
         validate_items(items)?;
-        let slots = match self.connection {
-            Connection::Single(..) => SmallVec::new(),
-            Connection::Cluster(_) => group_by_slot(items),
-        };
-        if slots.len() <= 1 {
-            if items.is_empty() {
-                return Ok(evaluate(items, &[], 0, charge).outcome);
-            }
-            let reply = self.check_slot(items, charge).await?;
-            return Ok(evaluate(items, &reply.tats, reply.now, charge).outcome);
+        if items.is_empty() {
+            return Ok(evaluate(items, &[], 0, charge).outcome);
         }
-        self.run_across_slots(items, &slots, charge).await
+        if matches!(self.connection, Connection::Cluster(_)) && spans_slots(items) {
+            // Boxed: its state is large, and the common path should not
+            // carry it in every check's future.
+            return Box::pin(self.run_across_slots(items, charge)).await;
+        }
+        let reply = self.check_slot(items, charge).await?;
+        Ok(evaluate(items, &reply.tats, reply.now, charge).outcome)
     }
 
     /// A check whose items live in several cluster slots: see the type docs.
     async fn run_across_slots(
         &self,
         items: &[CheckItem<'_>],
-        slots: &[SmallVec<[usize; MAX_KEYS_PER_CHECK]>],
         charge: bool,
     ) -> Result<Outcome, Error> {
+        let slots = group_by_slot(items);
         let mut replies: SmallVec<[(Part<'_>, script::Reply); 4]> = SmallVec::new();
         let mut charged: SmallVec<[Part<'_>; 4]> = SmallVec::new();
         let mut allowed = true;
@@ -238,6 +236,13 @@ async fn query<T: redis::FromRedisValue>(
     // NOSCRIPT is seen as such.
     let value = connection.req_packed_command(cmd).await?.extract_error()?;
     redis::from_redis_value(value).map_err(RedisError::from)
+}
+
+/// Whether the items' keys live in more than one cluster slot.
+fn spans_slots(items: &[CheckItem<'_>]) -> bool {
+    let mut slots = items.iter().map(|item| Slot::for_key(item.key));
+    let first = slots.next();
+    slots.any(|slot| Some(slot) != first)
 }
 
 /// Item indices grouped by cluster slot, in order of first appearance.

@@ -214,3 +214,47 @@ async fn rules_are_shared_across_a_cluster() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_come_back_while_a_node_is_down() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let store = RedisStore::cluster_builder(&cluster.urls())
+        .timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    // No breaker: callers on the dead node must not close the road for the rest.
+    let limiter = DistributedRateLimiter::new(
+        LimiterConfig::new(Arc::new(store))
+            .timeout(Duration::from_millis(300))
+            .without_circuit_breaker(),
+    );
+    limiter
+        .add_rule("each", Target::Each, 100, HOUR)
+        .await
+        .unwrap();
+    for user in 0..12 {
+        let id = user.to_string();
+        assert!(limiter.is_allowed(&format!("user:{id}"), "each").await);
+    }
+
+    cluster.node(0).kill();
+    for node in &cluster.nodes()[1..] {
+        assert_eq!(node.cli(&["SCRIPT", "FLUSH"]), "OK");
+    }
+    // Callers whose slot is on a live node are served by the store (their
+    // node gets the script again by EVAL, with no SCRIPT LOAD to every
+    // node); callers on the dead node get the failure policy.
+    let mut served = 0;
+    for user in 0..12 {
+        let id = user.to_string();
+        let verdict = limiter.check(Caller::user(&id), "each").await.unwrap();
+        if verdict.source() == Source::Store {
+            assert_eq!(verdict.decisions()[0].decision.remaining(), 98);
+            served += 1;
+        } else {
+            assert_eq!(verdict.source(), Source::FailOpen);
+        }
+    }
+    assert!(served >= 4, "only {served} of 12 callers served");
+}

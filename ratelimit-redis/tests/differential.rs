@@ -30,6 +30,10 @@ struct Op {
     keys: Vec<usize>,
     costs: Vec<u32>,
     shadow: Vec<bool>,
+    /// Which of its two quotas each key is checked against: switching
+    /// quotas (a rule change) can leave a key beyond its new tolerance,
+    /// which both sides must cap alike.
+    variant: Vec<bool>,
     charge: bool,
 }
 
@@ -53,15 +57,19 @@ fn op() -> impl Strategy<Value = Op> {
         1usize..=3,
         proptest::collection::vec(1u32..=4, 3),
         proptest::collection::vec(prop::bool::weighted(0.2), 3),
+        proptest::collection::vec(prop::bool::weighted(0.15), 3),
         prop::bool::weighted(0.85),
     )
-        .prop_map(|(advance_us, order, n, costs, shadow, charge)| Op {
-            advance_us,
-            keys: order[..n].to_vec(),
-            costs,
-            shadow,
-            charge,
-        })
+        .prop_map(
+            |(advance_us, order, n, costs, shadow, variant, charge)| Op {
+                advance_us,
+                keys: order[..n].to_vec(),
+                costs,
+                shadow,
+                variant,
+                charge,
+            },
+        )
 }
 
 #[test]
@@ -81,7 +89,7 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
 
     let case = Cell::new(0u32);
     let strategy = (
-        proptest::collection::vec(quota(), 3),
+        proptest::collection::vec(quota(), 6),
         1_000_000_000_000_000u64..2_000_000_000_000_000,
         proptest::collection::vec(op(), 1..80),
     );
@@ -102,11 +110,14 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
             let items: Vec<CheckItem<'_>> = op
                 .keys
                 .iter()
-                .map(|&k| CheckItem {
-                    key: &keys[k],
-                    quota: quotas[k],
-                    cost: op.costs[k].min(quotas[k].burst()),
-                    shadow: op.shadow[k],
+                .map(|&k| {
+                    let quota = quotas[2 * k + usize::from(op.variant[k])];
+                    CheckItem {
+                        key: &keys[k],
+                        quota,
+                        cost: op.costs[k].min(quota.burst()),
+                        shadow: op.shadow[k],
+                    }
                 })
                 .collect();
             let expected = if op.charge {
@@ -114,16 +125,22 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
             } else {
                 memory.peek_now(&items).unwrap()
             };
-            let (actual, pttls) = runtime.block_on(run_on_redis(
+            let (actual, pttls, before) = runtime.block_on(run_on_redis(
                 &mut connection,
                 &items,
                 op.charge,
                 clock.now_micros(),
             ));
             prop_assert_eq!(&actual, &expected, "step {}: {:?}", step, op);
-            for (item, (decision, pttl)) in items.iter().zip(expected.decisions.iter().zip(pttls)) {
+            let now = clock.now_micros();
+            for ((item, &tat), (decision, pttl)) in items
+                .iter()
+                .zip(&before.tats)
+                .zip(expected.decisions.iter().zip(pttls))
+            {
                 let charged = op.charge && expected.allowed && decision.allowed();
-                if charged {
+                let capped = op.charge && tat > now + item.quota.tolerance_micros();
+                if charged || capped {
                     // PX = ⌈reset_after / 1 ms⌉; PTTL may read 1 ms less.
                     let px = decision.reset_after().as_micros().div_ceil(1_000) as i64;
                     prop_assert!(
@@ -154,7 +171,7 @@ async fn run_on_redis(
     items: &[CheckItem<'_>],
     charge: bool,
     now: u64,
-) -> (Outcome, Vec<i64>) {
+) -> (Outcome, Vec<i64>, script::Reply) {
     let command = script::check_command(items, charge, Some(now), script::Form::Sha);
     let mut pipe = redis::pipe();
     pipe.atomic().add_command(command);
@@ -170,5 +187,9 @@ async fn run_on_redis(
         .iter()
         .map(|v| redis::from_redis_value::<i64>(v.clone()).unwrap())
         .collect();
-    (script::decode(items, &reply, charge).unwrap(), pttls)
+    (
+        script::decode(items, &reply, charge).unwrap(),
+        pttls,
+        script::parse(&reply, items.len()).unwrap(),
+    )
 }

@@ -431,3 +431,45 @@ async fn a_server_killed_under_load_costs_at_most_the_timeout() {
     server.restart();
     wait_for_recovery(&limiter).await;
 }
+
+/// A clock a test can move backwards, as a failover to a replica whose
+/// clock lags would.
+#[derive(Debug, Clone)]
+struct SteppingClock(Arc<AtomicU64>);
+
+impl ratelimit_core::Clock for SteppingClock {
+    fn now_micros(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_clock_stepping_back_costs_at_most_one_window() {
+    let server = RedisServer::start();
+    let time = Arc::new(AtomicU64::new(1_800_000_000_000_000));
+    let store = RedisStore::builder(&server.url())
+        .clock(SteppingClock(Arc::clone(&time)))
+        .build()
+        .await
+        .unwrap();
+    let quota = Quota::per_second(2).unwrap();
+    let item = ratelimit_core::CheckItem::new(b"k", quota);
+    assert!(store.check(&[item]).await.unwrap().allowed);
+    assert!(store.check(&[item]).await.unwrap().allowed);
+    assert!(!store.check(&[item]).await.unwrap().allowed);
+
+    // The clock steps back an hour: the key now looks an hour ahead.
+    time.fetch_sub(3_600_000_000, Ordering::SeqCst);
+    let denied = store.check(&[item]).await.unwrap();
+    assert!(!denied.allowed);
+    let decision = denied.decisions[0];
+    assert_eq!(
+        decision.retry_after(),
+        Duration::from_millis(500),
+        "not an hour"
+    );
+    assert_eq!(decision.reset_after(), Duration::from_secs(1));
+    // It recovers at the rule's rate from the new clock.
+    time.fetch_add(500_000, Ordering::SeqCst);
+    assert!(store.check(&[item]).await.unwrap().allowed);
+}

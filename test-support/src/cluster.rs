@@ -34,6 +34,9 @@ impl RedisCluster {
                     // A replica may always take over, however stale.
                     "--cluster-replica-validity-factor",
                     "0",
+                    // Live nodes keep serving their slots while one is down.
+                    "--cluster-require-full-coverage",
+                    "no",
                 ])
             })
             .collect();

@@ -136,7 +136,14 @@ impl MemoryStore {
             if test.conforms {
                 ((test, test.charged_tat), Write::Set(test.charged_tat))
             } else {
-                ((test, tat.unwrap_or(0)), Write::Keep)
+                // A TAT found more than one tolerance ahead is written back
+                // capped (see gcra::effective_tat).
+                let capped = gcra::effective_tat(quota, tat, now);
+                let write = match tat {
+                    Some(stored) if stored != capped => Write::Set(capped),
+                    _ => Write::Keep,
+                };
+                ((test, capped), write)
             }
         })?;
         let decision =
