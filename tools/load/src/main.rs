@@ -241,21 +241,13 @@ impl Driver {
                     })
                 }
                 Self::Store(store, rules, quota) => {
-                    let keys: Vec<Vec<u8>> = rules
-                        .iter()
-                        .map(|r| prefix.key(r, Subject::Caller(caller)))
-                        .collect();
-                    let items: Vec<CheckItem<'_>> =
-                        keys.iter().map(|k| CheckItem::new(k, *quota)).collect();
+                    let keys = keys_of(&prefix, rules, caller);
+                    let items = items_of(&keys, *quota);
                     store.check(&items).await.map(|o| Some(o.allowed))
                 }
                 Self::Raw(connection, rules, quota) => {
-                    let keys: Vec<Vec<u8>> = rules
-                        .iter()
-                        .map(|r| prefix.key(r, Subject::Caller(caller)))
-                        .collect();
-                    let items: Vec<CheckItem<'_>> =
-                        keys.iter().map(|k| CheckItem::new(k, *quota)).collect();
+                    let keys = keys_of(&prefix, rules, caller);
+                    let items = items_of(&keys, *quota);
                     let cmd = script::check_command(&items, true, None, Form::Sha);
                     let mut connection = connection.clone();
                     cmd.query_async::<Vec<u64>>(&mut connection)
@@ -275,6 +267,18 @@ impl Driver {
         }
         Ok(result)
     }
+}
+
+/// The storage keys of `rules` for `caller`, as the limiter builds them.
+fn keys_of(prefix: &KeyPrefix, rules: &[RuleId], caller: Caller<'_>) -> Vec<Vec<u8>> {
+    rules
+        .iter()
+        .map(|rule| prefix.key(rule, Subject::Caller(caller)))
+        .collect()
+}
+
+fn items_of(keys: &[Vec<u8>], quota: Quota) -> Vec<CheckItem<'_>> {
+    keys.iter().map(|key| CheckItem::new(key, quota)).collect()
 }
 
 struct ServerStats {
