@@ -32,6 +32,7 @@ mod clock;
 mod decision;
 mod error;
 pub mod gcra;
+pub mod headers;
 mod key;
 mod limiter;
 mod memory;

@@ -793,3 +793,75 @@ async fn without_a_breaker_every_check_asks_the_store() {
     }
     assert_eq!(store.calls(), 20);
 }
+
+#[tokio::test]
+async fn header_values_follow_the_draft() {
+    use ratelimit_core::headers;
+    let (limiter, clock) = limiter();
+    limiter
+        .add_rule("default", Target::Each, 2, Duration::from_millis(500))
+        .await
+        .unwrap();
+    limiter
+        .add_rule("global", Target::Global, 100, Duration::from_secs(60))
+        .await
+        .unwrap();
+    limiter
+        .insert_rule(
+            Rule::new("trial", Target::Each, Quota::per_second(1).unwrap())
+                .unwrap()
+                .with_shadow(true),
+        )
+        .await
+        .unwrap();
+    let caller = Caller::user("1");
+
+    let v = limiter.check_all(caller).await.unwrap();
+    let h = headers::values(&v, true);
+    assert_eq!(
+        h.rate_limit_policy.as_deref(),
+        Some("\"global\";q=100;w=60, \"default\";q=2;w=1")
+    );
+    assert_eq!(
+        h.rate_limit.as_deref(),
+        Some("\"global\";r=99;t=1, \"default\";r=1;t=1")
+    );
+    assert_eq!(h.retry_after, None);
+    let legacy = h.legacy.as_ref().unwrap();
+    assert_eq!(
+        (
+            legacy.limit.as_str(),
+            legacy.remaining.as_str(),
+            legacy.reset.as_str()
+        ),
+        ("2", "1", "1")
+    );
+
+    limiter.check_all(caller).await.unwrap();
+    let denied = limiter.check_all(caller).await.unwrap();
+    assert!(!denied.allowed());
+    let h = headers::values(&denied, false);
+    assert_eq!(
+        h.rate_limit.as_deref(),
+        Some("\"global\";r=98;t=2, \"default\";r=0;t=1")
+    );
+    assert_eq!(h.retry_after.as_deref(), Some("1"));
+    assert_eq!(h.legacy, None);
+    let names: Vec<&str> = h.pairs().map(|(name, _)| name).collect();
+    assert_eq!(names, ["ratelimit-policy", "ratelimit", "retry-after"]);
+
+    // Fail closed: no rule decided, only Retry-After.
+    clock.advance(Duration::from_secs(1));
+    let store_down = DistributedRateLimiter::new(
+        LimiterConfig::new(Arc::new(FailingStore))
+            .failure_policy(FailurePolicy::FailClosed)
+            .fail_closed_retry_after(Duration::from_millis(1_500)),
+    );
+    store_down
+        .add_rule("r", Target::Each, 1, SEC)
+        .await
+        .unwrap();
+    let v = store_down.check(caller, "r").await.unwrap();
+    let h = headers::values(&v, true);
+    assert_eq!(h.pairs().collect::<Vec<_>>(), [("retry-after", "2")]);
+}

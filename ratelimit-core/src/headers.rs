@@ -1,0 +1,151 @@
+//! HTTP header values for a [`Verdict`], framework-neutral, so every adapter
+//! (tower, actix-web) sends byte-identical headers.
+//!
+//! The fields follow draft-ietf-httpapi-ratelimit-headers (revision 11):
+//! structured-field lists with one item per enforced rule, named by rule id.
+//!
+//! ```text
+//! RateLimit-Policy: "default";q=10;w=1, "global";q=1000;w=1
+//! RateLimit: "default";r=7;t=1, "global";r=990;t=1
+//! Retry-After: 1                       (denied requests only)
+//! X-RateLimit-Limit: 10                (optional, the binding rule)
+//! X-RateLimit-Remaining: 7
+//! X-RateLimit-Reset: 1                 (seconds from now)
+//! ```
+//!
+//! - `q` is the rule's limit and `w` its window in whole seconds (rounded
+//!   up; the draft has no sub-second windows, so a 500 ms window reads 1).
+//! - `r` is what the caller can still spend now. `t` is, for an admitting
+//!   rule, the seconds until the caller's counter is fully rested (rounded
+//!   up), and for a denying rule the seconds until a retry can succeed — so
+//!   `Retry-After` is never earlier than the end of any `t`, as the draft
+//!   asks.
+//! - Shadow rules are not advertised: they do not limit the caller.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ratelimit_core::{headers, Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, Target};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), ratelimit_core::Error> {
+//! let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
+//! limiter.add_rule("default", Target::Each, 10, std::time::Duration::from_secs(1)).await?;
+//! let verdict = limiter.check(Caller::user("1"), "default").await?;
+//! let values = headers::values(&verdict, false);
+//! assert_eq!(values.rate_limit_policy.as_deref(), Some("\"default\";q=10;w=1"));
+//! assert_eq!(values.rate_limit.as_deref(), Some("\"default\";r=9;t=1"));
+//! assert_eq!(values.retry_after, None);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::Verdict;
+
+/// `RateLimit-Policy`.
+pub const RATE_LIMIT_POLICY: &str = "ratelimit-policy";
+/// `RateLimit`.
+pub const RATE_LIMIT: &str = "ratelimit";
+/// `Retry-After`.
+pub const RETRY_AFTER: &str = "retry-after";
+/// `X-RateLimit-Limit` (legacy).
+pub const X_RATE_LIMIT_LIMIT: &str = "x-ratelimit-limit";
+/// `X-RateLimit-Remaining` (legacy).
+pub const X_RATE_LIMIT_REMAINING: &str = "x-ratelimit-remaining";
+/// `X-RateLimit-Reset` (legacy, seconds from now).
+pub const X_RATE_LIMIT_RESET: &str = "x-ratelimit-reset";
+
+/// The header values for one verdict. `None` means "do not send".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeaderValues {
+    /// `RateLimit-Policy`, when any enforced rule decided.
+    pub rate_limit_policy: Option<String>,
+    /// `RateLimit`, when any enforced rule decided.
+    pub rate_limit: Option<String>,
+    /// `Retry-After` (delay-seconds), for a denied request.
+    pub retry_after: Option<String>,
+    /// The legacy `X-RateLimit-*` trio, when asked for and a rule decided.
+    pub legacy: Option<LegacyValues>,
+}
+
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset`, for the binding rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyValues {
+    /// `X-RateLimit-Limit`.
+    pub limit: String,
+    /// `X-RateLimit-Remaining`.
+    pub remaining: String,
+    /// `X-RateLimit-Reset`: seconds until the caller's counter is rested.
+    pub reset: String,
+}
+
+impl HeaderValues {
+    /// Every header to send, as `(lower-case name, value)` pairs, in a fixed
+    /// order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let legacy = self.legacy.as_ref();
+        [
+            (RATE_LIMIT_POLICY, self.rate_limit_policy.as_deref()),
+            (RATE_LIMIT, self.rate_limit.as_deref()),
+            (RETRY_AFTER, self.retry_after.as_deref()),
+            (X_RATE_LIMIT_LIMIT, legacy.map(|l| l.limit.as_str())),
+            (X_RATE_LIMIT_REMAINING, legacy.map(|l| l.remaining.as_str())),
+            (X_RATE_LIMIT_RESET, legacy.map(|l| l.reset.as_str())),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|value| (name, value)))
+    }
+}
+
+/// Whole seconds, rounded up.
+fn seconds_up(d: Duration) -> u64 {
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
+}
+
+/// The header values for `verdict`; `legacy` adds the `X-RateLimit-*` trio.
+pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
+    let mut policy = String::new();
+    let mut limit = String::new();
+    for d in verdict.decisions().iter().filter(|d| !d.shadow) {
+        let separator = if policy.is_empty() { "" } else { ", " };
+        let decision = &d.decision;
+        // Writing to a String cannot fail.
+        let _ = write!(
+            policy,
+            "{separator}\"{}\";q={};w={}",
+            d.rule,
+            decision.limit(),
+            seconds_up(decision.window()).max(1)
+        );
+        let t = if decision.allowed() {
+            decision.reset_after()
+        } else {
+            decision.retry_after()
+        };
+        let _ = write!(
+            limit,
+            "{separator}\"{}\";r={};t={}",
+            d.rule,
+            decision.remaining(),
+            seconds_up(t)
+        );
+    }
+    let retry_after = (!verdict.allowed()).then(|| seconds_up(verdict.retry_after()).to_string());
+    let legacy = if legacy {
+        verdict.binding().map(|d| LegacyValues {
+            limit: d.decision.limit().to_string(),
+            remaining: d.decision.remaining().to_string(),
+            reset: seconds_up(d.decision.reset_after()).to_string(),
+        })
+    } else {
+        None
+    };
+    HeaderValues {
+        rate_limit_policy: (!policy.is_empty()).then_some(policy),
+        rate_limit: (!limit.is_empty()).then_some(limit),
+        retry_after,
+        legacy,
+    }
+}
