@@ -474,11 +474,17 @@ impl DistributedRateLimiter {
         // Take what the check needs from the snapshot and let it go before
         // awaiting: a rule change meanwhile applies from the next check.
         let rules = self.inner.rules.load();
-        let selected = select(&rules, caller, &selection)?;
+        let mut selected = select(&rules, caller, &selection)?;
         drop(rules);
-        for (rule, _) in &selected {
+        if cost == 0 {
+            return Err(Error::ZeroCost);
+        }
+        for (rule, _) in selected.iter().filter(|(rule, _)| !rule.is_shadow()) {
             rule.quota().check_cost(cost)?;
         }
+        // A shadow rule that could never admit this cost is left out: it
+        // must not turn a request into an error.
+        selected.retain(|(rule, _)| !rule.is_shadow() || rule.quota().check_cost(cost).is_ok());
         if selected.is_empty() {
             return Ok(verdict(
                 Source::Store,

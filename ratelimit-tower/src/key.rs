@@ -1,0 +1,354 @@
+//! Who is calling: [`KeyExtractor`] and its ready implementations.
+//!
+//! | extractor | caller |
+//! |---|---|
+//! | [`PeerIp`] | the client address (axum's `ConnectInfo`), or the forwarded client address when the peer is a trusted proxy |
+//! | [`HeaderId`] | a user or service id from a request header |
+//! | [`UserServiceOrIp`] | `x-user-id` → that user; else `x-service-id` → that service; else [`PeerIp`] |
+//! | [`ExtensionId`] | an identity an earlier (authentication) layer put in the request extensions |
+//! | [`Everyone`] | one caller for all requests |
+//! | any `Fn(&request::Parts) -> Result<Identity, KeyError>` | your own |
+//!
+//! **Forwarding headers are spoofable.** `Forwarded`, `X-Forwarded-For` and
+//! `X-Real-IP` are read only when the TCP peer is one of the proxies you
+//! configured with [`PeerIp::trust_proxy`]; otherwise any client could pick
+//! its own key by sending them. IPv4-mapped IPv6 addresses are normalised to
+//! IPv4, and IPv6 clients are grouped by prefix (default /64), so one host
+//! cannot escape its limit by rotating addresses in its own subnet.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+use http::request::Parts;
+use http::{HeaderName, StatusCode};
+use ipnet::IpNet;
+use ratelimit_core::Caller;
+
+/// A caller identity owned by the request's check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// An end user, by id (bytes, kept exactly).
+    User(Vec<u8>),
+    /// A service, by id.
+    Service(Vec<u8>),
+    /// A client address.
+    Ip(IpAddr),
+    /// An opaque key.
+    Key(Vec<u8>),
+}
+
+impl Identity {
+    /// The identity as the core limiter's [`Caller`].
+    pub fn caller(&self) -> Caller<'_> {
+        match self {
+            Self::User(id) => Caller::User(id),
+            Self::Service(id) => Caller::Service(id),
+            Self::Ip(ip) => Caller::Ip(*ip),
+            Self::Key(id) => Caller::Key(id),
+        }
+    }
+}
+
+/// Why no identity could be extracted. The layer answers with
+/// [`status`](Self::status) (configurable with
+/// [`RateLimitLayer::on_missing_key`](crate::RateLimitLayer::on_missing_key)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    status: StatusCode,
+    reason: &'static str,
+}
+
+impl KeyError {
+    /// A key error answered with `status`.
+    pub const fn new(status: StatusCode, reason: &'static str) -> Self {
+        Self { status, reason }
+    }
+
+    /// The status the request is answered with by default.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What was missing or wrong.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason)
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// Finds the caller of a request.
+pub trait KeyExtractor: Send + Sync + 'static {
+    /// The caller of the request whose head is `parts`.
+    fn extract(&self, parts: &Parts) -> Result<Identity, KeyError>;
+}
+
+impl<F> KeyExtractor for F
+where
+    F: Fn(&Parts) -> Result<Identity, KeyError> + Send + Sync + 'static,
+{
+    fn extract(&self, parts: &Parts) -> Result<Identity, KeyError> {
+        self(parts)
+    }
+}
+
+/// One caller for every request (a single shared counter per rule).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Everyone;
+
+impl KeyExtractor for Everyone {
+    fn extract(&self, _: &Parts) -> Result<Identity, KeyError> {
+        Ok(Identity::Key(b"*".to_vec()))
+    }
+}
+
+/// The client's address. See the [module docs](self) on forwarding headers.
+#[derive(Debug, Clone)]
+pub struct PeerIp {
+    trusted: Vec<IpNet>,
+    ipv6_prefix: u8,
+}
+
+impl Default for PeerIp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PeerIp {
+    /// The TCP peer's address, no trusted proxies, IPv6 grouped by /64.
+    pub fn new() -> Self {
+        Self {
+            trusted: Vec::new(),
+            ipv6_prefix: 64,
+        }
+    }
+
+    /// Trust forwarding headers from peers in `proxies` (e.g. your load
+    /// balancers' subnet). Repeatable.
+    #[must_use]
+    pub fn trust_proxy(mut self, proxies: IpNet) -> Self {
+        self.trusted.push(proxies);
+        self
+    }
+
+    /// Group IPv6 clients by this prefix length (default 64; 128 keeps every
+    /// address apart).
+    #[must_use]
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = bits.min(128);
+        self
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client address for a request whose TCP peer is `peer`.
+    pub fn client_ip(&self, peer: IpAddr, parts: &Parts) -> IpAddr {
+        let peer = peer.to_canonical();
+        let client = if self.is_trusted(peer) {
+            self.forwarded_client(parts).unwrap_or(peer)
+        } else {
+            peer
+        };
+        self.group(client)
+    }
+
+    /// Walks the forwarding chain from the nearest hop back, skipping
+    /// trusted proxies: the first untrusted address is the client.
+    fn forwarded_client(&self, parts: &Parts) -> Option<IpAddr> {
+        let hops = forwarded_for(parts)
+            .or_else(|| header_list(parts, "x-forwarded-for"))
+            .or_else(|| header_list(parts, "x-real-ip"))?;
+        let mut last = None;
+        for hop in hops.iter().rev() {
+            let ip = hop.to_canonical();
+            last = Some(ip);
+            if !self.is_trusted(ip) {
+                return Some(ip);
+            }
+        }
+        last
+    }
+
+    fn group(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => {
+                let bits = u32::from(self.ipv6_prefix);
+                let mask = u128::MAX
+                    .checked_shl(128u32.saturating_sub(bits))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        }
+    }
+}
+
+/// The addresses of a comma-separated header (`X-Forwarded-For`,
+/// `X-Real-IP`), nearest hop last; `None` if absent or unreadable.
+fn header_list(parts: &Parts, name: &str) -> Option<Vec<IpAddr>> {
+    let mut hops = Vec::new();
+    for value in parts.headers.get_all(name) {
+        for item in value.to_str().ok()?.split(',') {
+            hops.push(parse_ip(item.trim())?);
+        }
+    }
+    (!hops.is_empty()).then_some(hops)
+}
+
+/// The `for=` addresses of RFC 7239 `Forwarded`, nearest hop last.
+fn forwarded_for(parts: &Parts) -> Option<Vec<IpAddr>> {
+    let mut hops = Vec::new();
+    for value in parts.headers.get_all("forwarded") {
+        for element in value.to_str().ok()?.split(',') {
+            for pair in element.split(';') {
+                let (key, value) = pair.trim().split_once('=')?;
+                if key.trim().eq_ignore_ascii_case("for") {
+                    hops.push(parse_ip(value.trim().trim_matches('"'))?);
+                }
+            }
+        }
+    }
+    (!hops.is_empty()).then_some(hops)
+}
+
+/// An address as forwarding headers write it: bare, `[v6]`, `[v6]:port` or
+/// `v4:port`.
+fn parse_ip(text: &str) -> Option<IpAddr> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(socket) = text.parse::<SocketAddr>() {
+        return Some(socket.ip());
+    }
+    text.strip_prefix('[')
+        .and_then(|rest| rest.split(']').next())
+        .and_then(|v6| v6.parse().ok())
+}
+
+/// The TCP peer of a request, from axum's `ConnectInfo<SocketAddr>`.
+fn peer_of(parts: &Parts) -> Option<IpAddr> {
+    #[cfg(feature = "axum")]
+    if let Some(info) = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(info.0.ip());
+    }
+    parts.extensions.get::<SocketAddr>().map(SocketAddr::ip)
+}
+
+impl KeyExtractor for PeerIp {
+    fn extract(&self, parts: &Parts) -> Result<Identity, KeyError> {
+        let peer = peer_of(parts).ok_or(KeyError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no peer address: serve with into_make_service_with_connect_info::<SocketAddr>()",
+        ))?;
+        Ok(Identity::Ip(self.client_ip(peer, parts)))
+    }
+}
+
+/// Whether a header names a user or a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// The header carries a user id.
+    User,
+    /// The header carries a service id.
+    Service,
+}
+
+/// A caller id from a request header (e.g. `x-user-id` set by your gateway).
+/// A request without the header gets the key error.
+#[derive(Debug, Clone)]
+pub struct HeaderId {
+    name: HeaderName,
+    kind: IdKind,
+}
+
+impl HeaderId {
+    /// Reads `name` as a user or service id.
+    pub fn new(name: HeaderName, kind: IdKind) -> Self {
+        Self { name, kind }
+    }
+
+    fn read(&self, parts: &Parts) -> Option<Identity> {
+        let value = parts.headers.get(&self.name)?.as_bytes();
+        if value.is_empty() {
+            return None;
+        }
+        Some(match self.kind {
+            IdKind::User => Identity::User(value.to_vec()),
+            IdKind::Service => Identity::Service(value.to_vec()),
+        })
+    }
+}
+
+impl KeyExtractor for HeaderId {
+    fn extract(&self, parts: &Parts) -> Result<Identity, KeyError> {
+        self.read(parts).ok_or(KeyError::new(
+            StatusCode::BAD_REQUEST,
+            "the identity header is missing or empty",
+        ))
+    }
+}
+
+/// `x-user-id` → that user; else `x-service-id` → that service; else the
+/// client address ([`PeerIp`], whose proxy settings apply).
+#[derive(Debug, Clone)]
+pub struct UserServiceOrIp {
+    user: HeaderId,
+    service: HeaderId,
+    ip: PeerIp,
+}
+
+impl UserServiceOrIp {
+    /// With the default headers and `ip` for anonymous callers.
+    pub fn new(ip: PeerIp) -> Self {
+        Self {
+            user: HeaderId::new(HeaderName::from_static("x-user-id"), IdKind::User),
+            service: HeaderId::new(HeaderName::from_static("x-service-id"), IdKind::Service),
+            ip,
+        }
+    }
+}
+
+impl Default for UserServiceOrIp {
+    fn default() -> Self {
+        Self::new(PeerIp::new())
+    }
+}
+
+impl KeyExtractor for UserServiceOrIp {
+    fn extract(&self, parts: &Parts) -> Result<Identity, KeyError> {
+        if let Some(id) = self.user.read(parts).or_else(|| self.service.read(parts)) {
+            return Ok(id);
+        }
+        self.ip.extract(parts)
+    }
+}
+
+/// An [`Identity`] placed in the request extensions by an earlier layer
+/// (typically authentication). A request without one gets 401.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtensionId;
+
+impl KeyExtractor for ExtensionId {
+    fn extract(&self, parts: &Parts) -> Result<Identity, KeyError> {
+        parts
+            .extensions
+            .get::<Identity>()
+            .cloned()
+            .ok_or(KeyError::new(
+                StatusCode::UNAUTHORIZED,
+                "no authenticated identity",
+            ))
+    }
+}

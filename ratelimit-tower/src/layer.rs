@@ -1,0 +1,174 @@
+//! [`RateLimitLayer`]: the layer and its settings.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::{Response, StatusCode};
+use ratelimit_core::{DistributedRateLimiter, Verdict};
+use tower::Layer;
+
+use crate::key::{KeyError, KeyExtractor, UserServiceOrIp};
+use crate::service::RateLimit;
+
+type DenialFn = dyn Fn(&Verdict) -> Response<String> + Send + Sync;
+type KeyErrorFn = dyn Fn(&KeyError) -> Response<String> + Send + Sync;
+type CostFn = dyn Fn(&Parts) -> u32 + Send + Sync;
+
+/// Which rules a request is checked against.
+#[derive(Debug, Clone)]
+pub(crate) enum Rules {
+    /// Every rule that applies to the caller (`check_all`).
+    Applicable,
+    /// These rules, atomically (`check_rules`).
+    Named(Arc<[String]>),
+}
+
+/// Everything a [`RateLimit`] service needs, shared by its clones.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) limiter: DistributedRateLimiter,
+    pub(crate) extractor: Arc<dyn KeyExtractor>,
+    pub(crate) rules: Rules,
+    pub(crate) cost: Option<Arc<CostFn>>,
+    pub(crate) legacy_headers: bool,
+    pub(crate) on_denied: Arc<DenialFn>,
+    pub(crate) on_missing_key: Arc<KeyErrorFn>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("limiter", &self.limiter)
+            .field("rules", &self.rules)
+            .field("legacy_headers", &self.legacy_headers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Rate limits every request that passes through, with a
+/// [`DistributedRateLimiter`]. See the [crate docs](crate) for an example.
+///
+/// Defaults: callers found by [`UserServiceOrIp`]; every rule that applies
+/// to the caller checked at once; cost 1; `RateLimit` and
+/// `RateLimit-Policy` on every response; 429 with `Retry-After` when
+/// denied, 503 with `Retry-After` when the store is down and the failure
+/// policy denies.
+#[derive(Clone)]
+#[must_use]
+pub struct RateLimitLayer {
+    settings: Arc<Settings>,
+}
+
+impl fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl RateLimitLayer {
+    /// A layer checking requests with `limiter`.
+    pub fn new(limiter: DistributedRateLimiter) -> Self {
+        Self {
+            settings: Arc::new(Settings {
+                limiter,
+                extractor: Arc::new(UserServiceOrIp::default()),
+                rules: Rules::Applicable,
+                cost: None,
+                legacy_headers: false,
+                on_denied: Arc::new(default_denial),
+                on_missing_key: Arc::new(default_key_error),
+            }),
+        }
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut Settings)) -> Self {
+        // Copies the settings only if this layer was cloned before.
+        change(Arc::make_mut(&mut self.settings));
+        self
+    }
+
+    /// How callers are found (default [`UserServiceOrIp`]).
+    pub fn key_extractor(self, extractor: impl KeyExtractor) -> Self {
+        self.with(|s| s.extractor = Arc::new(extractor))
+    }
+
+    /// Check exactly these rules (atomically) instead of every rule that
+    /// applies — e.g. on one route with `Router::route_layer`. Every rule must
+    /// exist and apply to the caller, or the request gets 500 (a server
+    /// misconfiguration, not the caller's fault).
+    pub fn rules<I, S>(self, rules: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let rules: Arc<[String]> = rules.into_iter().map(Into::into).collect();
+        self.with(|s| s.rules = Rules::Named(rules))
+    }
+
+    /// The cost of a request (default 1), from its head — e.g. by route or
+    /// by a header the client cannot forge.
+    pub fn cost(self, cost: impl Fn(&Parts) -> u32 + Send + Sync + 'static) -> Self {
+        self.with(|s| s.cost = Some(Arc::new(cost)))
+    }
+
+    /// Also send `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
+    pub fn legacy_headers(self, on: bool) -> Self {
+        self.with(|s| s.legacy_headers = on)
+    }
+
+    /// The response for a denied request (default: 429, plain text). The
+    /// rate-limit headers are added to it.
+    pub fn on_denied(
+        self,
+        respond: impl Fn(&Verdict) -> Response<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.with(|s| s.on_denied = Arc::new(respond))
+    }
+
+    /// The response for a request whose caller cannot be found (default: the
+    /// extractor's status, plain text).
+    pub fn on_missing_key(
+        self,
+        respond: impl Fn(&KeyError) -> Response<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.with(|s| s.on_missing_key = Arc::new(respond))
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit::new(inner, Arc::clone(&self.settings))
+    }
+}
+
+fn plain(status: StatusCode, body: &str) -> Response<String> {
+    let mut response = Response::new(body.to_owned());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// 429 for a denial by the rules, 503 when the store is down and the
+/// failure policy denied.
+pub(crate) fn default_denial(verdict: &Verdict) -> Response<String> {
+    if verdict.source() == ratelimit_core::Source::FailClosed {
+        plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Rate limiting is unavailable; try again later.\n",
+        )
+    } else {
+        plain(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n")
+    }
+}
+
+pub(crate) fn default_key_error(error: &KeyError) -> Response<String> {
+    plain(error.status(), &format!("{}\n", error.reason()))
+}
