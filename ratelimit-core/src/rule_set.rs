@@ -6,7 +6,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::key::Subject;
-use crate::{Caller, Rule, RuleId, Target};
+use crate::{Caller, Error, Rule, RuleId, Target};
 
 /// The rules in force at one moment, with a version that grows with every
 /// change. Limiters swap whole snapshots, so a check always sees one
@@ -117,6 +117,36 @@ impl RuleSet {
     /// one), while global rules still count the VIP's requests. Give a user
     /// rule the wildcard's priority (0) to apply both instead.
     pub(crate) fn applicable<'c>(&self, caller: Caller<'c>) -> Selected<'c> {
+        self.select_for(caller, &self.each.iter())
+    }
+
+    /// Like [`applicable`](Self::applicable), but the only `*` rules
+    /// considered are those named by a route: every global rule, the named
+    /// `*` rules, and every rule naming this very caller, prioritised as in
+    /// `applicable`. Fails with [`Error::UnknownRule`] for an unknown name.
+    pub(crate) fn applicable_on_route<'c>(
+        &self,
+        caller: Caller<'c>,
+        names: &[&str],
+    ) -> Result<Selected<'c>, Error> {
+        let mut wildcards: SmallVec<[&Arc<Rule>; 4]> = SmallVec::new();
+        for name in names {
+            let rule = self
+                .by_id
+                .get(*name)
+                .ok_or_else(|| Error::UnknownRule((*name).to_owned()))?;
+            if *rule.target() == Target::Each {
+                wildcards.push(rule);
+            }
+        }
+        Ok(self.select_for(caller, &wildcards.into_iter()))
+    }
+
+    fn select_for<'r, 'c>(
+        &'r self,
+        caller: Caller<'c>,
+        wildcards: &(impl Iterator<Item = &'r Arc<Rule>> + Clone),
+    ) -> Selected<'c> {
         let mut selected = Selected::new();
         for rule in &self.global {
             selected.push((Arc::clone(rule), Subject::Global));
@@ -126,7 +156,7 @@ impl RuleSet {
             Caller::Service(id) => self.services.get(id),
             Caller::Ip(_) | Caller::Key(_) => None,
         };
-        let per_caller = || self.each.iter().chain(specific.into_iter().flatten());
+        let per_caller = || wildcards.clone().chain(specific.into_iter().flatten());
         if let Some(top) = per_caller().map(|rule| rule.priority()).max() {
             for rule in per_caller().filter(|rule| rule.priority() == top) {
                 selected.push((Arc::clone(rule), Subject::Caller(caller)));
@@ -164,6 +194,36 @@ mod tests {
         assert_eq!(ids(&set, Caller::user("42")), ["everyone", "vip"]);
         assert_eq!(ids(&set, Caller::service("42")), ["everyone", "svc"]);
         assert_eq!(ids(&set, Caller::key("42")), ["everyone", "default"]);
+    }
+
+    #[test]
+    fn routes_scope_the_wildcards_but_not_the_caller_rules() {
+        let set = RuleSet::new()
+            .with_rule(rule("default", "*"))
+            .with_rule(rule("login", "*"))
+            .with_rule(rule("global", "global"))
+            .with_rule(rule("vip", "user:42"));
+        let on = |caller, names: &[&str]| -> Vec<String> {
+            set.applicable_on_route(caller, names)
+                .unwrap()
+                .iter()
+                .map(|(rule, _)| rule.id().to_string())
+                .collect()
+        };
+        assert_eq!(on(Caller::user("1"), &["default"]), ["global", "default"]);
+        assert_eq!(
+            on(Caller::user("1"), &["login", "default"]),
+            ["global", "login", "default"]
+        );
+        assert_eq!(on(Caller::user("42"), &["default"]), ["global", "vip"]);
+        assert_eq!(
+            on(Caller::user("42"), &["login", "default"]),
+            ["global", "vip"]
+        );
+        assert!(matches!(
+            set.applicable_on_route(Caller::user("1"), &["nope"]),
+            Err(Error::UnknownRule(_))
+        ));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub(crate) enum Rules {
     Applicable,
     /// These rules, atomically (`check_rules`).
     Named(Arc<[String]>),
+    /// A route's `*` rules plus the caller's own and the global ones
+    /// (`check_route`).
+    Route(Arc<[String]>),
 }
 
 /// Everything a [`RateLimit`] service needs, shared by its clones.
@@ -106,6 +109,19 @@ impl RateLimitLayer {
     {
         let rules: Arc<[String]> = rules.into_iter().map(Into::into).collect();
         self.with(|s| s.rules = Rules::Named(rules))
+    }
+
+    /// Check this route's rules the way `DistributedRateLimiter::check_route`
+    /// does: every global rule, the `*` rules named here, and every rule
+    /// naming the caller (a VIP's own rule replaces the route's wildcards
+    /// for them), in one atomic check.
+    pub fn route_rules<I, S>(self, rules: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let rules: Arc<[String]> = rules.into_iter().map(Into::into).collect();
+        self.with(|s| s.rules = Rules::Route(rules))
     }
 
     /// The cost of a request (default 1), from its head — e.g. by route or

@@ -75,6 +75,10 @@ where
                     let ids: Vec<&str> = rules.iter().map(String::as_str).collect();
                     limiter.check_rules(caller, &ids, cost).await
                 }
+                Rules::Route(rules) => {
+                    let ids: Vec<&str> = rules.iter().map(String::as_str).collect();
+                    limiter.check_route(caller, &ids, cost).await
+                }
             };
             let verdict = match result {
                 Ok(verdict) => verdict,

@@ -114,6 +114,7 @@ enum Selection<'a> {
     One(&'a str),
     Named(&'a [&'a str]),
     Applicable,
+    Route(&'a [&'a str]),
 }
 
 impl DistributedRateLimiter {
@@ -310,6 +311,25 @@ impl DistributedRateLimiter {
         Ok(limiter)
     }
 
+    /// Asks the store a harmless question (a peek at a probe key), bounded by
+    /// the timeout and ignoring the circuit breaker: `Ok` if it answers.
+    pub async fn store_health(&self) -> Result<(), Error> {
+        let key = self.inner.key_prefix.key(
+            &RuleId::new("health")?,
+            crate::Subject::Caller(Caller::Key(b"probe")),
+        );
+        let quota = Quota::per_second(1)?;
+        let item = CheckItem::new(&key, quota);
+        self.with_timeout(self.inner.store.peek(&[item]))
+            .await
+            .map(drop)
+    }
+
+    /// The failure policy of rules that have none of their own.
+    pub fn default_failure_policy(&self) -> FailurePolicy {
+        self.inner.failure_policy
+    }
+
     /// Whether checks currently reach the store (see
     /// [`CircuitBreakerConfig`](crate::CircuitBreakerConfig)).
     pub fn circuit_state(&self) -> CircuitState {
@@ -409,6 +429,22 @@ impl DistributedRateLimiter {
     /// [`check_all`](Self::check_all) for a request of `cost`.
     pub async fn check_all_cost(&self, caller: Caller<'_>, cost: u32) -> Result<Verdict, Error> {
         self.run(caller, Selection::Applicable, cost, true).await
+    }
+
+    /// Checks one request of `cost` on a route that names its `*` rules:
+    /// every global rule, the named `*` rules, and every rule naming this
+    /// caller, prioritised as in [`check_all`](Self::check_all) — so a rule
+    /// for one user replaces the route's wildcard rules for that user, and
+    /// `*` rules that the route does not name do not apply. Unknown names
+    /// fail with [`Error::UnknownRule`].
+    pub async fn check_route(
+        &self,
+        caller: Caller<'_>,
+        route_rules: &[&str],
+        cost: u32,
+    ) -> Result<Verdict, Error> {
+        self.run(caller, Selection::Route(route_rules), cost, true)
+            .await
     }
 
     /// What [`check`](Self::check) would answer now, without charging. A store
@@ -615,6 +651,7 @@ fn select<'c>(
         Selection::One(id) => Ok(SmallVec::from_iter([one(id)?])),
         Selection::Named(ids) => ids.iter().map(|id| one(id)).collect(),
         Selection::Applicable => Ok(rules.applicable(caller)),
+        Selection::Route(names) => rules.applicable_on_route(caller, names),
     }
 }
 

@@ -1,0 +1,70 @@
+//! The main demo: an axum app rate limited by `ratelimit`.
+//!
+//! ```text
+//! cargo run --release -p example-axum                      # in-memory store, 127.0.0.1:3000
+//! cargo run --release -p example-axum -- --redis-url redis://127.0.0.1:6379/
+//! curl -i http://127.0.0.1:3000/            # RateLimit headers; 429 after 10 in a second
+//! curl -i -X POST -H 'x-user-id: 42' http://127.0.0.1:3000/login
+//! ```
+//!
+//! Several instances started with the same `--redis-url` enforce one shared
+//! limit, and share their rules.
+#![allow(clippy::print_stdout)]
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use ipnet::IpNet;
+
+#[derive(Debug, Parser)]
+#[command(about = "An axum app rate limited by ratelimit")]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Use this Redis for counters and shared rules (default: in memory).
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+    /// Bearer token for the /admin API (the admin API itself is not built
+    /// yet; without a token it is off either way).
+    #[arg(long, env = "RATELIMIT_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// Trust forwarding headers from this proxy network (repeatable).
+    #[arg(long = "trust-proxy", value_name = "CIDR")]
+    trust_proxy: Vec<IpNet>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let (limiter, _watch) = match &args.redis_url {
+        Some(url) => {
+            let (limiter, watch) = example_axum::redis_limiter(url).await?;
+            (limiter, Some(watch))
+        }
+        None => (example_axum::memory_limiter()?, None),
+    };
+    if args.admin_token.is_some() {
+        println!("note: the /admin API is not available in this version");
+    }
+    let app = example_axum::app(limiter, &args.trust_proxy);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let store = if args.redis_url.is_some() {
+        "redis"
+    } else {
+        "in-memory"
+    };
+    println!(
+        "listening on http://{} ({store} store)",
+        listener.local_addr()?
+    );
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

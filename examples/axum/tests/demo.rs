@@ -1,0 +1,158 @@
+//! The demo app: its routes and rules through `oneshot`, a real socket, and
+//! two instances sharing one real Redis.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use std::time::Duration;
+
+use axum::http::{Request, StatusCode};
+use ratelimit_core::{FakeClock, MemoryStore};
+use ratelimit_test_support::RedisServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
+
+fn request(method: &str, path: &str, user: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000))));
+    if let Some(user) = user {
+        builder = builder.header("x-user-id", user);
+    }
+    builder.body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn routes_and_rules() {
+    let clock = FakeClock::at_micros(1_000_000_000);
+    let limiter = example_axum::memory_limiter_on(MemoryStore::with_clock(clock.clone())).unwrap();
+    let app = example_axum::app(limiter, &[]);
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        let response = app
+            .clone()
+            .oneshot(request("GET", "/", None))
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    // 10 per second for this address.
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 429]
+    );
+    clock.advance(Duration::from_millis(100));
+    let response = app
+        .clone()
+        .oneshot(request("GET", "/", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let mut login = Vec::new();
+    for _ in 0..6 {
+        let response = app
+            .clone()
+            .oneshot(request("POST", "/login", Some("7")))
+            .await
+            .unwrap();
+        login.push(response.status().as_u16());
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(response.headers()["retry-after"], "12");
+        } else {
+            assert_eq!(
+                response.headers()["ratelimit-policy"],
+                "\"global\";q=1000;w=1, \"login\";q=5;w=60, \"default\";q=10;w=1"
+            );
+        }
+    }
+    assert_eq!(login, [200, 200, 200, 200, 200, 429]);
+
+    let health = app
+        .clone()
+        .oneshot(request("GET", "/healthz", None))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert!(health.headers().get("ratelimit").is_none(), "never limited");
+}
+
+/// A minimal HTTP/1.1 exchange on a real socket: status and raw head.
+async fn http(addr: SocketAddr, method: &str, path: &str, user: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\nx-user-id: {user}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, reply)
+}
+
+async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+#[tokio::test]
+async fn over_a_real_socket() {
+    let addr = serve(example_axum::app(
+        example_axum::memory_limiter().unwrap(),
+        &[],
+    ))
+    .await;
+    let (status, reply) = http(addr, "GET", "/", "1").await;
+    assert_eq!(status, 200);
+    let reply = reply.to_ascii_lowercase();
+    assert!(
+        reply.contains("ratelimit: \"global\";r=999;t=1, \"default\";r=9;t=1"),
+        "{reply}"
+    );
+    assert!(reply.ends_with("hello\n"), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_redis_share_the_limit() {
+    let server = RedisServer::start();
+    let (a, _watch_a) = example_axum::redis_limiter(&server.url()).await.unwrap();
+    let (b, _watch_b) = example_axum::redis_limiter(&server.url()).await.unwrap();
+    let a = serve(example_axum::app(a, &[])).await;
+    let b = serve(example_axum::app(b, &[])).await;
+    let mut admitted = 0;
+    for i in 0..12 {
+        let addr = if i % 2 == 0 { a } else { b };
+        let (status, _) = http(addr, "POST", "/login", "alice").await;
+        assert!(status == 200 || status == 429, "{status}");
+        admitted += usize::from(status == 200);
+    }
+    // login: 5 per minute, shared by both instances.
+    assert_eq!(admitted, 5);
+
+    // The store down: /healthz says so, with the policy in force.
+    drop(server);
+    let (status, reply) = http(a, "GET", "/healthz", "x").await;
+    assert_eq!(status, 503, "{reply}");
+    assert!(reply.contains("\"store\":\"unavailable\""), "{reply}");
+    assert!(
+        reply.contains("\"failure_policy\":\"fail_open\""),
+        "{reply}"
+    );
+}
