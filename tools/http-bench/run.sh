@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Load-tests a hello-world axum app with no limiter, with ratelimit's layer
+# and with tower_governor's, with every request allowed and under a flood of
+# denied requests. Server: 1 Tokio worker; wrk: 1 thread, 32 connections,
+# $DURATION seconds each, on loopback only. Prints requests/s, the share of
+# non-2xx answers and the server's CPU time per request.
+#
+#   bash tools/http-bench/run.sh            (DURATION=5 ROUNDS=2 by default)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-2}
+command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
+cargo build --release -q -p ratelimit-http-bench
+bin=target/release/ratelimit-http-bench
+ticks=$(getconf CLK_TCK)
+
+printf '%-6s %-8s %-15s %12s %8s %14s\n' round regime limiter "requests/s" non-2xx "server CPU/req"
+for round in $(seq 1 "$ROUNDS"); do
+  for regime in allowed flood; do
+    for limiter in none ratelimit tower-governor; do
+      log=$(mktemp)
+      "$bin" --limiter "$limiter" --regime "$regime" >"$log" 2>&1 &
+      pid=$!
+      addr=""
+      for _ in $(seq 1 100); do
+        addr=$(sed -n 's|^listening on http://||p' "$log")
+        [ -n "$addr" ] && break
+        sleep 0.05
+      done
+      [ -n "$addr" ] || { cat "$log"; kill "$pid"; exit 1; }
+      case "$addr" in 127.0.0.1:*) ;; *) echo "refusing non-loopback $addr"; kill "$pid"; exit 1;; esac
+      cpu_before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+      out=$(wrk -t1 -c32 -d"${DURATION}s" "http://$addr/")
+      cpu_after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+      kill "$pid"; wait "$pid" 2>/dev/null || true
+      rps=$(sed -n 's/^Requests\/sec: *//p' <<<"$out")
+      total=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$out")
+      non2xx=$(sed -n 's/^ *Non-2xx or 3xx responses: *//p' <<<"$out")
+      non2xx=${non2xx:-0}
+      cpu_us=$(awk -v c="$((cpu_after - cpu_before))" -v t="$ticks" -v n="$total" 'BEGIN { printf "%.2f us", c / t * 1e6 / n }')
+      share=$(awk -v a="$non2xx" -v n="$total" 'BEGIN { printf "%.1f%%", 100 * a / n }')
+      printf '%-6s %-8s %-15s %12s %8s %14s\n' "$round" "$regime" "$limiter" "$rps" "$share" "$cpu_us"
+      rm -f "$log"
+    done
+  done
+done

@@ -1,0 +1,95 @@
+//! A hello-world axum app served with no limiter, with `RateLimitLayer`
+//! (in-memory store), or with `tower_governor`'s layer, keyed by peer
+//! address, for load tests with `wrk` (see `tools/http-bench/run.sh`).
+//!
+//! `--regime allowed`: a quota no load test can exhaust.
+//! `--regime flood`: one request per hour per address, so after the first
+//! nearly every request is denied (the abuse case).
+#![allow(clippy::print_stdout)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use clap::{Parser, ValueEnum};
+use ratelimit_core::{DistributedRateLimiter, LimiterConfig, MemoryStore, Quota, Rule, Target};
+use ratelimit_tower::RateLimitLayer;
+use ratelimit_tower::key::PeerIp;
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Limiter {
+    None,
+    Ratelimit,
+    TowerGovernor,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Regime {
+    Allowed,
+    Flood,
+}
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long, value_enum)]
+    limiter: Limiter,
+    #[arg(long, value_enum, default_value_t = Regime::Allowed)]
+    regime: Regime,
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Tokio worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?
+        .block_on(serve(args))
+}
+
+async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let app = Router::new().route("/", get(|| async { "hello" }));
+    let app = match args.limiter {
+        Limiter::None => app,
+        Limiter::Ratelimit => {
+            let quota = match args.regime {
+                Regime::Allowed => Quota::new(1_000_000, Duration::from_secs(1))?,
+                Regime::Flood => Quota::new(1, Duration::from_secs(3_600))?,
+            };
+            let rule = Rule::new("default", Target::Each, quota)?;
+            let limiter = DistributedRateLimiter::new(
+                LimiterConfig::new(Arc::new(MemoryStore::new())).rule(rule),
+            );
+            app.layer(
+                RateLimitLayer::new(limiter)
+                    .key_extractor(PeerIp::new())
+                    .route_rules(["default"]),
+            )
+        }
+        Limiter::TowerGovernor => {
+            let mut builder = GovernorConfigBuilder::default();
+            match args.regime {
+                Regime::Allowed => builder.per_nanosecond(1).burst_size(1_000_000),
+                Regime::Flood => builder.per_second(3_600).burst_size(1),
+            };
+            let config = builder.finish().ok_or("invalid governor config")?;
+            app.layer(GovernorLayer::new(config))
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
+    Ok(())
+}
