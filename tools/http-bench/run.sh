@@ -5,11 +5,15 @@
 # $DURATION seconds each, on loopback only. Prints requests/s, the share of
 # non-2xx answers and the server's CPU time per request.
 #
-#   bash tools/http-bench/run.sh            (DURATION=5 ROUNDS=2 by default)
+#   bash tools/http-bench/run.sh            (DURATION=5 ROUNDS=2 by default;
+#   REGIMES="allowed flood" and LIMITERS="none ratelimit tower-governor"
+#   pick a subset)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-2}
+REGIMES=${REGIMES:-allowed flood}
+LIMITERS=${LIMITERS:-none ratelimit tower-governor}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
 cargo build --release -q -p ratelimit-http-bench
 bin=target/release/ratelimit-http-bench
@@ -17,8 +21,8 @@ ticks=$(getconf CLK_TCK)
 
 printf '%-6s %-8s %-15s %12s %8s %14s\n' round regime limiter "requests/s" non-2xx "server CPU/req"
 for round in $(seq 1 "$ROUNDS"); do
-  for regime in allowed flood; do
-    for limiter in none ratelimit tower-governor; do
+  for regime in $REGIMES; do
+    for limiter in $LIMITERS; do
       log=$(mktemp)
       "$bin" --limiter "$limiter" --regime "$regime" >"$log" 2>&1 &
       pid=$!
