@@ -38,7 +38,6 @@
 //! # }
 //! ```
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::Verdict;
@@ -82,6 +81,25 @@ pub struct LegacyValues {
 }
 
 impl HeaderValues {
+    /// Every header to send, owned, as `(lower-case name, value)` pairs, in
+    /// the order of [`pairs`](Self::pairs).
+    pub fn into_pairs(self) -> impl Iterator<Item = (&'static str, String)> {
+        let (limit, remaining, reset) = match self.legacy {
+            Some(l) => (Some(l.limit), Some(l.remaining), Some(l.reset)),
+            None => (None, None, None),
+        };
+        [
+            (RATE_LIMIT_POLICY, self.rate_limit_policy),
+            (RATE_LIMIT, self.rate_limit),
+            (RETRY_AFTER, self.retry_after),
+            (X_RATE_LIMIT_LIMIT, limit),
+            (X_RATE_LIMIT_REMAINING, remaining),
+            (X_RATE_LIMIT_RESET, reset),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|value| (name, value)))
+    }
+
     /// Every header to send, as `(lower-case name, value)` pairs, in a fixed
     /// order.
     pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &str)> {
@@ -104,40 +122,61 @@ fn seconds_up(d: Duration) -> u64 {
     d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
+/// Appends `n` in decimal (no `core::fmt` on the per-request path).
+fn push_number(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// `"RULE";a=N;b=M` appended to `out`, after `, ` if `out` is not empty.
+fn push_item(out: &mut String, rule: &str, a: (&str, u64), b: (&str, u64)) {
+    if !out.is_empty() {
+        out.push_str(", ");
+    }
+    out.push('"');
+    out.push_str(rule);
+    out.push_str("\";");
+    out.push_str(a.0);
+    out.push('=');
+    push_number(out, a.1);
+    out.push(';');
+    out.push_str(b.0);
+    out.push('=');
+    push_number(out, b.1);
+}
+
 /// The header values for `verdict`; `legacy` adds the `X-RateLimit-*` trio.
 pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
     let mut policy = String::new();
     let mut limit = String::new();
     for d in verdict.decisions().iter().filter(|d| !d.shadow) {
-        let separator = if policy.is_empty() { "" } else { ", " };
         let decision = &d.decision;
-        // Writing to a String cannot fail.
-        let _ = write!(
-            policy,
-            "{separator}\"{}\";q={};w={}",
-            d.rule,
-            decision.limit(),
-            seconds_up(decision.window()).max(1)
+        let rule = d.rule.as_str();
+        let window = seconds_up(decision.window()).max(1);
+        push_item(
+            &mut policy,
+            rule,
+            ("q", u64::from(decision.limit())),
+            ("w", window),
         );
         let t = if decision.allowed() {
             decision.reset_after()
         } else {
             decision.retry_after()
         };
-        let _ = write!(
-            limit,
-            "{separator}\"{}\";r={};t={}",
-            d.rule,
-            decision.remaining(),
-            seconds_up(t)
+        push_item(
+            &mut limit,
+            rule,
+            ("r", decision.remaining()),
+            ("t", seconds_up(t)),
         );
     }
-    let retry_after = (!verdict.allowed()).then(|| seconds_up(verdict.retry_after()).to_string());
+    let number = |n: u64| itoa::Buffer::new().format(n).to_owned();
+    let retry_after = (!verdict.allowed()).then(|| number(seconds_up(verdict.retry_after())));
     let legacy = if legacy {
         verdict.binding().map(|d| LegacyValues {
-            limit: d.decision.limit().to_string(),
-            remaining: d.decision.remaining().to_string(),
-            reset: seconds_up(d.decision.reset_after()).to_string(),
+            limit: number(u64::from(d.decision.limit())),
+            remaining: number(d.decision.remaining()),
+            reset: number(seconds_up(d.decision.reset_after())),
         })
     } else {
         None

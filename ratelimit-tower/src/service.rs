@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use ratelimit_core::{Error, headers};
 use tower::Service;
@@ -90,7 +91,7 @@ where
             } else {
                 convert((settings.on_denied)(&verdict))
             };
-            add_headers(&mut response, &values);
+            add_headers(&mut response, values);
             Ok(response)
         }))
     }
@@ -108,12 +109,13 @@ fn misconfigured(error: &Error) -> Response<String> {
     response
 }
 
-fn add_headers<B>(response: &mut Response<B>, values: &headers::HeaderValues) {
+fn add_headers<B>(response: &mut Response<B>, values: headers::HeaderValues) {
     let target = response.headers_mut();
-    for (name, value) in values.pairs() {
-        // Header values made by `headers::values` are ASCII digits, quotes,
-        // letters and punctuation: always valid.
-        if let Ok(value) = HeaderValue::from_str(value) {
+    target.reserve(6);
+    for (name, value) in values.into_pairs() {
+        // `from_maybe_shared` takes the String's buffer instead of copying
+        // it. The values `headers::values` makes are always valid.
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
             target.insert(HeaderName::from_static(name), value);
         }
     }
