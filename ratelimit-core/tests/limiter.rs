@@ -390,57 +390,7 @@ async fn reset_clears_one_callers_counter() {
 
 // ----- stores that misbehave -----
 
-#[derive(Debug)]
-struct FailingStore;
-
-#[async_trait]
-impl Store for FailingStore {
-    async fn check(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
-        Err(Error::Store("connection refused".into()))
-    }
-    async fn peek(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
-        Err(Error::Store("connection refused".into()))
-    }
-    async fn reset(&self, _: &[&[u8]]) -> Result<(), Error> {
-        Err(Error::Store("connection refused".into()))
-    }
-}
-
-#[derive(Debug)]
-struct HangingStore;
-
-#[async_trait]
-impl Store for HangingStore {
-    async fn check(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
-        std::future::pending().await
-    }
-    async fn peek(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
-        std::future::pending().await
-    }
-    async fn reset(&self, _: &[&[u8]]) -> Result<(), Error> {
-        std::future::pending().await
-    }
-}
-
-/// Answers every check "allowed" with no decisions: garbage.
-#[derive(Debug)]
-struct GarbageStore;
-
-#[async_trait]
-impl Store for GarbageStore {
-    async fn check(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
-        Ok(Outcome {
-            allowed: true,
-            decisions: Default::default(),
-        })
-    }
-    async fn peek(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
-        self.check(items).await
-    }
-    async fn reset(&self, _: &[&[u8]]) -> Result<(), Error> {
-        Ok(())
-    }
-}
+use ratelimit_test_support::stores::{FailingStore, GarbageStore, HangingStore};
 
 async fn limiter_on(
     store: Arc<dyn Store>,

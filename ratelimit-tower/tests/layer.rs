@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -16,9 +15,10 @@ use axum::routing::get;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use ratelimit_core::{
-    CheckItem, DistributedRateLimiter, Error, FailurePolicy, FakeClock, LimiterConfig, MemoryStore,
-    Outcome, Quota, Rule, Store, Target,
+    DistributedRateLimiter, FailurePolicy, FakeClock, LimiterConfig, MemoryStore, Quota, Rule,
+    Target,
 };
+use ratelimit_test_support::stores::FailingStore;
 use ratelimit_tower::RateLimitLayer;
 use ratelimit_tower::key::{HeaderId, IdKind, PeerIp, UserServiceOrIp};
 use tower::ServiceExt;
@@ -311,22 +311,6 @@ async fn costs_shadow_rules_legacy_headers_and_custom_denials() {
     assert_eq!(statuses(&app, || request("10.0.0.1"), 2).await, [200, 429]);
 }
 
-#[derive(Debug)]
-struct DownStore;
-
-#[async_trait]
-impl Store for DownStore {
-    async fn check(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
-        Err(Error::Store("connection refused".into()))
-    }
-    async fn peek(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
-        Err(Error::Store("connection refused".into()))
-    }
-    async fn reset(&self, _: &[&[u8]]) -> Result<(), Error> {
-        Err(Error::Store("connection refused".into()))
-    }
-}
-
 #[tokio::test]
 async fn a_failing_store_gets_the_failure_policy() {
     for (policy, status, retry) in [
@@ -334,7 +318,7 @@ async fn a_failing_store_gets_the_failure_policy() {
         (FailurePolicy::FailClosed, 503, Some("2")),
     ] {
         let limiter = DistributedRateLimiter::new(
-            LimiterConfig::new(Arc::new(DownStore))
+            LimiterConfig::new(Arc::new(FailingStore))
                 .failure_policy(policy)
                 .fail_closed_retry_after(Duration::from_secs(2)),
         );

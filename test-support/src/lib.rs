@@ -1,4 +1,5 @@
-//! Test harness: real `redis-server` processes on free loopback ports.
+//! Test harness: real `redis-server` processes on free loopback ports, and
+//! [`stores`] that misbehave on purpose.
 //!
 //! Tests never talk to a Redis they did not start (a Redis may already listen
 //! on 6379 on a developer's machine: it is never touched). Each
@@ -18,6 +19,7 @@
 
 mod cluster;
 mod server;
+pub mod stores;
 
 pub use cluster::RedisCluster;
 pub use server::RedisServer;

@@ -1,0 +1,63 @@
+//! Stores that misbehave on purpose, to test failure policies: they stand
+//! in for a store that is down, hangs, or answers garbage.
+
+use async_trait::async_trait;
+use ratelimit_core::{CheckItem, Error, Outcome, Store};
+
+/// Fails every call, as a store whose server refuses connections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FailingStore;
+
+fn refused() -> Error {
+    Error::Store("connection refused".into())
+}
+
+#[async_trait]
+impl Store for FailingStore {
+    async fn check(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        Err(refused())
+    }
+    async fn peek(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        Err(refused())
+    }
+    async fn reset(&self, _: &[&[u8]]) -> Result<(), Error> {
+        Err(refused())
+    }
+}
+
+/// Never answers, as a frozen server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HangingStore;
+
+#[async_trait]
+impl Store for HangingStore {
+    async fn check(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        std::future::pending().await
+    }
+    async fn peek(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        std::future::pending().await
+    }
+    async fn reset(&self, _: &[&[u8]]) -> Result<(), Error> {
+        std::future::pending().await
+    }
+}
+
+/// Answers every check "allowed" with no decisions: garbage.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GarbageStore;
+
+#[async_trait]
+impl Store for GarbageStore {
+    async fn check(&self, _: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        Ok(Outcome {
+            allowed: true,
+            decisions: Default::default(),
+        })
+    }
+    async fn peek(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        self.check(items).await
+    }
+    async fn reset(&self, _: &[&[u8]]) -> Result<(), Error> {
+        Ok(())
+    }
+}
