@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use ratelimit_core::{Caller, DistributedRateLimiter, LimiterConfig, Source, Target};
 use ratelimit_redis::RedisStore;
-use ratelimit_test_support::RedisCluster;
+use ratelimit_test_support::{RedisCluster, wait_until};
 
 const HOUR: Duration = Duration::from_secs(3_600);
 
@@ -195,24 +195,19 @@ async fn rules_are_shared_across_a_cluster() {
     }
     let (a, b) = (&instances[0].0, &instances[1].0);
     a.add_rule("shared", Target::Global, 2, HOUR).await.unwrap();
-    let started = Instant::now();
-    while b.rule("shared").is_none() {
-        assert!(started.elapsed() < Duration::from_secs(5), "not propagated");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    eprintln!("propagated across the cluster in {:?}", started.elapsed());
+    let took = wait_until(Duration::from_secs(5), "propagation", || async {
+        b.rule("shared").is_some()
+    })
+    .await;
+    eprintln!("propagated across the cluster in {took:?}");
     assert!(a.is_allowed("user:1", "shared").await);
     assert!(b.is_allowed("user:2", "shared").await);
     assert!(!a.is_allowed("user:3", "shared").await);
     b.remove_rule("shared").await.unwrap();
-    let started = Instant::now();
-    while a.rule("shared").is_some() {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "removal not propagated"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(Duration::from_secs(5), "removal", || async {
+        a.rule("shared").is_none()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,11 +10,11 @@
 )]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ratelimit_core::{DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, Rule, Target};
 use ratelimit_redis::{RedisRules, RedisStore, RuleWatch};
-use ratelimit_test_support::RedisServer;
+use ratelimit_test_support::{RedisServer, wait_until};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -49,15 +49,10 @@ async fn until_all(
     instances: &[&Instance],
     ok: impl Fn(&DistributedRateLimiter) -> bool,
 ) -> Duration {
-    let started = Instant::now();
-    while !instances.iter().all(|i| ok(&i.limiter)) {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "not propagated within 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    started.elapsed()
+    wait_until(Duration::from_secs(5), "propagation", || async {
+        instances.iter().all(|i| ok(&i.limiter))
+    })
+    .await
 }
 
 fn limit_of(limiter: &DistributedRateLimiter, id: &str) -> Option<u32> {

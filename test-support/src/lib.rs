@@ -20,6 +20,8 @@
 mod cluster;
 mod server;
 pub mod stores;
+mod wait;
 
 pub use cluster::RedisCluster;
 pub use server::RedisServer;
+pub use wait::wait_until;
