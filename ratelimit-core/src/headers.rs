@@ -122,54 +122,86 @@ fn seconds_up(d: Duration) -> u64 {
     d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
-/// Appends `n` in decimal (no `core::fmt` on the per-request path).
-fn push_number(out: &mut String, n: u64) {
-    out.push_str(itoa::Buffer::new().format(n));
+/// How many decimal digits `n` has.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
-/// `"RULE";a=N;b=M` appended to `out`, after `, ` if `out` is not empty.
-fn push_item(out: &mut String, rule: &str, a: (&str, u64), b: (&str, u64)) {
-    if !out.is_empty() {
-        out.push_str(", ");
+/// One structured-field list member: `"RULE";a=N;b=M`.
+struct Item<'a> {
+    rule: &'a str,
+    a: (&'static str, u64),
+    b: (&'static str, u64),
+}
+
+impl Item<'_> {
+    /// Its length in bytes, after a `, ` separator when it is not first.
+    fn len(&self, first: bool) -> usize {
+        let separator = if first { 0 } else { 2 };
+        separator
+            + self.rule.len()
+            + self.a.0.len()
+            + self.b.0.len()
+            + 6
+            + digits(self.a.1)
+            + digits(self.b.1)
     }
-    out.push('"');
-    out.push_str(rule);
-    out.push_str("\";");
-    out.push_str(a.0);
-    out.push('=');
-    push_number(out, a.1);
-    out.push(';');
-    out.push_str(b.0);
-    out.push('=');
-    push_number(out, b.1);
+
+    fn push_to(&self, out: &mut String) {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push('"');
+        out.push_str(self.rule);
+        out.push_str("\";");
+        out.push_str(self.a.0);
+        out.push('=');
+        out.push_str(itoa::Buffer::new().format(self.a.1));
+        out.push(';');
+        out.push_str(self.b.0);
+        out.push('=');
+        out.push_str(itoa::Buffer::new().format(self.b.1));
+    }
+}
+
+/// A list of items in a string of exactly its length (one allocation, and an
+/// adapter can hand the buffer to its header type without copying it);
+/// `None` for no items.
+fn list<'a>(items: impl Iterator<Item = Item<'a>> + Clone) -> Option<String> {
+    let len: usize = items
+        .clone()
+        .enumerate()
+        .map(|(i, item)| item.len(i == 0))
+        .sum();
+    if len == 0 {
+        return None;
+    }
+    let mut out = String::with_capacity(len);
+    items.for_each(|item| item.push_to(&mut out));
+    Some(out)
 }
 
 /// The header values for `verdict`; `legacy` adds the `X-RateLimit-*` trio.
 pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
-    let mut policy = String::new();
-    let mut limit = String::new();
-    for d in verdict.decisions().iter().filter(|d| !d.shadow) {
+    let enforced = verdict.decisions().iter().filter(|d| !d.shadow);
+    let policy = enforced.clone().map(|d| Item {
+        rule: d.rule.as_str(),
+        a: ("q", u64::from(d.decision.limit())),
+        b: ("w", seconds_up(d.decision.window()).max(1)),
+    });
+    let limit = enforced.map(|d| {
         let decision = &d.decision;
-        let rule = d.rule.as_str();
-        let window = seconds_up(decision.window()).max(1);
-        push_item(
-            &mut policy,
-            rule,
-            ("q", u64::from(decision.limit())),
-            ("w", window),
-        );
         let t = if decision.allowed() {
             decision.reset_after()
         } else {
             decision.retry_after()
         };
-        push_item(
-            &mut limit,
-            rule,
-            ("r", decision.remaining()),
-            ("t", seconds_up(t)),
-        );
-    }
+        Item {
+            rule: d.rule.as_str(),
+            a: ("r", decision.remaining()),
+            b: ("t", seconds_up(t)),
+        }
+    });
     let number = |n: u64| itoa::Buffer::new().format(n).to_owned();
     let retry_after = (!verdict.allowed()).then(|| number(seconds_up(verdict.retry_after())));
     let legacy = if legacy {
@@ -182,9 +214,54 @@ pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
         None
     };
     HeaderValues {
-        rate_limit_policy: (!policy.is_empty()).then_some(policy),
-        rate_limit: (!limit.is_empty()).then_some(limit),
+        rate_limit_policy: list(policy),
+        rate_limit: list(limit),
         retry_after,
         legacy,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_counts_every_width() {
+        let mut n = 1_u64;
+        for width in 1..=19 {
+            assert_eq!(digits(n), width, "{n}");
+            assert_eq!(digits(n * 10 - 1), width, "{}", n * 10 - 1);
+            n *= 10;
+        }
+        assert_eq!(digits(0), 1);
+        assert_eq!(digits(u64::MAX), 20);
+    }
+
+    #[test]
+    fn lists_are_built_in_one_exact_allocation() {
+        let items = [
+            Item {
+                rule: "a",
+                a: ("r", 0),
+                b: ("t", 9),
+            },
+            Item {
+                rule: "login",
+                a: ("r", 1_000_000),
+                b: ("t", u64::MAX),
+            },
+            Item {
+                rule: "x.y-z",
+                a: ("q", 10),
+                b: ("w", 3_600),
+            },
+        ];
+        let out = list(items.iter().map(|i| Item { ..*i })).unwrap();
+        assert_eq!(
+            out,
+            "\"a\";r=0;t=9, \"login\";r=1000000;t=18446744073709551615, \"x.y-z\";q=10;w=3600"
+        );
+        assert_eq!(out.capacity(), out.len());
+        assert_eq!(list(std::iter::empty()), None);
     }
 }

@@ -15,6 +15,7 @@
 //! as a hash tag — are always ours: one caller's counters share a slot.
 
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -46,7 +47,10 @@ pub enum Subject<'a> {
 /// assert!(KeyPrefix::new("bad{prefix}").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KeyPrefix(Arc<str>);
+pub struct KeyPrefix(
+    /// The prefix followed by `:{`, the start of every key.
+    Arc<str>,
+);
 
 impl KeyPrefix {
     /// Validates a prefix: 1 to [`MAX_PREFIX_LEN`] bytes of printable ASCII
@@ -58,7 +62,7 @@ impl KeyPrefix {
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}');
         if ok {
-            Ok(Self(Arc::from(prefix)))
+            Ok(Self(Arc::from(format!("{prefix}:{{"))))
         } else {
             Err(Error::InvalidPrefix(
                 prefix
@@ -73,7 +77,7 @@ impl KeyPrefix {
 
     /// The prefix as a string.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.strip_suffix(":{").unwrap_or(&self.0)
     }
 
     /// The storage key of `rule`'s counter for `subject`.
@@ -85,28 +89,37 @@ impl KeyPrefix {
 
     /// Appends the storage key of `rule`'s counter for `subject` to `out`.
     pub fn write_key(&self, rule: &RuleId, subject: Subject<'_>, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.0.as_bytes());
-        out.extend_from_slice(b":{");
+        self.write_key_to(rule, subject, out);
+    }
+
+    /// [`write_key`](Self::write_key) into any byte buffer (the limiter's
+    /// keys live on the stack).
+    pub(crate) fn write_key_to(
+        &self,
+        rule: &RuleId,
+        subject: Subject<'_>,
+        out: &mut impl KeyBuffer,
+    ) {
+        out.put(self.0.as_bytes());
         match subject {
-            Subject::Global => out.push(b'g'),
+            Subject::Global => out.put(b"g"),
             Subject::Caller(Caller::User(id)) => push_id(out, b'u', id),
             Subject::Caller(Caller::Service(id)) => push_id(out, b's', id),
             Subject::Caller(Caller::Key(id)) => push_id(out, b'k', id),
             Subject::Caller(Caller::Ip(ip)) => {
-                out.push(b'i');
-                // Writing to a Vec cannot fail.
-                let _ = write!(out, "{}", ip.to_canonical());
+                out.put(b"i");
+                push_ip(out, ip.to_canonical());
             }
         }
-        out.extend_from_slice(b"}:");
-        out.extend_from_slice(rule.as_str().as_bytes());
+        out.put(b"}:");
+        out.put(rule.as_str().as_bytes());
     }
 }
 
 impl Default for KeyPrefix {
     /// `rl`.
     fn default() -> Self {
-        Self(Arc::from("rl"))
+        Self(Arc::from("rl:{"))
     }
 }
 
@@ -118,16 +131,72 @@ fn is_plain(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'@' | b'-'))
 }
 
-fn push_id(key: &mut Vec<u8>, kind: u8, id: &[u8]) {
-    key.push(kind);
+/// Where a key is written: a `Vec` or an inline `SmallVec`.
+pub(crate) trait KeyBuffer {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl KeyBuffer for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl<const N: usize> KeyBuffer for smallvec::SmallVec<[u8; N]> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+fn push_id(key: &mut impl KeyBuffer, kind: u8, id: &[u8]) {
+    key.put(&[kind]);
     if is_plain(id) {
-        key.push(b'=');
-        key.extend_from_slice(id);
+        key.put(b"=");
+        key.put(id);
     } else {
-        key.push(b'#');
-        for byte in Sha256::digest(id) {
-            key.push(HEX[usize::from(byte >> 4)]);
-            key.push(HEX[usize::from(byte & 0xf)]);
+        key.put(b"#");
+        let mut hex = [0_u8; 64];
+        for (byte, pair) in Sha256::digest(id).into_iter().zip(hex.chunks_exact_mut(2)) {
+            pair.copy_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
+        }
+        key.put(&hex);
+    }
+}
+
+/// An address as `Display` writes it; IPv4 (the common case) without
+/// `core::fmt`, which costs more than the rest of the key.
+fn push_ip(key: &mut impl KeyBuffer, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            // Dotted decimal into one stack buffer, then one copy.
+            let mut text = [0_u8; 15];
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text[len] = b'.';
+                    len += 1;
+                }
+                if octet >= 100 {
+                    text[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    text[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                text[len] = b'0' + octet % 10;
+                len += 1;
+            }
+            key.put(&text[..len]);
+        }
+        IpAddr::V6(v6) => {
+            // The longest IPv6 text is 39 bytes (45 with an embedded IPv4).
+            let mut text = [0_u8; 48];
+            let mut cursor = std::io::Cursor::new(&mut text[..]);
+            // Cannot fail: the buffer holds the longest form.
+            let _ = write!(cursor, "{v6}");
+            let len = usize::try_from(cursor.position()).unwrap_or(0);
+            key.put(text.get(..len).unwrap_or_default());
         }
     }
 }
@@ -160,6 +229,32 @@ mod tests {
         let hashed = key(Subject::Caller(Caller::user("a}b")));
         assert!(hashed.starts_with("rl:{u#"), "{hashed}");
         assert_eq!(hashed.len(), "rl:{u#}:login".len() + 64);
+    }
+
+    #[test]
+    fn addresses_read_as_display_writes_them() {
+        for text in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "255.255.255.255",
+            "203.0.113.97",
+            "2001:db8::",
+            "::1",
+            "2001:db8:0:1:2:3:4:5",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(
+                key(Subject::Caller(Caller::Ip(ip))),
+                format!("rl:{{i{ip}}}:login")
+            );
+        }
+        for o in 0..=255_u8 {
+            let ip = IpAddr::from([o, 255 - o, o / 2, o % 10]);
+            assert_eq!(
+                key(Subject::Caller(Caller::Ip(ip))),
+                format!("rl:{{i{ip}}}:login")
+            );
+        }
     }
 
     #[test]

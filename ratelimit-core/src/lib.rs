@@ -52,7 +52,7 @@ pub use error::{BoxError, Error};
 pub use key::{KeyPrefix, MAX_PLAIN_ID_LEN, MAX_PREFIX_LEN, Subject};
 pub use limiter::{
     CircuitBreakerConfig, CircuitState, DistributedRateLimiter, LimiterConfig, RateLimiter,
-    RuleDecision, Source, Verdict,
+    RuleDecision, RuleSelection, Source, Verdict,
 };
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use policy::FailurePolicy;

@@ -139,7 +139,7 @@ impl RuleSet {
                 wildcards.push(rule);
             }
         }
-        Ok(self.select_for(caller, &wildcards.into_iter()))
+        Ok(self.select_for(caller, &wildcards.iter().copied()))
     }
 
     fn select_for<'r, 'c>(

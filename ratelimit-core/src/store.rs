@@ -78,6 +78,17 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Forgets the counters under `keys`, so they start fresh.
     async fn reset(&self, keys: &[&[u8]]) -> Result<(), Error>;
+
+    /// [`check`](Self::check) answered in place, without a future, by a
+    /// store that needs no I/O to answer (its counters live in this
+    /// process, as the in-memory store's do). `None`, the default, means
+    /// "await `check`"; a store returning `None` must not have charged
+    /// anything. A store that answers here must answer exactly as `check`
+    /// would.
+    fn try_check_now(&self, items: &[CheckItem<'_>]) -> Option<Result<Outcome, Error>> {
+        let _ = items;
+        None
+    }
 }
 
 #[async_trait]
@@ -92,6 +103,10 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     async fn reset(&self, keys: &[&[u8]]) -> Result<(), Error> {
         (**self).reset(keys).await
+    }
+
+    fn try_check_now(&self, items: &[CheckItem<'_>]) -> Option<Result<Outcome, Error>> {
+        (**self).try_check_now(items)
     }
 }
 

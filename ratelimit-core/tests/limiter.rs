@@ -815,3 +815,73 @@ async fn header_values_follow_the_draft() {
     let h = headers::values(&v, true);
     assert_eq!(h.pairs().collect::<Vec<_>>(), [("retry-after", "2")]);
 }
+
+#[tokio::test]
+async fn checks_in_place_answer_exactly_as_awaited_checks() {
+    use ratelimit_core::RuleSelection;
+    // Two limiters on twin stores and one clock: one checked in place, one
+    // awaited, through the same sequence of selections, costs and times.
+    let clock = FakeClock::at_micros(1_000_000_000);
+    let make = || {
+        let store = MemoryStore::with_clock(clock.clone());
+        DistributedRateLimiter::new(LimiterConfig::new(Arc::new(store)))
+    };
+    let (in_place, awaited) = (make(), make());
+    for limiter in [&in_place, &awaited] {
+        limiter.add_rule("each", Target::Each, 3, SEC).await.unwrap();
+        limiter.add_rule("all", Target::Global, 5, SEC).await.unwrap();
+        let vip = Rule::new("vip", "user:9".parse().unwrap(), Quota::per_second(4).unwrap());
+        limiter.insert_rule(vip.unwrap()).await.unwrap();
+    }
+    let selections = [
+        RuleSelection::One("each"),
+        RuleSelection::Named(&["each", "all"]),
+        RuleSelection::Applicable,
+        RuleSelection::Route(&["each"]),
+        RuleSelection::One("missing"),
+    ];
+    let callers = [Caller::user("1"), Caller::user("9"), Caller::service("s")];
+    let mut admitted = 0;
+    for step in 0_u64..120 {
+        let selection = selections[(step % 5) as usize];
+        let caller = callers[(step % 3) as usize];
+        let cost = 1 + (step % 2) as u32;
+        let now = in_place
+            .try_check_now(caller, selection, cost)
+            .expect("the in-memory store answers in place");
+        let later = awaited.check_selection(caller, selection, cost).await;
+        match (now, later) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.allowed(), b.allowed(), "step {step}");
+                assert_eq!(a.decisions(), b.decisions(), "step {step}");
+                assert_eq!(a.retry_after(), b.retry_after(), "step {step}");
+                admitted += usize::from(a.allowed());
+            }
+            (a, b) => assert_eq!(a.err(), b.err(), "step {step}"),
+        }
+        clock.advance(Duration::from_millis(37));
+    }
+    // Both admitted some and denied some: the sequence exercised both.
+    assert!(admitted > 10 && admitted < 96, "{admitted}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stores_that_must_be_awaited_are_not_checked_in_place() {
+    use ratelimit_core::RuleSelection;
+    let clock = FakeClock::new();
+    for store in [
+        Arc::new(FailingStore) as Arc<dyn Store>,
+        Arc::new(HangingStore),
+    ] {
+        let limiter = limiter_on(store, FailurePolicy::FailClosed, &clock).await;
+        // No answer in place, and so no failure policy either: the awaited
+        // check owns the store call, the timeout and the breaker.
+        assert!(
+            limiter
+                .try_check_now(Caller::user("1"), RuleSelection::One("r"), 1)
+                .is_none()
+        );
+        let v = limiter.check(Caller::user("1"), "r").await.unwrap();
+        assert_eq!(v.source(), Source::FailClosed);
+    }
+}

@@ -1,46 +1,74 @@
-//! [`ResponseFuture`]: a ready response, or the check and then the inner call.
+//! [`ResponseFuture`]: the response of a [`RateLimit`](crate::RateLimit)
+//! service, in one of three shapes.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::Response;
+use pin_project_lite::pin_project;
+use ratelimit_core::headers::HeaderValues;
 
-type Boxed<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+/// The slow path: a check the store did not answer at once, then the inner
+/// call.
+pub(crate) type Boxed<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
-/// The future of a [`RateLimit`](crate::RateLimit) service: a response
-/// known at once (a request whose caller could not be found) needs no
-/// allocation; otherwise one boxed future runs the check and then, if the
-/// request is admitted, the inner service.
-#[must_use = "futures do nothing unless polled"]
-pub struct ResponseFuture<B, E> {
-    state: State<B, E>,
+pin_project! {
+    /// The future of a [`RateLimit`](crate::RateLimit) service.
+    ///
+    /// When the store answers at once (the in-memory store always does), the
+    /// decision is made inside `call`: a rejection is a ready response, and
+    /// an admitted request is the inner service's own future, with the
+    /// rate-limit headers added to its response — no allocation, no clone of
+    /// the inner service. Only a check still waiting on its store (Redis) is
+    /// boxed, together with the request it holds.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        state: State<F, B, E>,
+    }
 }
 
-enum State<B, E> {
-    Ready(Option<Response<B>>),
-    Checking(Boxed<B, E>),
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B, E> {
+        Ready { response: Option<Response<B>> },
+        Admitted { #[pin] future: F, headers: Option<HeaderValues> },
+        Checking { future: Boxed<B, E> },
+    }
 }
 
-impl<B, E> ResponseFuture<B, E> {
+impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn ready(response: Response<B>) -> Self {
         Self {
-            state: State::Ready(Some(response)),
+            state: State::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn admitted(future: F, headers: HeaderValues) -> Self {
+        Self {
+            state: State::Admitted {
+                future,
+                headers: Some(headers),
+            },
         }
     }
 
     pub(crate) fn checking(future: Boxed<B, E>) -> Self {
         Self {
-            state: State::Checking(future),
+            state: State::Checking { future },
         }
     }
 }
 
-impl<B, E> std::fmt::Debug for ResponseFuture<B, E> {
+impl<F, B, E> std::fmt::Debug for ResponseFuture<F, B, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match self.state {
-            State::Ready(_) => "ready",
-            State::Checking(_) => "checking",
+            State::Ready { .. } => "ready",
+            State::Admitted { .. } => "admitted",
+            State::Checking { .. } => "checking",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -48,21 +76,27 @@ impl<B, E> std::fmt::Debug for ResponseFuture<B, E> {
     }
 }
 
-// Neither variant holds anything pinned in place (the boxed future is pinned
-// on the heap), so the future is Unpin.
-impl<B, E> Unpin for ResponseFuture<B, E> {}
-
-impl<B, E> Future for ResponseFuture<B, E> {
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
     type Output = Result<Response<B>, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.state {
-            State::Ready(response) => match response.take() {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Ready { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
                 // Polled after completion: stay pending rather than panic.
                 None => Poll::Pending,
             },
-            State::Checking(future) => future.as_mut().poll(cx),
+            StateProj::Admitted { future, headers } => {
+                let mut response = ready!(future.poll(cx))?;
+                if let Some(headers) = headers.take() {
+                    crate::service::add_headers(&mut response, headers);
+                }
+                Poll::Ready(Ok(response))
+            }
+            StateProj::Checking { future } => future.as_mut().poll(cx),
         }
     }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use http::request::Parts;
 use http::{Response, StatusCode};
-use ratelimit_core::{DistributedRateLimiter, Verdict};
+use ratelimit_core::{DistributedRateLimiter, RuleSelection, Verdict};
+use smallvec::SmallVec;
 use tower::Layer;
 
 use crate::key::{KeyError, KeyExtractor, UserServiceOrIp};
@@ -25,6 +26,25 @@ pub(crate) enum Rules {
     /// A route's `*` rules plus the caller's own and the global ones
     /// (`check_route`).
     Route(Arc<[String]>),
+}
+
+impl Rules {
+    /// The rule ids, borrowed for one check (no allocation for up to four).
+    pub(crate) fn ids(&self) -> SmallVec<[&str; 4]> {
+        match self {
+            Self::Applicable => SmallVec::new(),
+            Self::Named(rules) | Self::Route(rules) => rules.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// The selection for one check, over `ids` from [`ids`](Self::ids).
+    pub(crate) fn selection<'a>(&self, ids: &'a [&'a str]) -> RuleSelection<'a> {
+        match self {
+            Self::Applicable => RuleSelection::Applicable,
+            Self::Named(_) => RuleSelection::Named(ids),
+            Self::Route(_) => RuleSelection::Route(ids),
+        }
+    }
 }
 
 /// Everything a [`RateLimit`] service needs, shared by its clones.

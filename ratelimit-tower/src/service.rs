@@ -5,18 +5,21 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use ratelimit_core::{Error, headers};
+use ratelimit_core::headers::{self, HeaderValues};
+use ratelimit_core::{Error, Verdict};
 use tower::Service;
 
 use crate::future::ResponseFuture;
-use crate::layer::{Rules, Settings};
+use crate::layer::Settings;
 
 /// Rate limits requests before they reach `S`. Built by
 /// [`RateLimitLayer`](crate::RateLimitLayer).
 ///
-/// The decision is made inside the response future (not in `poll_ready`):
-/// the service stays `Clone`, and a slow store delays only the request that
-/// waits on it, never longer than the limiter's timeout.
+/// The decision is made in `call` when the store answers in place (the
+/// in-memory store does) and otherwise inside the response future —
+/// never in `poll_ready`: the service stays `Clone`, and a slow store delays
+/// only the request that waits on it, never longer than the limiter's
+/// timeout.
 #[derive(Debug)]
 pub struct RateLimit<S> {
     inner: S,
@@ -47,53 +50,89 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let settings = Arc::clone(&self.settings);
         let (parts, body) = request.into_parts();
-        let identity = match settings.extractor.extract(&parts) {
+        let identity = match self.settings.extractor.extract(&parts) {
             Ok(identity) => identity,
             Err(error) => {
-                return ResponseFuture::ready(convert((settings.on_missing_key)(&error)));
+                return ResponseFuture::ready(convert((self.settings.on_missing_key)(&error)));
             }
         };
-        let cost = settings.cost.as_ref().map_or(1, |cost| cost(&parts));
-        // The clone takes this service's place; the one that was polled
-        // ready goes into the future (the usual tower pattern).
+        let cost = self.settings.cost.as_ref().map_or(1, |cost| cost(&parts));
+
+        // A store that answers in place (the in-memory one) is decided right
+        // here: no future, no task wake-up, no clone of the inner service.
+        let settings = &self.settings;
+        let ids = settings.rules.ids();
+        let selection = settings.rules.selection(&ids);
+        if let Some(result) = settings
+            .limiter
+            .try_check_now(identity.caller(), selection, cost)
+        {
+            return match after_check(settings, result) {
+                Next::Admit(values) => {
+                    let future = self.inner.call(Request::from_parts(parts, body));
+                    ResponseFuture::admitted(future, values)
+                }
+                Next::Respond(response) => ResponseFuture::ready(response),
+            };
+        }
+
+        // A store that must be awaited (Redis): the check and then the inner
+        // call run in one boxed future. The clone takes this service's place;
+        // the one that was polled ready goes into the future (the usual tower
+        // pattern).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let settings = Arc::clone(&self.settings);
         ResponseFuture::checking(Box::pin(async move {
-            let limiter = &settings.limiter;
-            let caller = identity.caller();
-            let result = match &settings.rules {
-                Rules::Applicable => limiter.check_all_cost(caller, cost).await,
-                Rules::Named(rules) => {
-                    let ids: Vec<&str> = rules.iter().map(String::as_str).collect();
-                    limiter.check_rules(caller, &ids, cost).await
+            let result = {
+                let ids = settings.rules.ids();
+                let selection = settings.rules.selection(&ids);
+                let caller = identity.caller();
+                settings
+                    .limiter
+                    .check_selection(caller, selection, cost)
+                    .await
+            };
+            match after_check(&settings, result) {
+                Next::Admit(values) => {
+                    let mut response = inner.call(Request::from_parts(parts, body)).await?;
+                    add_headers(&mut response, values);
+                    Ok(response)
                 }
-                Rules::Route(rules) => {
-                    let ids: Vec<&str> = rules.iter().map(String::as_str).collect();
-                    limiter.check_route(caller, &ids, cost).await
-                }
-            };
-            let verdict = match result {
-                Ok(verdict) => verdict,
-                Err(error) => return Ok(convert(misconfigured(&error))),
-            };
-            let values = headers::values(&verdict, settings.legacy_headers);
-            let mut response = if verdict.allowed() {
-                inner.call(Request::from_parts(parts, body)).await?
-            } else {
-                convert((settings.on_denied)(&verdict))
-            };
-            add_headers(&mut response, values);
-            Ok(response)
+                Next::Respond(response) => Ok(response),
+            }
         }))
+    }
+}
+
+/// What becomes of a request once its check is done.
+enum Next<B> {
+    /// Pass it on; add these headers to the response.
+    Admit(HeaderValues),
+    /// Answer it with this (a denial or a misconfiguration), headers included.
+    Respond(Response<B>),
+}
+
+fn after_check<B: From<String>>(settings: &Settings, result: Result<Verdict, Error>) -> Next<B> {
+    let verdict = match result {
+        Ok(verdict) => verdict,
+        Err(error) => return Next::Respond(convert(misconfigured(&error))),
+    };
+    let values = headers::values(&verdict, settings.legacy_headers);
+    if verdict.allowed() {
+        Next::Admit(values)
+    } else {
+        let mut response = convert((settings.on_denied)(&verdict));
+        add_headers(&mut response, values);
+        Next::Respond(response)
     }
 }
 
@@ -109,14 +148,43 @@ fn misconfigured(error: &Error) -> Response<String> {
     response
 }
 
-fn add_headers<B>(response: &mut Response<B>, values: headers::HeaderValues) {
+pub(crate) fn add_headers<B>(response: &mut Response<B>, values: HeaderValues) {
+    // The names are built at compile time (`from_static` at run time would
+    // validate them on every request).
+    const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static(headers::RATE_LIMIT_POLICY);
+    const RATE_LIMIT: HeaderName = HeaderName::from_static(headers::RATE_LIMIT);
+    const X_LIMIT: HeaderName = HeaderName::from_static(headers::X_RATE_LIMIT_LIMIT);
+    const X_REMAINING: HeaderName = HeaderName::from_static(headers::X_RATE_LIMIT_REMAINING);
+    const X_RESET: HeaderName = HeaderName::from_static(headers::X_RATE_LIMIT_RESET);
+
+    let HeaderValues {
+        rate_limit_policy,
+        rate_limit,
+        retry_after,
+        legacy,
+        ..
+    } = values;
+    let (limit, remaining, reset) = match legacy {
+        Some(legacy) => (
+            Some(legacy.limit),
+            Some(legacy.remaining),
+            Some(legacy.reset),
+        ),
+        None => (None, None, None),
+    };
     let target = response.headers_mut();
-    target.reserve(6);
-    for (name, value) in values.into_pairs() {
+    for (name, value) in [
+        (RATE_LIMIT_POLICY, rate_limit_policy),
+        (RATE_LIMIT, rate_limit),
+        (http::header::RETRY_AFTER, retry_after),
+        (X_LIMIT, limit),
+        (X_REMAINING, remaining),
+        (X_RESET, reset),
+    ] {
         // `from_maybe_shared` takes the String's buffer instead of copying
         // it. The values `headers::values` makes are always valid.
-        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
-            target.insert(HeaderName::from_static(name), value);
+        if let Some(Ok(value)) = value.map(|v| HeaderValue::from_maybe_shared(Bytes::from(v))) {
+            target.insert(name, value);
         }
     }
 }

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-2}
 REGIMES=${REGIMES:-allowed flood}
-LIMITERS=${LIMITERS:-none ratelimit tower-governor}
+LIMITERS=${LIMITERS:-none static-headers ratelimit tower-governor}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
 cargo build --release -q -p ratelimit-http-bench
 bin=target/release/ratelimit-http-bench

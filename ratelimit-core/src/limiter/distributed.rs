@@ -10,9 +10,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use smallvec::SmallVec;
 
-use super::LimiterConfig;
 use super::breaker::{CircuitBreaker, CircuitState, Permit};
 use super::verdict::{RuleDecision, Source, Verdict};
+use super::{LimiterConfig, RuleSelection};
 use crate::rule_set::Selected;
 use crate::store::{CheckItem, Outcome};
 use crate::{
@@ -109,12 +109,35 @@ impl Keys {
     }
 }
 
-/// Which rules a check covers.
-enum Selection<'a> {
-    One(&'a str),
-    Named(&'a [&'a str]),
-    Applicable,
-    Route(&'a [&'a str]),
+/// What [`DistributedRateLimiter::prepare`] found.
+enum Preparation<'c> {
+    /// Ask the store.
+    Ready(Prepared<'c>),
+    /// The check's answer, without asking the store (an error, or no rule
+    /// applies).
+    Answered(Result<Verdict, Error>),
+}
+
+/// A check's rules and keys, ready for the store.
+struct Prepared<'c> {
+    selected: Selected<'c>,
+    keys: Keys,
+}
+
+impl Prepared<'_> {
+    /// The store's items: each rule's key, quota and the request's cost.
+    fn items(&self, cost: u32) -> SmallVec<[CheckItem<'_>; 4]> {
+        self.selected
+            .iter()
+            .zip(self.keys.iter())
+            .map(|((rule, _), key)| CheckItem {
+                key,
+                quota: *rule.quota(),
+                cost,
+                shadow: rule.is_shadow(),
+            })
+            .collect()
+    }
 }
 
 impl DistributedRateLimiter {
@@ -386,7 +409,7 @@ impl DistributedRateLimiter {
     /// callers together, and a user or service rule applies only to that
     /// caller (otherwise [`Error::RuleNotApplicable`]).
     pub async fn check(&self, caller: Caller<'_>, rule_id: &str) -> Result<Verdict, Error> {
-        self.run(caller, Selection::One(rule_id), 1, true).await
+        self.run(caller, RuleSelection::One(rule_id), 1, true).await
     }
 
     /// Checks one request of `cost` against one rule.
@@ -396,7 +419,8 @@ impl DistributedRateLimiter {
         rule_id: &str,
         cost: u32,
     ) -> Result<Verdict, Error> {
-        self.run(caller, Selection::One(rule_id), cost, true).await
+        self.run(caller, RuleSelection::One(rule_id), cost, true)
+            .await
     }
 
     /// Checks one request of `cost` against several named rules, atomically.
@@ -407,7 +431,7 @@ impl DistributedRateLimiter {
         rule_ids: &[&str],
         cost: u32,
     ) -> Result<Verdict, Error> {
-        self.run(caller, Selection::Named(rule_ids), cost, true)
+        self.run(caller, RuleSelection::Named(rule_ids), cost, true)
             .await
     }
 
@@ -423,12 +447,13 @@ impl DistributedRateLimiter {
     ///
     /// With no applicable rule the request is admitted and nothing is charged.
     pub async fn check_all(&self, caller: Caller<'_>) -> Result<Verdict, Error> {
-        self.run(caller, Selection::Applicable, 1, true).await
+        self.run(caller, RuleSelection::Applicable, 1, true).await
     }
 
     /// [`check_all`](Self::check_all) for a request of `cost`.
     pub async fn check_all_cost(&self, caller: Caller<'_>, cost: u32) -> Result<Verdict, Error> {
-        self.run(caller, Selection::Applicable, cost, true).await
+        self.run(caller, RuleSelection::Applicable, cost, true)
+            .await
     }
 
     /// Checks one request of `cost` on a route that names its `*` rules:
@@ -443,26 +468,28 @@ impl DistributedRateLimiter {
         route_rules: &[&str],
         cost: u32,
     ) -> Result<Verdict, Error> {
-        self.run(caller, Selection::Route(route_rules), cost, true)
+        self.run(caller, RuleSelection::Route(route_rules), cost, true)
             .await
     }
 
     /// What [`check`](Self::check) would answer now, without charging. A store
     /// failure is returned as an error (no failure policy applies).
     pub async fn peek(&self, caller: Caller<'_>, rule_id: &str) -> Result<Verdict, Error> {
-        self.run(caller, Selection::One(rule_id), 1, false).await
+        self.run(caller, RuleSelection::One(rule_id), 1, false)
+            .await
     }
 
     /// Clears the caller's counter for one rule (for a global rule: everyone's).
     pub async fn reset(&self, caller: Caller<'_>, rule_id: &str) -> Result<(), Error> {
         let rules = self.inner.rules.load();
-        let selected = select(&rules, caller, &Selection::One(rule_id))?;
+        let selected = select(&rules, caller, &RuleSelection::One(rule_id))?;
         drop(rules);
         let keys = self.keys(&selected);
         let keys: SmallVec<[&[u8]; 4]> = keys.iter().collect();
         self.with_timeout(self.inner.store.reset(&keys)).await
     }
 
+    #[inline]
     fn keys(&self, selected: &Selected<'_>) -> Keys {
         let mut keys = Keys {
             bytes: Vec::with_capacity(selected.len().saturating_mul(64)),
@@ -471,7 +498,7 @@ impl DistributedRateLimiter {
         for (rule, subject) in selected {
             self.inner
                 .key_prefix
-                .write_key(rule.id(), *subject, &mut keys.bytes);
+                .write_key_to(rule.id(), *subject, &mut keys.bytes);
             keys.ends.push(keys.bytes.len());
         }
         keys
@@ -500,58 +527,143 @@ impl DistributedRateLimiter {
         .await
     }
 
-    async fn run(
+    /// Checks one request of `cost` against the rules `selection` names —
+    /// the one entry point behind [`check`](Self::check),
+    /// [`check_rules`](Self::check_rules), [`check_all`](Self::check_all)
+    /// and [`check_route`](Self::check_route), for adapters that pick the
+    /// rules per route.
+    pub async fn check_selection(
         &self,
         caller: Caller<'_>,
-        selection: Selection<'_>,
+        selection: RuleSelection<'_>,
         cost: u32,
-        charge: bool,
     ) -> Result<Verdict, Error> {
-        // Take what the check needs from the snapshot and let it go before
-        // awaiting: a rule change meanwhile applies from the next check.
+        self.run(caller, selection, cost, true).await
+    }
+
+    /// The verdict of [`check_selection`](Self::check_selection) computed
+    /// right here, without a future, when the store answers in place (the
+    /// in-memory store does: see [`Store::try_check_now`]); `None` when the
+    /// check has to wait for the store — then nothing was charged, and the
+    /// caller awaits `check_selection` instead.
+    ///
+    /// HTTP adapters call this first, so that a check on an in-memory store
+    /// costs no allocation of a future and no task wake-up.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ratelimit_core::{Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, RuleSelection, Target};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ratelimit_core::Error> {
+    /// let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
+    /// limiter.add_rule("api", Target::Each, 1, std::time::Duration::from_secs(1)).await?;
+    /// let check = |limiter: &DistributedRateLimiter| {
+    ///     limiter.try_check_now(Caller::user("7"), RuleSelection::One("api"), 1)
+    /// };
+    /// assert!(check(&limiter).expect("the in-memory store answers in place")?.allowed());
+    /// assert!(!check(&limiter).expect("the in-memory store answers in place")?.allowed());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn try_check_now(
+        &self,
+        caller: Caller<'_>,
+        selection: RuleSelection<'_>,
+        cost: u32,
+    ) -> Option<Result<Verdict, Error>> {
+        // While the circuit is open the breaker decides who probes; leave
+        // that to the asynchronous path (when closed, `permit` is `Call`
+        // and has no side effect, so skipping it here changes nothing).
+        if self.inner.breaker.state() == CircuitState::Open {
+            return None;
+        }
+        let prepared = match self.prepare(caller, selection, cost) {
+            Preparation::Ready(prepared) => prepared,
+            Preparation::Answered(answer) => return Some(answer),
+        };
+        let items = prepared.items(cost);
+        let result = self.inner.store.try_check_now(&items)?;
+        Some(self.settle(&prepared.selected, &items, Permit::Call, result, true))
+    }
+
+    /// What every check does before asking the store: take the rules from the
+    /// snapshot (and let it go: a rule change meanwhile applies from the next
+    /// check), validate the cost, build the keys — or answer at once when
+    /// the store need not be asked.
+    #[inline]
+    fn prepare<'c>(
+        &self,
+        caller: Caller<'c>,
+        selection: RuleSelection<'_>,
+        cost: u32,
+    ) -> Preparation<'c> {
         let rules = self.inner.rules.load();
-        let mut selected = select(&rules, caller, &selection)?;
+        let mut selected = match select(&rules, caller, &selection) {
+            Ok(selected) => selected,
+            Err(error) => return Preparation::Answered(Err(error)),
+        };
         drop(rules);
         if cost == 0 {
-            return Err(Error::ZeroCost);
+            return Preparation::Answered(Err(Error::ZeroCost));
         }
         for (rule, _) in selected.iter().filter(|(rule, _)| !rule.is_shadow()) {
-            rule.quota().check_cost(cost)?;
+            if let Err(error) = rule.quota().check_cost(cost) {
+                return Preparation::Answered(Err(error));
+            }
         }
         // A shadow rule that could never admit this cost is left out: it
         // must not turn a request into an error.
         selected.retain(|(rule, _)| !rule.is_shadow() || rule.quota().check_cost(cost).is_ok());
         if selected.is_empty() {
-            return Ok(verdict(
+            return Preparation::Answered(Ok(verdict(
                 Source::Store,
                 true,
                 &selected,
                 &[],
                 Duration::ZERO,
                 None,
-            ));
+            )));
         }
-
         let keys = self.keys(&selected);
-        let items: SmallVec<[CheckItem<'_>; 4]> = selected
-            .iter()
-            .zip(keys.iter())
-            .map(|((rule, _), key)| CheckItem {
-                key,
-                quota: *rule.quota(),
-                cost,
-                shadow: rule.is_shadow(),
-            })
-            .collect();
+        Preparation::Ready(Prepared { selected, keys })
+    }
 
+    async fn run(
+        &self,
+        caller: Caller<'_>,
+        selection: RuleSelection<'_>,
+        cost: u32,
+        charge: bool,
+    ) -> Result<Verdict, Error> {
+        let prepared = match self.prepare(caller, selection, cost) {
+            Preparation::Ready(prepared) => prepared,
+            Preparation::Answered(answer) => return answer,
+        };
+        let items = prepared.items(cost);
         let store = &self.inner.store;
-        let breaker = &self.inner.breaker;
-        let permit = breaker.permit();
+        let permit = self.inner.breaker.permit();
         let result = match permit {
             Permit::Skip => Err(Error::CircuitOpen),
             Permit::Call | Permit::Probe if charge => self.with_timeout(store.check(&items)).await,
             Permit::Call | Permit::Probe => self.with_timeout(store.peek(&items)).await,
         };
+        self.settle(&prepared.selected, &items, permit, result, charge)
+    }
+
+    /// What every check does with the store's answer: hold the store to
+    /// answering for what it was asked, tell the breaker, and let the
+    /// failure policy answer a failed check.
+    #[inline]
+    fn settle(
+        &self,
+        selected: &Selected<'_>,
+        items: &[CheckItem<'_>],
+        permit: Permit,
+        result: Result<Outcome, Error>,
+        charge: bool,
+    ) -> Result<Verdict, Error> {
+        let breaker = &self.inner.breaker;
         // A store that answers for other items than it was asked about is broken.
         let result = result.and_then(|outcome| {
             if outcome.decisions.len() == items.len() {
@@ -571,9 +683,9 @@ impl DistributedRateLimiter {
             };
         }
         match result {
-            Ok(outcome) => Ok(from_outcome(Source::Store, &selected, &outcome, None)),
+            Ok(outcome) => Ok(from_outcome(Source::Store, selected, &outcome, None)),
             Err(error) if charge && error.is_store_failure() => {
-                Ok(self.on_failure(&selected, &items, error))
+                Ok(self.on_failure(selected, items, error))
             }
             Err(error) => Err(error),
         }
@@ -632,7 +744,7 @@ impl DistributedRateLimiter {
 fn select<'c>(
     rules: &RuleSet,
     caller: Caller<'c>,
-    selection: &Selection<'_>,
+    selection: &RuleSelection<'_>,
 ) -> Result<Selected<'c>, Error> {
     let one = |id: &str| {
         let rule = rules
@@ -648,13 +760,14 @@ fn select<'c>(
         Ok((Arc::clone(rule), subject))
     };
     match selection {
-        Selection::One(id) => Ok(SmallVec::from_iter([one(id)?])),
-        Selection::Named(ids) => ids.iter().map(|id| one(id)).collect(),
-        Selection::Applicable => Ok(rules.applicable(caller)),
-        Selection::Route(names) => rules.applicable_on_route(caller, names),
+        RuleSelection::One(id) => Ok(SmallVec::from_iter([one(id)?])),
+        RuleSelection::Named(ids) => ids.iter().map(|id| one(id)).collect(),
+        RuleSelection::Applicable => Ok(rules.applicable(caller)),
+        RuleSelection::Route(names) => rules.applicable_on_route(caller, names),
     }
 }
 
+#[inline]
 fn from_outcome(
     source: Source,
     selected: &Selected<'_>,
@@ -682,6 +795,7 @@ fn from_outcome(
     )
 }
 
+#[inline]
 fn verdict(
     source: Source,
     allowed: bool,

@@ -3,11 +3,13 @@
 mod breaker;
 mod config;
 mod distributed;
+mod selection;
 mod simple;
 mod verdict;
 
 pub use breaker::{CircuitBreakerConfig, CircuitState};
 pub use config::LimiterConfig;
 pub use distributed::DistributedRateLimiter;
+pub use selection::RuleSelection;
 pub use simple::RateLimiter;
 pub use verdict::{RuleDecision, Source, Verdict};

@@ -212,6 +212,10 @@ impl Store for MemoryStore {
         self.reset_now(keys);
         Ok(())
     }
+
+    fn try_check_now(&self, items: &[CheckItem<'_>]) -> Option<Result<Outcome, Error>> {
+        Some(self.check_now(items))
+    }
 }
 
 /// Configures a [`MemoryStore`].

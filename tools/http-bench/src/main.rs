@@ -1,4 +1,5 @@
-//! A hello-world axum app served with no limiter, with `RateLimitLayer`
+//! A hello-world axum app served with no limiter, with only the constant
+//! `RateLimit` headers (`static-headers`), with `RateLimitLayer`
 //! (in-memory store), or with `tower_governor`'s layer, keyed by peer
 //! address, for load tests with `wrk` (see `tools/http-bench/run.sh`).
 //!
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::HeaderValue;
 use axum::routing::get;
 use clap::{Parser, ValueEnum};
 use ratelimit_core::{DistributedRateLimiter, LimiterConfig, MemoryStore, Quota, Rule, Target};
@@ -23,6 +25,10 @@ use tower_governor::governor::GovernorConfigBuilder;
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Limiter {
     None,
+    /// No limiter, but the `RateLimit` and `RateLimit-Policy` fields an
+    /// admitted request gets, as constants: the floor for any limiter that
+    /// sends them.
+    StaticHeaders,
     Ratelimit,
     TowerGovernor,
 }
@@ -59,6 +65,20 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new().route("/", get(|| async { "hello" }));
     let app = match args.limiter {
         Limiter::None => app,
+        Limiter::StaticHeaders => app.layer(axum::middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                let headers = response.headers_mut();
+                headers.insert(
+                    "ratelimit-policy",
+                    HeaderValue::from_static("\"default\";q=1000000;w=1"),
+                );
+                headers.insert(
+                    "ratelimit",
+                    HeaderValue::from_static("\"default\";r=999999;t=1"),
+                );
+                response
+            },
+        )),
         Limiter::Ratelimit => {
             let quota = match args.regime {
                 Regime::Allowed => Quota::new(1_000_000, Duration::from_secs(1))?,
