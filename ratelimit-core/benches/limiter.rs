@@ -15,7 +15,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::FutureExt;
 use ratelimit_core::{
-    Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, RateLimiter, Target,
+    Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, RateLimiter, RuleSelection, Target,
 };
 
 fn front_doors(c: &mut Criterion) {
@@ -52,6 +52,24 @@ fn front_doors(c: &mut Criterion) {
                 limiter
                     .check(caller, "default")
                     .now_or_never()
+                    .unwrap()
+                    .unwrap()
+                    .allowed(),
+            )
+        })
+    });
+    group.bench_function("try_check_now, 1 rule", |b| {
+        b.iter(|| {
+            let v = limiter.try_check_now(caller, RuleSelection::One("default"), 1);
+            black_box(v.unwrap().unwrap().allowed())
+        })
+    });
+    group.bench_function("try_check_now, 3 rules", |b| {
+        b.iter(|| {
+            let rules = RuleSelection::Named(&["default", "global", "login"]);
+            black_box(
+                limiter
+                    .try_check_now(caller, rules, 1)
                     .unwrap()
                     .unwrap()
                     .allowed(),

@@ -828,9 +828,19 @@ async fn checks_in_place_answer_exactly_as_awaited_checks() {
     };
     let (in_place, awaited) = (make(), make());
     for limiter in [&in_place, &awaited] {
-        limiter.add_rule("each", Target::Each, 3, SEC).await.unwrap();
-        limiter.add_rule("all", Target::Global, 5, SEC).await.unwrap();
-        let vip = Rule::new("vip", "user:9".parse().unwrap(), Quota::per_second(4).unwrap());
+        limiter
+            .add_rule("each", Target::Each, 3, SEC)
+            .await
+            .unwrap();
+        limiter
+            .add_rule("all", Target::Global, 5, SEC)
+            .await
+            .unwrap();
+        let vip = Rule::new(
+            "vip",
+            "user:9".parse().unwrap(),
+            Quota::per_second(4).unwrap(),
+        );
         limiter.insert_rule(vip.unwrap()).await.unwrap();
     }
     let selections = [

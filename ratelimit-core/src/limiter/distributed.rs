@@ -645,7 +645,11 @@ impl DistributedRateLimiter {
         let permit = self.inner.breaker.permit();
         let result = match permit {
             Permit::Skip => Err(Error::CircuitOpen),
-            Permit::Call | Permit::Probe if charge => self.with_timeout(store.check(&items)).await,
+            Permit::Call | Permit::Probe if charge => match store.try_check_now(&items) {
+                // A store that answers in place needs no future and no timer.
+                Some(result) => result,
+                None => self.with_timeout(store.check(&items)).await,
+            },
             Permit::Call | Permit::Probe => self.with_timeout(store.peek(&items)).await,
         };
         self.settle(&prepared.selected, &items, permit, result, charge)
