@@ -28,11 +28,13 @@
 //! and [`Quota`] for what a valid rate is.
 
 mod caller;
+mod client_ip;
 mod clock;
 mod decision;
 mod error;
 pub mod gcra;
 pub mod headers;
+mod identity;
 mod key;
 mod limiter;
 mod memory;
@@ -46,9 +48,11 @@ mod store;
 mod target;
 
 pub use caller::Caller;
+pub use client_ip::ClientIp;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use decision::Decision;
 pub use error::{BoxError, Error};
+pub use identity::Identity;
 pub use key::{KeyPrefix, MAX_PLAIN_ID_LEN, MAX_PREFIX_LEN, Subject};
 pub use limiter::{
     CircuitBreakerConfig, CircuitState, DistributedRateLimiter, LimiterConfig, RateLimiter,

@@ -17,37 +17,14 @@
 //! cannot escape its limit by rotating addresses in its own subnet.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use http::request::Parts;
 use http::{HeaderName, StatusCode};
 use ipnet::IpNet;
-use ratelimit_core::Caller;
+use ratelimit_core::ClientIp;
 
-/// A caller identity owned by the request's check.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Identity {
-    /// An end user, by id (bytes, kept exactly).
-    User(Vec<u8>),
-    /// A service, by id.
-    Service(Vec<u8>),
-    /// A client address.
-    Ip(IpAddr),
-    /// An opaque key.
-    Key(Vec<u8>),
-}
-
-impl Identity {
-    /// The identity as the core limiter's [`Caller`].
-    pub fn caller(&self) -> Caller<'_> {
-        match self {
-            Self::User(id) => Caller::User(id),
-            Self::Service(id) => Caller::Service(id),
-            Self::Ip(ip) => Caller::Ip(*ip),
-            Self::Key(id) => Caller::Key(id),
-        }
-    }
-}
+pub use ratelimit_core::Identity;
 
 /// Why no identity could be extracted. The layer answers with
 /// [`status`](Self::status) (configurable with
@@ -108,33 +85,24 @@ impl KeyExtractor for Everyone {
     }
 }
 
-/// The client's address. See the [module docs](self) on forwarding headers.
-#[derive(Debug, Clone)]
+/// The client's address. See the [module docs](self) on forwarding headers;
+/// the rules are core's [`ClientIp`], shared with the actix-web adapter.
+#[derive(Debug, Clone, Default)]
 pub struct PeerIp {
-    trusted: Vec<IpNet>,
-    ipv6_prefix: u8,
-}
-
-impl Default for PeerIp {
-    fn default() -> Self {
-        Self::new()
-    }
+    resolver: ClientIp,
 }
 
 impl PeerIp {
     /// The TCP peer's address, no trusted proxies, IPv6 grouped by /64.
     pub fn new() -> Self {
-        Self {
-            trusted: Vec::new(),
-            ipv6_prefix: 64,
-        }
+        Self::default()
     }
 
     /// Trust forwarding headers from peers in `proxies` (e.g. your load
     /// balancers' subnet). Repeatable.
     #[must_use]
     pub fn trust_proxy(mut self, proxies: IpNet) -> Self {
-        self.trusted.push(proxies);
+        self.resolver = self.resolver.trust_proxy(proxies);
         self
     }
 
@@ -142,96 +110,20 @@ impl PeerIp {
     /// address apart).
     #[must_use]
     pub fn ipv6_prefix(mut self, bits: u8) -> Self {
-        self.ipv6_prefix = bits.min(128);
+        self.resolver = self.resolver.ipv6_prefix(bits);
         self
-    }
-
-    fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted.iter().any(|net| net.contains(&ip))
     }
 
     /// The client address for a request whose TCP peer is `peer`.
     pub fn client_ip(&self, peer: IpAddr, parts: &Parts) -> IpAddr {
-        let peer = peer.to_canonical();
-        let client = if self.is_trusted(peer) {
-            self.forwarded_client(parts).unwrap_or(peer)
-        } else {
-            peer
-        };
-        self.group(client)
+        self.resolver.resolve(peer, |name| {
+            parts
+                .headers
+                .get_all(name)
+                .into_iter()
+                .map(|v| v.as_bytes())
+        })
     }
-
-    /// Walks the forwarding chain from the nearest hop back, skipping
-    /// trusted proxies: the first untrusted address is the client.
-    fn forwarded_client(&self, parts: &Parts) -> Option<IpAddr> {
-        let hops = forwarded_for(parts)
-            .or_else(|| header_list(parts, "x-forwarded-for"))
-            .or_else(|| header_list(parts, "x-real-ip"))?;
-        let mut last = None;
-        for hop in hops.iter().rev() {
-            let ip = hop.to_canonical();
-            last = Some(ip);
-            if !self.is_trusted(ip) {
-                return Some(ip);
-            }
-        }
-        last
-    }
-
-    fn group(&self, ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V4(_) => ip,
-            IpAddr::V6(v6) => {
-                let bits = u32::from(self.ipv6_prefix);
-                let mask = u128::MAX
-                    .checked_shl(128u32.saturating_sub(bits))
-                    .unwrap_or(0);
-                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
-            }
-        }
-    }
-}
-
-/// The addresses of a comma-separated header (`X-Forwarded-For`,
-/// `X-Real-IP`), nearest hop last; `None` if absent or unreadable.
-fn header_list(parts: &Parts, name: &str) -> Option<Vec<IpAddr>> {
-    let mut hops = Vec::new();
-    for value in parts.headers.get_all(name) {
-        for item in value.to_str().ok()?.split(',') {
-            hops.push(parse_ip(item.trim())?);
-        }
-    }
-    (!hops.is_empty()).then_some(hops)
-}
-
-/// The `for=` addresses of RFC 7239 `Forwarded`, nearest hop last.
-fn forwarded_for(parts: &Parts) -> Option<Vec<IpAddr>> {
-    let mut hops = Vec::new();
-    for value in parts.headers.get_all("forwarded") {
-        for element in value.to_str().ok()?.split(',') {
-            for pair in element.split(';') {
-                let (key, value) = pair.trim().split_once('=')?;
-                if key.trim().eq_ignore_ascii_case("for") {
-                    hops.push(parse_ip(value.trim().trim_matches('"'))?);
-                }
-            }
-        }
-    }
-    (!hops.is_empty()).then_some(hops)
-}
-
-/// An address as forwarding headers write it: bare, `[v6]`, `[v6]:port` or
-/// `v4:port`.
-fn parse_ip(text: &str) -> Option<IpAddr> {
-    if let Ok(ip) = text.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    if let Ok(socket) = text.parse::<SocketAddr>() {
-        return Some(socket.ip());
-    }
-    text.strip_prefix('[')
-        .and_then(|rest| rest.split(']').next())
-        .and_then(|v6| v6.parse().ok())
 }
 
 /// The TCP peer of a request, from axum's `ConnectInfo<SocketAddr>`.
