@@ -1,4 +1,55 @@
-//! actix-web middleware for ratelimit (work in progress: see the project README).
+//! actix-web middleware for ratelimit: [`RateLimit`] for `App::wrap`,
+//! `Scope::wrap` and `Resource::wrap`, with the same behaviour as
+//! `ratelimit-tower`'s layer — key extraction, per-scope rules checked
+//! atomically with the core's prioritisation, cost, shadow rules, the IETF
+//! `RateLimit` / `RateLimit-Policy` headers (byte-identical to the tower
+//! adapter's: both come from `ratelimit_core::headers`), an overridable
+//! denial, and the limiter's failure policy and timeout.
 //!
-//! This crate is a placeholder in the workspace layout; it has no API yet.
-//! Its capability is tracked as an open issue and lands in a later release.
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use actix_web::{App, HttpServer, web};
+//! use ratelimit_actix::RateLimit;
+//! use ratelimit_core::{DistributedRateLimiter, LimiterConfig, MemoryStore, Quota, Rule, Target};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let quota = |n| Quota::new(n, Duration::from_secs(60));
+//! let limiter = DistributedRateLimiter::new(
+//!     LimiterConfig::new(Arc::new(MemoryStore::new()))
+//!         .rule(Rule::new("default", Target::Each, quota(600)?)?)
+//!         .rule(Rule::new("login", Target::Each, quota(5)?)?),
+//! );
+//! HttpServer::new(move || {
+//!     App::new()
+//!         .service(
+//!             web::resource("/login")
+//!                 .wrap(RateLimit::new(limiter.clone()).route_rules(["login", "default"]))
+//!                 .route(web::post().to(|| async { "welcome" })),
+//!         )
+//!         .service(
+//!             web::resource("/")
+//!                 .wrap(RateLimit::new(limiter.clone()).route_rules(["default"]))
+//!                 .route(web::get().to(|| async { "hello" })),
+//!         )
+//! })
+//! .bind(("127.0.0.1", 8080))?
+//! .run()
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Callers are found with a [`key::KeyExtractor`]; by default
+//! [`key::UserServiceOrIp`] (`x-user-id`, then `x-service-id`, then the
+//! client address, with forwarding headers read only from trusted proxies).
+
+pub mod key;
+
+mod future;
+mod middleware;
+mod service;
+
+pub use future::ResponseFuture;
+pub use middleware::RateLimit;
+pub use service::RateLimitMiddleware;

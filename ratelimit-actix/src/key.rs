@@ -1,0 +1,230 @@
+//! Who is calling: [`KeyExtractor`] and its ready implementations — the same
+//! set, with the same rules, as `ratelimit-tower`'s.
+//!
+//! | extractor | caller |
+//! |---|---|
+//! | [`PeerIp`] | the client address (`HttpRequest::peer_addr`), or the forwarded client address when the peer is a trusted proxy |
+//! | [`HeaderId`] | a user or service id from a request header |
+//! | [`UserServiceOrIp`] | `x-user-id` → that user; else `x-service-id` → that service; else [`PeerIp`] |
+//! | [`ExtensionId`] | an [`Identity`] an earlier (authentication) middleware put in the request extensions |
+//! | [`Everyone`] | one caller for all requests |
+//! | any `Fn(&HttpRequest) -> Result<Identity, KeyError>` | your own |
+//!
+//! Forwarding headers are read only from trusted proxies; IPv4-mapped IPv6
+//! addresses are normalised and IPv6 clients grouped by /64 — core's
+//! [`ClientIp`], shared with the tower adapter.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use actix_web::HttpMessage;
+use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+use actix_web::http::header::HeaderName;
+use ipnet::IpNet;
+use ratelimit_core::ClientIp;
+pub use ratelimit_core::Identity;
+
+/// Why no identity could be extracted. The middleware answers with
+/// [`status`](Self::status) (configurable with
+/// [`RateLimit::on_missing_key`](crate::RateLimit::on_missing_key)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    status: StatusCode,
+    reason: &'static str,
+}
+
+impl KeyError {
+    /// A key error answered with `status`.
+    pub const fn new(status: StatusCode, reason: &'static str) -> Self {
+        Self { status, reason }
+    }
+
+    /// The status the request is answered with by default.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What was missing or wrong.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason)
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// Finds the caller of a request.
+pub trait KeyExtractor: 'static {
+    /// The caller of `request`, or why there is none.
+    fn extract(&self, request: &HttpRequest) -> Result<Identity, KeyError>;
+}
+
+impl<F> KeyExtractor for F
+where
+    F: Fn(&HttpRequest) -> Result<Identity, KeyError> + 'static,
+{
+    fn extract(&self, request: &HttpRequest) -> Result<Identity, KeyError> {
+        self(request)
+    }
+}
+
+/// One caller for every request (a single shared counter per rule).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Everyone;
+
+impl KeyExtractor for Everyone {
+    fn extract(&self, _: &HttpRequest) -> Result<Identity, KeyError> {
+        Ok(Identity::Key(b"*".to_vec()))
+    }
+}
+
+/// The client's address. See the [module docs](self) on forwarding headers.
+#[derive(Debug, Clone, Default)]
+pub struct PeerIp {
+    resolver: ClientIp,
+}
+
+impl PeerIp {
+    /// The TCP peer's address, no trusted proxies, IPv6 grouped by /64.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trust forwarding headers from peers in `proxies`. Repeatable.
+    #[must_use]
+    pub fn trust_proxy(mut self, proxies: IpNet) -> Self {
+        self.resolver = self.resolver.trust_proxy(proxies);
+        self
+    }
+
+    /// Group IPv6 clients by this prefix length (default 64).
+    #[must_use]
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.resolver = self.resolver.ipv6_prefix(bits);
+        self
+    }
+
+    /// The client address for a request whose TCP peer is `peer`.
+    pub fn client_ip(&self, peer: IpAddr, request: &HttpRequest) -> IpAddr {
+        self.resolver.resolve(peer, |name| {
+            request.headers().get_all(name).map(|v| v.as_bytes())
+        })
+    }
+}
+
+impl KeyExtractor for PeerIp {
+    fn extract(&self, request: &HttpRequest) -> Result<Identity, KeyError> {
+        let peer = request.peer_addr().ok_or(KeyError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no peer address",
+        ))?;
+        Ok(Identity::Ip(self.client_ip(peer.ip(), request)))
+    }
+}
+
+/// Whether a header names a user or a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// The header carries a user id.
+    User,
+    /// The header carries a service id.
+    Service,
+}
+
+/// A caller id from a request header (e.g. `x-user-id` set by your gateway).
+/// A request without the header gets the key error.
+#[derive(Debug, Clone)]
+pub struct HeaderId {
+    name: HeaderName,
+    kind: IdKind,
+}
+
+impl HeaderId {
+    /// Reads `name` as a user or service id.
+    pub fn new(name: HeaderName, kind: IdKind) -> Self {
+        Self { name, kind }
+    }
+
+    fn read(&self, request: &HttpRequest) -> Option<Identity> {
+        let value = request.headers().get(&self.name)?.as_bytes();
+        if value.is_empty() {
+            return None;
+        }
+        Some(match self.kind {
+            IdKind::User => Identity::User(value.to_vec()),
+            IdKind::Service => Identity::Service(value.to_vec()),
+        })
+    }
+}
+
+impl KeyExtractor for HeaderId {
+    fn extract(&self, request: &HttpRequest) -> Result<Identity, KeyError> {
+        self.read(request).ok_or(KeyError::new(
+            StatusCode::BAD_REQUEST,
+            "the identity header is missing or empty",
+        ))
+    }
+}
+
+/// `x-user-id` → that user; else `x-service-id` → that service; else the
+/// client address ([`PeerIp`], whose proxy settings apply).
+#[derive(Debug, Clone)]
+pub struct UserServiceOrIp {
+    user: HeaderId,
+    service: HeaderId,
+    ip: PeerIp,
+}
+
+impl UserServiceOrIp {
+    /// With the default headers and `ip` for anonymous callers.
+    pub fn new(ip: PeerIp) -> Self {
+        Self {
+            user: HeaderId::new(HeaderName::from_static("x-user-id"), IdKind::User),
+            service: HeaderId::new(HeaderName::from_static("x-service-id"), IdKind::Service),
+            ip,
+        }
+    }
+}
+
+impl Default for UserServiceOrIp {
+    fn default() -> Self {
+        Self::new(PeerIp::new())
+    }
+}
+
+impl KeyExtractor for UserServiceOrIp {
+    fn extract(&self, request: &HttpRequest) -> Result<Identity, KeyError> {
+        if let Some(id) = self
+            .user
+            .read(request)
+            .or_else(|| self.service.read(request))
+        {
+            return Ok(id);
+        }
+        self.ip.extract(request)
+    }
+}
+
+/// An [`Identity`] placed in the request extensions by an earlier
+/// middleware (typically authentication). A request without one gets 401.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExtensionId;
+
+impl KeyExtractor for ExtensionId {
+    fn extract(&self, request: &HttpRequest) -> Result<Identity, KeyError> {
+        request
+            .extensions()
+            .get::<Identity>()
+            .cloned()
+            .ok_or(KeyError::new(
+                StatusCode::UNAUTHORIZED,
+                "no authenticated identity",
+            ))
+    }
+}

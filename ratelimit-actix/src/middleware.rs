@@ -1,0 +1,214 @@
+//! [`RateLimit`]: the middleware factory (`App::wrap`) and its settings.
+
+use std::fmt;
+use std::future::{Ready, ready};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use ratelimit_core::{DistributedRateLimiter, RuleSelection, Source, Verdict};
+use smallvec::SmallVec;
+
+use crate::key::{KeyError, KeyExtractor, UserServiceOrIp};
+use crate::service::RateLimitMiddleware;
+
+type DenialFn = dyn Fn(&Verdict) -> HttpResponse + Send + Sync;
+type KeyErrorFn = dyn Fn(&KeyError) -> HttpResponse + Send + Sync;
+type CostFn = dyn Fn(&HttpRequest) -> u32 + Send + Sync;
+
+/// Which rules a request is checked against.
+#[derive(Debug, Clone)]
+pub(crate) enum Rules {
+    Applicable,
+    Named(Arc<[String]>),
+    Route(Arc<[String]>),
+}
+
+impl Rules {
+    /// The rule ids, borrowed for one check (no allocation for up to four).
+    pub(crate) fn ids(&self) -> SmallVec<[&str; 4]> {
+        match self {
+            Self::Applicable => SmallVec::new(),
+            Self::Named(rules) | Self::Route(rules) => rules.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// The selection for one check, over `ids` from [`ids`](Self::ids).
+    pub(crate) fn selection<'a>(&self, ids: &'a [&'a str]) -> RuleSelection<'a> {
+        match self {
+            Self::Applicable => RuleSelection::Applicable,
+            Self::Named(_) => RuleSelection::Named(ids),
+            Self::Route(_) => RuleSelection::Route(ids),
+        }
+    }
+}
+
+/// Everything a middleware instance needs, shared by every worker's.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) limiter: DistributedRateLimiter,
+    pub(crate) extractor: Arc<dyn KeyExtractor + Send + Sync>,
+    pub(crate) rules: Rules,
+    pub(crate) cost: Option<Arc<CostFn>>,
+    pub(crate) legacy_headers: bool,
+    pub(crate) on_denied: Arc<DenialFn>,
+    pub(crate) on_missing_key: Arc<KeyErrorFn>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("limiter", &self.limiter)
+            .field("rules", &self.rules)
+            .field("legacy_headers", &self.legacy_headers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Rate limits every request of the app, scope or resource it wraps, with a
+/// [`DistributedRateLimiter`]. See the [crate docs](crate) for an example.
+///
+/// Defaults (the same as `ratelimit-tower`'s layer): callers found by
+/// [`UserServiceOrIp`]; every rule that applies to the caller checked at
+/// once; cost 1; `RateLimit` and `RateLimit-Policy` on every response; 429
+/// with `Retry-After` when denied, 503 with `Retry-After` when the store is
+/// down and the failure policy denies.
+#[derive(Clone)]
+#[must_use]
+pub struct RateLimit {
+    settings: Arc<Settings>,
+}
+
+impl fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl RateLimit {
+    /// A middleware checking requests with `limiter`.
+    pub fn new(limiter: DistributedRateLimiter) -> Self {
+        Self {
+            settings: Arc::new(Settings {
+                limiter,
+                extractor: Arc::new(UserServiceOrIp::default()),
+                rules: Rules::Applicable,
+                cost: None,
+                legacy_headers: false,
+                on_denied: Arc::new(default_denial),
+                on_missing_key: Arc::new(default_key_error),
+            }),
+        }
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut Settings)) -> Self {
+        change(Arc::make_mut(&mut self.settings));
+        self
+    }
+
+    /// How callers are found (default [`UserServiceOrIp`]).
+    pub fn key_extractor(self, extractor: impl KeyExtractor + Send + Sync) -> Self {
+        self.with(|s| s.extractor = Arc::new(extractor))
+    }
+
+    /// Check exactly these rules (atomically) instead of every rule that
+    /// applies — e.g. on one resource. Every rule must exist and apply to
+    /// the caller, or the request gets 500 (a server misconfiguration).
+    pub fn rules<I, S>(self, rules: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let rules: Arc<[String]> = rules.into_iter().map(Into::into).collect();
+        self.with(|s| s.rules = Rules::Named(rules))
+    }
+
+    /// Check this scope's or resource's rules the way
+    /// `DistributedRateLimiter::check_route` does: every global rule, the `*`
+    /// rules named here, and every rule naming the caller.
+    pub fn route_rules<I, S>(self, rules: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let rules: Arc<[String]> = rules.into_iter().map(Into::into).collect();
+        self.with(|s| s.rules = Rules::Route(rules))
+    }
+
+    /// The cost of a request (default 1).
+    pub fn cost(self, cost: impl Fn(&HttpRequest) -> u32 + Send + Sync + 'static) -> Self {
+        self.with(|s| s.cost = Some(Arc::new(cost)))
+    }
+
+    /// Also send `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
+    pub fn legacy_headers(self, on: bool) -> Self {
+        self.with(|s| s.legacy_headers = on)
+    }
+
+    /// The response for a denied request (default: 429, plain text). The
+    /// rate-limit headers are added to it.
+    pub fn on_denied(
+        self,
+        respond: impl Fn(&Verdict) -> HttpResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.with(|s| s.on_denied = Arc::new(respond))
+    }
+
+    /// The response for a request whose caller cannot be found.
+    pub fn on_missing_key(
+        self,
+        respond: impl Fn(&KeyError) -> HttpResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.with(|s| s.on_missing_key = Arc::new(respond))
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for RateLimit
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = RateLimitMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RateLimitMiddleware::new(
+            Rc::new(service),
+            Arc::clone(&self.settings),
+        )))
+    }
+}
+
+fn plain(status: StatusCode, body: &'static str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(body)
+}
+
+/// 429 for a denial by the rules, 503 when the store is down and the
+/// failure policy denied — the same responses as the tower layer's.
+pub(crate) fn default_denial(verdict: &Verdict) -> HttpResponse {
+    if verdict.source() == Source::FailClosed {
+        plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Rate limiting is unavailable; try again later.\n",
+        )
+    } else {
+        plain(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n")
+    }
+}
+
+pub(crate) fn default_key_error(error: &KeyError) -> HttpResponse {
+    HttpResponse::build(error.status())
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("{}\n", error.reason()))
+}

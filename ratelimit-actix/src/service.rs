@@ -1,0 +1,171 @@
+//! [`RateLimitMiddleware`]: the service the middleware wraps around yours.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::HttpResponse;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, forward_ready};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use ratelimit_core::headers::{self, HeaderValues};
+use ratelimit_core::{Error, Verdict};
+
+use crate::future::ResponseFuture;
+use crate::middleware::Settings;
+
+/// Rate limits requests before they reach `S`. Built by
+/// [`RateLimit`](crate::RateLimit).
+///
+/// As in the tower layer, a store that answers in place (the in-memory one)
+/// is decided inside `call`: an admitted request is the inner service's own
+/// future plus the headers. A store that must be awaited (Redis) runs in one
+/// boxed future, never longer than the limiter's timeout.
+#[derive(Debug)]
+pub struct RateLimitMiddleware<S> {
+    service: Rc<S>,
+    settings: Arc<Settings>,
+}
+
+impl<S> RateLimitMiddleware<S> {
+    pub(crate) fn new(service: Rc<S>, settings: Arc<Settings>) -> Self {
+        Self { service, settings }
+    }
+}
+
+impl<S, B> Service<ServiceRequest> for RateLimitMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = ResponseFuture<S::Future, B>;
+
+    forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let settings = &self.settings;
+        let identity = match settings.extractor.extract(request.request()) {
+            Ok(identity) => identity,
+            Err(error) => {
+                let response = (settings.on_missing_key)(&error);
+                return ResponseFuture::ready(
+                    request.into_response(response).map_into_right_body(),
+                );
+            }
+        };
+        let cost = settings
+            .cost
+            .as_ref()
+            .map_or(1, |cost| cost(request.request()));
+
+        let ids = settings.rules.ids();
+        let selection = settings.rules.selection(&ids);
+        if let Some(result) = settings
+            .limiter
+            .try_check_now(identity.caller(), selection, cost)
+        {
+            return match after_check(settings, result) {
+                Next::Admit(values) => ResponseFuture::admitted(self.service.call(request), values),
+                Next::Respond(response) => {
+                    ResponseFuture::ready(request.into_response(response).map_into_right_body())
+                }
+            };
+        }
+
+        let service = Rc::clone(&self.service);
+        let settings = Arc::clone(&self.settings);
+        ResponseFuture::checking(Box::pin(async move {
+            let result = {
+                let ids = settings.rules.ids();
+                let selection = settings.rules.selection(&ids);
+                let caller = identity.caller();
+                settings
+                    .limiter
+                    .check_selection(caller, selection, cost)
+                    .await
+            };
+            match after_check(&settings, result) {
+                Next::Admit(values) => {
+                    let mut response = service.call(request).await?;
+                    add_headers(response.headers_mut(), values);
+                    Ok(response.map_into_left_body())
+                }
+                Next::Respond(response) => {
+                    Ok(request.into_response(response).map_into_right_body())
+                }
+            }
+        }))
+    }
+}
+
+/// What becomes of a request once its check is done.
+enum Next {
+    /// Pass it on; add these headers to the response.
+    Admit(HeaderValues),
+    /// Answer it with this (a denial or a misconfiguration), headers included.
+    Respond(HttpResponse),
+}
+
+fn after_check(settings: &Settings, result: Result<Verdict, Error>) -> Next {
+    let verdict = match result {
+        Ok(verdict) => verdict,
+        Err(error) => return Next::Respond(misconfigured(&error)),
+    };
+    let values = headers::values(&verdict, settings.legacy_headers);
+    if verdict.allowed() {
+        Next::Admit(values)
+    } else {
+        let mut response = (settings.on_denied)(&verdict);
+        add_headers(response.headers_mut(), values);
+        Next::Respond(response)
+    }
+}
+
+/// A check refused for a reason that is the server's, not the caller's (an
+/// unknown rule on a route, a cost above a rule's burst).
+fn misconfigured(error: &Error) -> HttpResponse {
+    HttpResponse::build(StatusCode::INTERNAL_SERVER_ERROR)
+        .body(format!("rate limiting is misconfigured: {error}\n"))
+}
+
+pub(crate) fn add_headers(target: &mut HeaderMap, values: HeaderValues) {
+    const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static(headers::RATE_LIMIT_POLICY);
+    const RATE_LIMIT: HeaderName = HeaderName::from_static(headers::RATE_LIMIT);
+    const RETRY_AFTER: HeaderName = HeaderName::from_static(headers::RETRY_AFTER);
+    const X_LIMIT: HeaderName = HeaderName::from_static(headers::X_RATE_LIMIT_LIMIT);
+    const X_REMAINING: HeaderName = HeaderName::from_static(headers::X_RATE_LIMIT_REMAINING);
+    const X_RESET: HeaderName = HeaderName::from_static(headers::X_RATE_LIMIT_RESET);
+
+    let HeaderValues {
+        rate_limit_policy,
+        rate_limit,
+        retry_after,
+        legacy,
+        ..
+    } = values;
+    let (limit, remaining, reset) = match legacy {
+        Some(legacy) => (
+            Some(legacy.limit),
+            Some(legacy.remaining),
+            Some(legacy.reset),
+        ),
+        None => (None, None, None),
+    };
+    for (name, value) in [
+        (RATE_LIMIT_POLICY, rate_limit_policy),
+        (RATE_LIMIT, rate_limit),
+        (RETRY_AFTER, retry_after),
+        (X_LIMIT, limit),
+        (X_REMAINING, remaining),
+        (X_RESET, reset),
+    ] {
+        // The values `headers::values` makes are always valid.
+        if let Some(Ok(value)) = value.map(|v| HeaderValue::from_maybe_shared(Bytes::from(v))) {
+            target.insert(name, value);
+        }
+    }
+}
