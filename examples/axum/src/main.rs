@@ -14,36 +14,12 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use ipnet::IpNet;
-
-#[derive(Debug, Parser)]
-#[command(about = "An axum app rate limited by ratelimit")]
-struct Args {
-    /// Address to serve on.
-    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:3000")]
-    listen: SocketAddr,
-    /// Use this Redis for counters and shared rules (default: in memory).
-    #[arg(long, env = "REDIS_URL")]
-    redis_url: Option<String>,
-    /// Bearer token for the /admin API (the admin API itself is not built
-    /// yet; without a token it is off either way).
-    #[arg(long, env = "RATELIMIT_ADMIN_TOKEN")]
-    admin_token: Option<String>,
-    /// Trust forwarding headers from this proxy network (repeatable).
-    #[arg(long = "trust-proxy", value_name = "CIDR")]
-    trust_proxy: Vec<IpNet>,
-}
+use example_common::Args;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let (limiter, _watch) = match &args.redis_url {
-        Some(url) => {
-            let (limiter, watch) = example_axum::redis_limiter(url).await?;
-            (limiter, Some(watch))
-        }
-        None => (example_axum::memory_limiter()?, None),
-    };
+    let (limiter, _watch) = example_common::limiter_for(&args).await?;
     if args.admin_token.is_some() {
         println!("note: the /admin API is not available in this version");
     }

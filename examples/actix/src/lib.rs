@@ -1,0 +1,49 @@
+//! The actix-web demo's app, as a library so tests can drive it. Routes,
+//! rules and callers are `example-axum`'s (see `example-common`).
+
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpResponse, web};
+pub use example_common::{memory_limiter, memory_limiter_on, redis_limiter, rules};
+use ipnet::IpNet;
+use ratelimit_actix::RateLimit;
+use ratelimit_actix::key::{PeerIp, UserServiceOrIp};
+use ratelimit_core::DistributedRateLimiter;
+
+/// The app, for `HttpServer::new(move || example_actix::app(..))`.
+pub fn app(
+    limiter: DistributedRateLimiter,
+    trusted_proxies: Vec<IpNet>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let peer = trusted_proxies
+        .into_iter()
+        .fold(PeerIp::new(), PeerIp::trust_proxy);
+    let limit = RateLimit::new(limiter.clone()).key_extractor(UserServiceOrIp::new(peer));
+    App::new()
+        .app_data(web::Data::new(limiter))
+        .service(
+            web::resource("/")
+                .wrap(limit.clone().route_rules(["default"]))
+                .route(web::get().to(|| async { "hello\n" })),
+        )
+        .service(
+            web::resource("/login")
+                .wrap(limit.route_rules(["login", "default"]))
+                .route(web::post().to(|| async { "welcome\n" })),
+        )
+        .route("/healthz", web::get().to(healthz))
+}
+
+async fn healthz(limiter: web::Data<DistributedRateLimiter>) -> HttpResponse {
+    let (status, body) = example_common::health(&limiter).await;
+    HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE))
+        .body(body)
+}

@@ -1,0 +1,37 @@
+//! The actix-web demo: the same command line, routes, rules and identity
+//! headers as `example-axum`.
+//!
+//! ```text
+//! cargo run --release -p example-actix                      # in-memory store, 127.0.0.1:3000
+//! cargo run --release -p example-actix -- --redis-url redis://127.0.0.1:6379/
+//! ```
+//!
+//! Instances of either demo started with the same `--redis-url` enforce one
+//! shared limit, and share their rules.
+#![allow(clippy::print_stdout)]
+
+use clap::Parser;
+use example_common::Args;
+
+#[actix_web::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let (limiter, _watch) = example_common::limiter_for(&args).await?;
+    if args.admin_token.is_some() {
+        println!("note: the /admin API is not available in this version");
+    }
+    let trusted = args.trust_proxy.clone();
+    let server =
+        actix_web::HttpServer::new(move || example_actix::app(limiter.clone(), trusted.clone()))
+            .bind(args.listen)?;
+    let store = if args.redis_url.is_some() {
+        "redis"
+    } else {
+        "in-memory"
+    };
+    for addr in server.addrs() {
+        println!("listening on http://{addr} ({store} store)");
+    }
+    server.run().await?;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The actix-web demo: its routes and rules through `actix_web::test` with a
+//! fake clock, a real socket, and a mixed fleet — one axum and one actix-web
+//! instance on one real Redis — admitting exactly the limit between them.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::test::{self, TestRequest};
+use ratelimit_core::{FakeClock, MemoryStore};
+use ratelimit_test_support::RedisServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn peer() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 40_000))
+}
+
+#[actix_web::test]
+async fn routes_and_rules_match_the_axum_demo() {
+    let clock = FakeClock::at_micros(1_000_000_000);
+    let limiter = example_actix::memory_limiter_on(MemoryStore::with_clock(clock.clone())).unwrap();
+    let app = test::init_service(example_actix::app(limiter, Vec::new())).await;
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        let request = TestRequest::get().uri("/").peer_addr(peer()).to_request();
+        statuses.push(test::call_service(&app, request).await.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 429]
+    );
+    clock.advance(Duration::from_millis(100));
+    let request = TestRequest::get().uri("/").peer_addr(peer()).to_request();
+    assert_eq!(test::call_service(&app, request).await.status(), 200);
+
+    let mut login = Vec::new();
+    for _ in 0..6 {
+        let request = TestRequest::post()
+            .uri("/login")
+            .peer_addr(peer())
+            .insert_header(("x-user-id", "7"))
+            .to_request();
+        let response = test::call_service(&app, request).await;
+        login.push(response.status().as_u16());
+        if response.status() == 429 {
+            assert_eq!(response.headers().get("retry-after").unwrap(), "12");
+        } else {
+            assert_eq!(
+                response.headers().get("ratelimit-policy").unwrap(),
+                "\"global\";q=1000;w=1, \"login\";q=5;w=60, \"default\";q=10;w=1"
+            );
+        }
+    }
+    assert_eq!(login, [200, 200, 200, 200, 200, 429]);
+
+    let request = TestRequest::get().uri("/healthz").to_request();
+    let health = test::call_service(&app, request).await;
+    assert_eq!(health.status(), 200);
+    assert!(health.headers().get("ratelimit").is_none(), "never limited");
+}
+
+/// A minimal HTTP/1.1 exchange on a real socket: status and raw reply.
+async fn http(addr: SocketAddr, method: &str, path: &str, user: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\nx-user-id: {user}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, reply)
+}
+
+fn serve_actix(limiter: ratelimit_core::DistributedRateLimiter) -> SocketAddr {
+    let server =
+        actix_web::HttpServer::new(move || example_actix::app(limiter.clone(), Vec::new()))
+            .workers(1)
+            .disable_signals()
+            .bind("127.0.0.1:0")
+            .unwrap();
+    let addr = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+    addr
+}
+
+async fn serve_axum(limiter: ratelimit_core::DistributedRateLimiter) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = example_axum::app(limiter, &[]);
+    actix_web::rt::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+#[actix_web::test]
+async fn over_a_real_socket_with_the_axum_demos_headers() {
+    let addr = serve_actix(example_actix::memory_limiter().unwrap());
+    let (status, reply) = http(addr, "GET", "/", "1").await;
+    assert_eq!(status, 200, "{reply}");
+    let reply = reply.to_ascii_lowercase();
+    assert!(
+        reply.contains("ratelimit: \"global\";r=999;t=1, \"default\";r=9;t=1"),
+        "{reply}"
+    );
+    assert!(reply.ends_with("hello\n"), "{reply}");
+}
+
+#[actix_web::test]
+async fn a_mixed_fleet_on_one_redis_shares_the_limit() {
+    let server = RedisServer::start();
+    let (a, _watch_a) = example_axum::redis_limiter(&server.url()).await.unwrap();
+    let (b, _watch_b) = example_actix::redis_limiter(&server.url()).await.unwrap();
+    let axum_addr = serve_axum(a).await;
+    let actix_addr = serve_actix(b);
+    let mut admitted = 0;
+    let mut served_by = [0; 2];
+    for i in 0..12 {
+        let (addr, which) = if i % 2 == 0 {
+            (axum_addr, 0)
+        } else {
+            (actix_addr, 1)
+        };
+        let (status, reply) = http(addr, "POST", "/login", "alice").await;
+        assert!(status == 200 || status == 429, "{status}: {reply}");
+        admitted += usize::from(status == 200);
+        served_by[which] += usize::from(status == 200);
+    }
+    // login: 5 per minute, shared by both instances, whichever framework.
+    assert_eq!(admitted, 5);
+    assert!(served_by[0] > 0 && served_by[1] > 0, "{served_by:?}");
+
+    drop(server);
+    let (status, reply) = http(actix_addr, "GET", "/healthz", "x").await;
+    assert_eq!(status, 503, "{reply}");
+    assert!(reply.contains("\"store\":\"unavailable\""), "{reply}");
+    assert!(
+        reply.contains("\"failure_policy\":\"fail_open\""),
+        "{reply}"
+    );
+}
