@@ -6,17 +6,24 @@
 # non-2xx answers and the server's CPU time per request.
 #
 #   bash tools/http-bench/run.sh            (DURATION=5 ROUNDS=2 by default;
-#   REGIMES="allowed flood" and LIMITERS="none ratelimit tower-governor"
-#   pick a subset)
+#   REGIMES="allowed flood" and LIMITERS="none static-headers ratelimit
+#   tower-governor" pick a subset)
+#   FRAMEWORK=actix bash tools/http-bench/run.sh   (the actix-web app; its
+#   peer is actix-governor)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-2}
 REGIMES=${REGIMES:-allowed flood}
-LIMITERS=${LIMITERS:-none static-headers ratelimit tower-governor}
+FRAMEWORK=${FRAMEWORK:-axum}
+case "$FRAMEWORK" in
+  axum) bin=target/release/ratelimit-http-bench; peer=tower-governor ;;
+  actix) bin=target/release/ratelimit-http-bench-actix; peer=actix-governor ;;
+  *) echo "FRAMEWORK is axum or actix"; exit 1 ;;
+esac
+LIMITERS=${LIMITERS:-none static-headers ratelimit $peer}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
 cargo build --release -q -p ratelimit-http-bench
-bin=target/release/ratelimit-http-bench
 ticks=$(getconf CLK_TCK)
 
 printf '%-6s %-8s %-15s %12s %8s %14s\n' round regime limiter "requests/s" non-2xx "server CPU/req"
