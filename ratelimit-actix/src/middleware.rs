@@ -9,8 +9,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
-use ratelimit_core::{DistributedRateLimiter, RuleSelection, Source, Verdict};
-use smallvec::SmallVec;
+use ratelimit_core::{DistributedRateLimiter, RuleChoice, Source, Verdict};
 
 use crate::key::{KeyError, KeyExtractor, UserServiceOrIp};
 use crate::service::RateLimitMiddleware;
@@ -19,39 +18,12 @@ type DenialFn = dyn Fn(&Verdict) -> HttpResponse + Send + Sync;
 type KeyErrorFn = dyn Fn(&KeyError) -> HttpResponse + Send + Sync;
 type CostFn = dyn Fn(&HttpRequest) -> u32 + Send + Sync;
 
-/// Which rules a request is checked against.
-#[derive(Debug, Clone)]
-pub(crate) enum Rules {
-    Applicable,
-    Named(Arc<[String]>),
-    Route(Arc<[String]>),
-}
-
-impl Rules {
-    /// The rule ids, borrowed for one check (no allocation for up to four).
-    pub(crate) fn ids(&self) -> SmallVec<[&str; 4]> {
-        match self {
-            Self::Applicable => SmallVec::new(),
-            Self::Named(rules) | Self::Route(rules) => rules.iter().map(String::as_str).collect(),
-        }
-    }
-
-    /// The selection for one check, over `ids` from [`ids`](Self::ids).
-    pub(crate) fn selection<'a>(&self, ids: &'a [&'a str]) -> RuleSelection<'a> {
-        match self {
-            Self::Applicable => RuleSelection::Applicable,
-            Self::Named(_) => RuleSelection::Named(ids),
-            Self::Route(_) => RuleSelection::Route(ids),
-        }
-    }
-}
-
 /// Everything a middleware instance needs, shared by every worker's.
 #[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) limiter: DistributedRateLimiter,
     pub(crate) extractor: Arc<dyn KeyExtractor + Send + Sync>,
-    pub(crate) rules: Rules,
+    pub(crate) rules: RuleChoice,
     pub(crate) cost: Option<Arc<CostFn>>,
     pub(crate) legacy_headers: bool,
     pub(crate) on_denied: Arc<DenialFn>,
@@ -97,7 +69,7 @@ impl RateLimit {
             settings: Arc::new(Settings {
                 limiter,
                 extractor: Arc::new(UserServiceOrIp::default()),
-                rules: Rules::Applicable,
+                rules: RuleChoice::Applicable,
                 cost: None,
                 legacy_headers: false,
                 on_denied: Arc::new(default_denial),
@@ -124,8 +96,7 @@ impl RateLimit {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let rules: Arc<[String]> = rules.into_iter().map(Into::into).collect();
-        self.with(|s| s.rules = Rules::Named(rules))
+        self.with(|s| s.rules = RuleChoice::named(rules))
     }
 
     /// Check this scope's or resource's rules the way
@@ -136,8 +107,7 @@ impl RateLimit {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let rules: Arc<[String]> = rules.into_iter().map(Into::into).collect();
-        self.with(|s| s.rules = Rules::Route(rules))
+        self.with(|s| s.rules = RuleChoice::route(rules))
     }
 
     /// The cost of a request (default 1).

@@ -63,7 +63,7 @@ where
             .map_or(1, |cost| cost(request.request()));
 
         let ids = settings.rules.ids();
-        let selection = settings.rules.selection(&ids);
+        let selection = ids.selection();
         if let Some(result) = settings
             .limiter
             .try_check_now(identity.caller(), selection, cost)
@@ -81,7 +81,7 @@ where
         ResponseFuture::checking(Box::pin(async move {
             let result = {
                 let ids = settings.rules.ids();
-                let selection = settings.rules.selection(&ids);
+                let selection = ids.selection();
                 let caller = identity.caller();
                 settings
                     .limiter

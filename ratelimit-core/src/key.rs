@@ -89,30 +89,19 @@ impl KeyPrefix {
 
     /// Appends the storage key of `rule`'s counter for `subject` to `out`.
     pub fn write_key(&self, rule: &RuleId, subject: Subject<'_>, out: &mut Vec<u8>) {
-        self.write_key_to(rule, subject, out);
-    }
-
-    /// [`write_key`](Self::write_key) into any byte buffer (the limiter's
-    /// keys live on the stack).
-    pub(crate) fn write_key_to(
-        &self,
-        rule: &RuleId,
-        subject: Subject<'_>,
-        out: &mut impl KeyBuffer,
-    ) {
-        out.put(self.0.as_bytes());
+        out.extend_from_slice(self.0.as_bytes());
         match subject {
-            Subject::Global => out.put(b"g"),
+            Subject::Global => out.push(b'g'),
             Subject::Caller(Caller::User(id)) => push_id(out, b'u', id),
             Subject::Caller(Caller::Service(id)) => push_id(out, b's', id),
             Subject::Caller(Caller::Key(id)) => push_id(out, b'k', id),
             Subject::Caller(Caller::Ip(ip)) => {
-                out.put(b"i");
+                out.push(b'i');
                 push_ip(out, ip.to_canonical());
             }
         }
-        out.put(b"}:");
-        out.put(rule.as_str().as_bytes());
+        out.extend_from_slice(b"}:");
+        out.extend_from_slice(rule.as_str().as_bytes());
     }
 }
 
@@ -131,41 +120,24 @@ fn is_plain(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'@' | b'-'))
 }
 
-/// Where a key is written: a `Vec` or an inline `SmallVec`.
-pub(crate) trait KeyBuffer {
-    fn put(&mut self, bytes: &[u8]);
-}
-
-impl KeyBuffer for Vec<u8> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
-
-impl<const N: usize> KeyBuffer for smallvec::SmallVec<[u8; N]> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
-
-fn push_id(key: &mut impl KeyBuffer, kind: u8, id: &[u8]) {
-    key.put(&[kind]);
+fn push_id(key: &mut Vec<u8>, kind: u8, id: &[u8]) {
+    key.push(kind);
     if is_plain(id) {
-        key.put(b"=");
-        key.put(id);
+        key.extend_from_slice(b"=");
+        key.extend_from_slice(id);
     } else {
-        key.put(b"#");
+        key.extend_from_slice(b"#");
         let mut hex = [0_u8; 64];
         for (byte, pair) in Sha256::digest(id).into_iter().zip(hex.chunks_exact_mut(2)) {
             pair.copy_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
         }
-        key.put(&hex);
+        key.extend_from_slice(&hex);
     }
 }
 
 /// An address as `Display` writes it; IPv4 (the common case) without
 /// `core::fmt`, which costs more than the rest of the key.
-fn push_ip(key: &mut impl KeyBuffer, ip: IpAddr) {
+fn push_ip(key: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             // Dotted decimal into one stack buffer, then one copy.
@@ -187,7 +159,7 @@ fn push_ip(key: &mut impl KeyBuffer, ip: IpAddr) {
                 text[len] = b'0' + octet % 10;
                 len += 1;
             }
-            key.put(&text[..len]);
+            key.extend_from_slice(&text[..len]);
         }
         IpAddr::V6(v6) => {
             // The longest IPv6 text is 39 bytes (45 with an embedded IPv4).
@@ -196,7 +168,7 @@ fn push_ip(key: &mut impl KeyBuffer, ip: IpAddr) {
             // Cannot fail: the buffer holds the longest form.
             let _ = write!(cursor, "{v6}");
             let len = usize::try_from(cursor.position()).unwrap_or(0);
-            key.put(text.get(..len).unwrap_or_default());
+            key.extend_from_slice(text.get(..len).unwrap_or_default());
         }
     }
 }

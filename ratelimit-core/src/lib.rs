@@ -56,7 +56,7 @@ pub use identity::Identity;
 pub use key::{KeyPrefix, MAX_PLAIN_ID_LEN, MAX_PREFIX_LEN, Subject};
 pub use limiter::{
     CircuitBreakerConfig, CircuitState, DistributedRateLimiter, LimiterConfig, RateLimiter,
-    RuleDecision, RuleSelection, Source, Verdict,
+    RuleChoice, RuleDecision, RuleIds, RuleSelection, Source, Verdict,
 };
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use policy::FailurePolicy;

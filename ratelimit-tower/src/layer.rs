@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use http::request::Parts;
 use http::{Response, StatusCode};
-use ratelimit_core::{DistributedRateLimiter, RuleSelection, Verdict};
-use smallvec::SmallVec;
+use ratelimit_core::{DistributedRateLimiter, RuleChoice, Verdict};
 use tower::Layer;
 
 use crate::key::{KeyError, KeyExtractor, UserServiceOrIp};
@@ -16,43 +15,12 @@ type DenialFn = dyn Fn(&Verdict) -> Response<String> + Send + Sync;
 type KeyErrorFn = dyn Fn(&KeyError) -> Response<String> + Send + Sync;
 type CostFn = dyn Fn(&Parts) -> u32 + Send + Sync;
 
-/// Which rules a request is checked against.
-#[derive(Debug, Clone)]
-pub(crate) enum Rules {
-    /// Every rule that applies to the caller (`check_all`).
-    Applicable,
-    /// These rules, atomically (`check_rules`).
-    Named(Arc<[String]>),
-    /// A route's `*` rules plus the caller's own and the global ones
-    /// (`check_route`).
-    Route(Arc<[String]>),
-}
-
-impl Rules {
-    /// The rule ids, borrowed for one check (no allocation for up to four).
-    pub(crate) fn ids(&self) -> SmallVec<[&str; 4]> {
-        match self {
-            Self::Applicable => SmallVec::new(),
-            Self::Named(rules) | Self::Route(rules) => rules.iter().map(String::as_str).collect(),
-        }
-    }
-
-    /// The selection for one check, over `ids` from [`ids`](Self::ids).
-    pub(crate) fn selection<'a>(&self, ids: &'a [&'a str]) -> RuleSelection<'a> {
-        match self {
-            Self::Applicable => RuleSelection::Applicable,
-            Self::Named(_) => RuleSelection::Named(ids),
-            Self::Route(_) => RuleSelection::Route(ids),
-        }
-    }
-}
-
 /// Everything a [`RateLimit`] service needs, shared by its clones.
 #[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) limiter: DistributedRateLimiter,
     pub(crate) extractor: Arc<dyn KeyExtractor>,
-    pub(crate) rules: Rules,
+    pub(crate) rules: RuleChoice,
     pub(crate) cost: Option<Arc<CostFn>>,
     pub(crate) legacy_headers: bool,
     pub(crate) on_denied: Arc<DenialFn>,
@@ -98,7 +66,7 @@ impl RateLimitLayer {
             settings: Arc::new(Settings {
                 limiter,
                 extractor: Arc::new(UserServiceOrIp::default()),
-                rules: Rules::Applicable,
+                rules: RuleChoice::Applicable,
                 cost: None,
                 legacy_headers: false,
                 on_denied: Arc::new(default_denial),
@@ -127,8 +95,7 @@ impl RateLimitLayer {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let rules: Arc<[String]> = rules.into_iter().map(Into::into).collect();
-        self.with(|s| s.rules = Rules::Named(rules))
+        self.with(|s| s.rules = RuleChoice::named(rules))
     }
 
     /// Check this route's rules the way `DistributedRateLimiter::check_route`
@@ -140,8 +107,7 @@ impl RateLimitLayer {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let rules: Arc<[String]> = rules.into_iter().map(Into::into).collect();
-        self.with(|s| s.rules = Rules::Route(rules))
+        self.with(|s| s.rules = RuleChoice::route(rules))
     }
 
     /// The cost of a request (default 1), from its head — e.g. by route or

@@ -70,7 +70,7 @@ where
         // here: no future, no task wake-up, no clone of the inner service.
         let settings = &self.settings;
         let ids = settings.rules.ids();
-        let selection = settings.rules.selection(&ids);
+        let selection = ids.selection();
         if let Some(result) = settings
             .limiter
             .try_check_now(identity.caller(), selection, cost)
@@ -94,7 +94,7 @@ where
         ResponseFuture::checking(Box::pin(async move {
             let result = {
                 let ids = settings.rules.ids();
-                let selection = settings.rules.selection(&ids);
+                let selection = ids.selection();
                 let caller = identity.caller();
                 settings
                     .limiter

@@ -498,7 +498,7 @@ impl DistributedRateLimiter {
         for (rule, subject) in selected {
             self.inner
                 .key_prefix
-                .write_key_to(rule.id(), *subject, &mut keys.bytes);
+                .write_key(rule.id(), *subject, &mut keys.bytes);
             keys.ends.push(keys.bytes.len());
         }
         keys

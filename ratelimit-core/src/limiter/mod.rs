@@ -10,6 +10,6 @@ mod verdict;
 pub use breaker::{CircuitBreakerConfig, CircuitState};
 pub use config::LimiterConfig;
 pub use distributed::DistributedRateLimiter;
-pub use selection::RuleSelection;
+pub use selection::{RuleChoice, RuleIds, RuleSelection};
 pub use simple::RateLimiter;
 pub use verdict::{RuleDecision, Source, Verdict};
