@@ -46,6 +46,7 @@ mod rule_set;
 mod rule_store;
 mod store;
 mod target;
+pub mod telemetry;
 
 pub use caller::Caller;
 pub use client_ip::ClientIp;

@@ -1,11 +1,13 @@
 //! [`RuleSet`]: an immutable snapshot of the rules, indexed for lookups.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Deref;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
 
 use crate::key::Subject;
+use crate::telemetry::RuleCounters;
 use crate::{Caller, Error, Rule, RuleId, Target};
 
 /// The rules in force at one moment, with a version that grows with every
@@ -14,15 +16,38 @@ use crate::{Caller, Error, Rule, RuleId, Target};
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     version: u64,
-    by_id: BTreeMap<RuleId, Arc<Rule>>,
-    global: Vec<Arc<Rule>>,
-    each: Vec<Arc<Rule>>,
-    users: HashMap<Box<[u8]>, Vec<Arc<Rule>>>,
-    services: HashMap<Box<[u8]>, Vec<Arc<Rule>>>,
+    by_id: BTreeMap<RuleId, Arc<ActiveRule>>,
+    global: Vec<Arc<ActiveRule>>,
+    each: Vec<Arc<ActiveRule>>,
+    users: HashMap<Box<[u8]>, Vec<Arc<ActiveRule>>>,
+    services: HashMap<Box<[u8]>, Vec<Arc<ActiveRule>>>,
+}
+
+/// A rule in force, with its metrics counters (registered when the set is
+/// built, so a check only adds to them).
+#[derive(Debug)]
+pub(crate) struct ActiveRule {
+    rule: Rule,
+    pub(crate) counters: RuleCounters,
+}
+
+impl ActiveRule {
+    fn new(rule: Rule) -> Self {
+        let counters = RuleCounters::register(rule.id());
+        Self { rule, counters }
+    }
+}
+
+impl Deref for ActiveRule {
+    type Target = Rule;
+
+    fn deref(&self) -> &Rule {
+        &self.rule
+    }
 }
 
 /// A rule chosen for a check, with the counter it uses for the caller.
-pub(crate) type Selected<'c> = SmallVec<[(Arc<Rule>, Subject<'c>); 4]>;
+pub(crate) type Selected<'c> = SmallVec<[(Arc<ActiveRule>, Subject<'c>); 4]>;
 
 impl RuleSet {
     /// An empty set at version 0.
@@ -35,7 +60,7 @@ impl RuleSet {
     pub fn from_rules(version: u64, rules: impl IntoIterator<Item = Rule>) -> Self {
         let by_id = rules
             .into_iter()
-            .map(|rule| (rule.id().clone(), Arc::new(rule)))
+            .map(|rule| (rule.id().clone(), rule))
             .collect();
         Self::indexed(version, by_id)
     }
@@ -47,17 +72,17 @@ impl RuleSet {
 
     /// The rule with this id.
     pub fn get(&self, id: &str) -> Option<&Rule> {
-        self.by_id.get(id).map(|rule| &**rule)
+        self.by_id.get(id).map(|active| &active.rule)
     }
 
     /// The rule with this id, shared.
-    pub(crate) fn get_shared(&self, id: &str) -> Option<&Arc<Rule>> {
+    pub(crate) fn get_shared(&self, id: &str) -> Option<&Arc<ActiveRule>> {
         self.by_id.get(id)
     }
 
     /// All rules, ordered by id.
     pub fn iter(&self) -> impl Iterator<Item = &Rule> {
-        self.by_id.values().map(|rule| &**rule)
+        self.by_id.values().map(|active| &active.rule)
     }
 
     /// How many rules there are.
@@ -73,24 +98,37 @@ impl RuleSet {
     /// A copy with `rule` added or replacing the rule with its id.
     #[must_use]
     pub fn with_rule(&self, rule: Rule) -> Self {
-        let mut by_id = self.by_id.clone();
-        by_id.insert(rule.id().clone(), Arc::new(rule));
+        let mut by_id = self.rules_by_id();
+        by_id.insert(rule.id().clone(), rule);
         Self::indexed(self.version.saturating_add(1), by_id)
     }
 
     /// A copy without the rule `id`, or `None` if there is no such rule.
     #[must_use]
     pub fn without_rule(&self, id: &str) -> Option<Self> {
-        let mut by_id = self.by_id.clone();
+        let mut by_id = self.rules_by_id();
         by_id.remove(id)?;
         Some(Self::indexed(self.version.saturating_add(1), by_id))
     }
 
-    fn indexed(version: u64, by_id: BTreeMap<RuleId, Arc<Rule>>) -> Self {
+    fn rules_by_id(&self) -> BTreeMap<RuleId, Rule> {
+        self.by_id
+            .iter()
+            .map(|(id, active)| (id.clone(), active.rule.clone()))
+            .collect()
+    }
+
+    /// Indexes `rules`; each gets its counters from the metrics recorder
+    /// installed now.
+    fn indexed(version: u64, rules: BTreeMap<RuleId, Rule>) -> Self {
         let mut set = Self {
             version,
             ..Self::default()
         };
+        let by_id: BTreeMap<RuleId, Arc<ActiveRule>> = rules
+            .into_iter()
+            .map(|(id, rule)| (id, Arc::new(ActiveRule::new(rule))))
+            .collect();
         for rule in by_id.values() {
             let list = match rule.target() {
                 Target::Global => &mut set.global,
@@ -129,7 +167,7 @@ impl RuleSet {
         caller: Caller<'c>,
         names: &[&str],
     ) -> Result<Selected<'c>, Error> {
-        let mut wildcards: SmallVec<[&Arc<Rule>; 4]> = SmallVec::new();
+        let mut wildcards: SmallVec<[&Arc<ActiveRule>; 4]> = SmallVec::new();
         for name in names {
             let rule = self
                 .by_id
@@ -145,7 +183,7 @@ impl RuleSet {
     fn select_for<'r, 'c>(
         &'r self,
         caller: Caller<'c>,
-        wildcards: &(impl Iterator<Item = &'r Arc<Rule>> + Clone),
+        wildcards: &(impl Iterator<Item = &'r Arc<ActiveRule>> + Clone),
     ) -> Selected<'c> {
         let mut selected = Selected::new();
         for rule in &self.global {

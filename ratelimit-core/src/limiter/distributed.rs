@@ -3,18 +3,22 @@
 
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use metrics::{Histogram, histogram};
 use smallvec::SmallVec;
+use tracing::Instrument;
 
 use super::breaker::{CircuitBreaker, CircuitState, Permit};
 use super::verdict::{RuleDecision, Source, Verdict};
 use super::{LimiterConfig, RuleSelection};
-use crate::rule_set::Selected;
+use crate::rule_set::{ActiveRule, Selected};
 use crate::store::{CheckItem, Outcome};
+use crate::telemetry;
 use crate::{
     Caller, Error, FailurePolicy, KeyPrefix, MemoryStore, Quota, Rule, RuleId, RuleSet, RuleStore,
     RuleWrite, RuleWritten, Store, Target,
@@ -92,6 +96,11 @@ struct Inner {
     fail_closed_retry_after: Duration,
     breaker: CircuitBreaker,
     rule_store: Option<Arc<dyn RuleStore>>,
+    /// Whether the last store call failed (so a failing store is reported
+    /// once when it starts failing and once when it recovers, not per check).
+    failing: AtomicBool,
+    store_duration: Histogram,
+    check_duration: Histogram,
 }
 
 /// The storage keys of one check, in one buffer (one allocation per check).
@@ -147,6 +156,10 @@ impl DistributedRateLimiter {
             .rules
             .into_iter()
             .fold(RuleSet::new(), |set, rule| set.with_rule(rule));
+        telemetry::rules_changed("insert", rules.len(), rules.version());
+        let fallback = config
+            .fallback
+            .unwrap_or_else(|| MemoryStore::builder().metrics_label("fallback").build());
         Self {
             inner: Arc::new(Inner {
                 store: config.store,
@@ -155,10 +168,13 @@ impl DistributedRateLimiter {
                 timeout: config.timeout,
                 failure_policy: config.failure_policy,
                 key_prefix: config.key_prefix,
-                fallback: config.fallback.unwrap_or_default(),
+                fallback,
                 breaker: CircuitBreaker::new(config.circuit_breaker),
                 rule_store: config.rule_store,
                 fail_closed_retry_after: config.fail_closed_retry_after,
+                failing: AtomicBool::new(false),
+                store_duration: histogram!(telemetry::STORE_DURATION),
+                check_duration: histogram!(telemetry::CHECK_DURATION),
             }),
         }
     }
@@ -189,7 +205,7 @@ impl DistributedRateLimiter {
                 .await
                 .map(drop);
         }
-        self.change(|set| {
+        self.change("insert", |set| {
             if set.get(rule.id().as_str()).is_some() {
                 return Err(Error::RuleExists(rule.id().to_string()));
             }
@@ -203,7 +219,7 @@ impl DistributedRateLimiter {
             let written = self.write_shared(store, RuleWrite::Upsert(rule)).await?;
             return Ok(written.previous);
         }
-        self.change(|set| {
+        self.change("put", |set| {
             let previous = set.get(rule.id().as_str()).cloned();
             Ok((set.with_rule(rule), previous))
         })
@@ -245,7 +261,7 @@ impl DistributedRateLimiter {
             }
             return Err(Error::RuleConflict(rule_id.to_owned()));
         }
-        self.change(|set| {
+        self.change("update", |set| {
             let rule = set
                 .get(rule_id)
                 .ok_or_else(|| Error::UnknownRule(rule_id.to_owned()))?;
@@ -262,7 +278,7 @@ impl DistributedRateLimiter {
                 .previous
                 .ok_or_else(|| Error::UnknownRule(rule_id.to_owned()));
         }
-        self.change(|set| {
+        self.change("remove", |set| {
             let rule = set
                 .get(rule_id)
                 .cloned()
@@ -308,6 +324,7 @@ impl DistributedRateLimiter {
             return Ok(false);
         }
         let set = RuleSet::from_rules(snapshot.version, snapshot.rules);
+        telemetry::rules_changed("reload", set.len(), set.version());
         self.inner.rules.store(Arc::new(set));
         Ok(true)
     }
@@ -371,6 +388,7 @@ impl DistributedRateLimiter {
 
     fn change<T>(
         &self,
+        kind: &'static str,
         f: impl FnOnce(&RuleSet) -> Result<(RuleSet, T), Error>,
     ) -> Result<T, Error> {
         // The guard protects no data of its own, so a poisoned lock is safe to reuse.
@@ -381,6 +399,7 @@ impl DistributedRateLimiter {
             .unwrap_or_else(PoisonError::into_inner);
         let current = self.inner.rules.load();
         let (next, result) = f(&current)?;
+        telemetry::rules_changed(kind, next.len(), next.version());
         self.inner.rules.store(Arc::new(next));
         Ok(result)
     }
@@ -584,7 +603,14 @@ impl DistributedRateLimiter {
         };
         let items = prepared.items(cost);
         let result = self.inner.store.try_check_now(&items)?;
-        Some(self.settle(&prepared.selected, &items, Permit::Call, result, true))
+        Some(self.settle(
+            caller,
+            &prepared.selected,
+            &items,
+            Permit::Call,
+            result,
+            true,
+        ))
     }
 
     /// What every check does before asking the store: take the rules from the
@@ -643,16 +669,35 @@ impl DistributedRateLimiter {
         let items = prepared.items(cost);
         let store = &self.inner.store;
         let permit = self.inner.breaker.permit();
+        let mut awaited_since = None;
         let result = match permit {
             Permit::Skip => Err(Error::CircuitOpen),
-            Permit::Call | Permit::Probe if charge => match store.try_check_now(&items) {
-                // A store that answers in place needs no future and no timer.
-                Some(result) => result,
-                None => self.with_timeout(store.check(&items)).await,
-            },
-            Permit::Call | Permit::Probe => self.with_timeout(store.peek(&items)).await,
+            Permit::Call | Permit::Probe => {
+                // A store that answers in place needs no future, no timer
+                // and no timing; peeks are not timed either (they are not
+                // checks).
+                if !charge {
+                    self.with_timeout(store.peek(&items)).await
+                } else if let Some(result) = store.try_check_now(&items) {
+                    result
+                } else {
+                    let started = quanta::Instant::now();
+                    awaited_since = Some(started);
+                    let span = tracing::debug_span!("ratelimit.store", keys = items.len());
+                    let result = self
+                        .with_timeout(store.check(&items))
+                        .instrument(span)
+                        .await;
+                    self.inner.store_duration.record(started.elapsed());
+                    result
+                }
+            }
         };
-        self.settle(&prepared.selected, &items, permit, result, charge)
+        let verdict = self.settle(caller, &prepared.selected, &items, permit, result, charge);
+        if let Some(started) = awaited_since {
+            self.inner.check_duration.record(started.elapsed());
+        }
+        verdict
     }
 
     /// What every check does with the store's answer: hold the store to
@@ -661,6 +706,7 @@ impl DistributedRateLimiter {
     #[inline]
     fn settle(
         &self,
+        caller: Caller<'_>,
         selected: &Selected<'_>,
         items: &[CheckItem<'_>],
         permit: Permit,
@@ -680,18 +726,63 @@ impl DistributedRateLimiter {
                 )))
             }
         });
+        let failed = matches!(&result, Err(error) if error.is_store_failure());
         if permit != Permit::Skip {
-            match &result {
-                Err(error) if error.is_store_failure() => breaker.on_failure(permit),
-                _ => breaker.on_success(permit),
+            let changed = if failed {
+                breaker.on_failure(permit)
+            } else {
+                breaker.on_success(permit)
             };
-        }
-        match result {
-            Ok(outcome) => Ok(from_outcome(Source::Store, selected, &outcome, None)),
-            Err(error) if charge && error.is_store_failure() => {
-                Ok(self.on_failure(selected, items, error))
+            if let Some(state) = changed {
+                telemetry::circuit_changed(state);
             }
-            Err(error) => Err(error),
+        }
+        if failed {
+            if let Err(error) = &result {
+                self.store_failed(error);
+            }
+        } else if self.inner.failing.load(Ordering::Relaxed)
+            && self.inner.failing.swap(false, Ordering::Relaxed)
+        {
+            tracing::info!("rate limit store answers again");
+        }
+        let verdict = match result {
+            Ok(outcome) => {
+                if charge {
+                    for ((rule, _), decision) in selected.iter().zip(&outcome.decisions) {
+                        let outcome =
+                            telemetry::outcome(Source::Store, rule.is_shadow(), decision.allowed());
+                        rule.counters.count(outcome);
+                    }
+                }
+                from_outcome(Source::Store, selected, &outcome, None)
+            }
+            Err(error) if charge && failed => self.on_failure(selected, items, error),
+            Err(error) => return Err(error),
+        };
+        tracing::debug!(
+            %caller,
+            allowed = verdict.allowed(),
+            source = ?verdict.source(),
+            rules = selected.len(),
+            "rate limit check"
+        );
+        Ok(verdict)
+    }
+
+    /// Reports a store failure: counted by kind, a warning when the store
+    /// starts failing, a debug event for each further failure.
+    fn store_failed(&self, error: &Error) {
+        telemetry::store_error(error);
+        if matches!(error, Error::CircuitOpen) {
+            return;
+        }
+        if self.inner.failing.load(Ordering::Relaxed)
+            || self.inner.failing.swap(true, Ordering::Relaxed)
+        {
+            tracing::debug!(%error, "rate limit store failed");
+        } else {
+            tracing::warn!(%error, "rate limit store failed; the failure policy answers");
         }
     }
 
@@ -706,7 +797,14 @@ impl DistributedRateLimiter {
         let policy_of = |rule: &Rule| rule.failure_policy().unwrap_or(self.inner.failure_policy);
         let enforced = || selected.iter().filter(|(rule, _)| !rule.is_shadow());
 
+        let count_all = |outcome| {
+            for (rule, _) in selected {
+                rule.counters.count(outcome);
+            }
+        };
+
         if enforced().any(|(rule, _)| policy_of(rule) == FailurePolicy::FailClosed) {
+            count_all(telemetry::Outcome::FailedClosed);
             let retry = self.inner.fail_closed_retry_after;
             return verdict(Source::FailClosed, false, &[], &[], retry, Some(error));
         }
@@ -730,9 +828,17 @@ impl DistributedRateLimiter {
                 .collect();
             // The local store only fails when full; then fail open.
             if let Ok(outcome) = self.inner.fallback.check_now(&local) {
+                for (i, (rule, _)) in selected.iter().enumerate() {
+                    rule.counters.count(if fallback.contains(&i) {
+                        telemetry::Outcome::Fallback
+                    } else {
+                        telemetry::Outcome::FailedOpen
+                    });
+                }
                 return from_outcome(Source::Fallback, &picked, &outcome, Some(error));
             }
         }
+        count_all(telemetry::Outcome::FailedOpen);
         verdict(
             Source::FailOpen,
             true,
@@ -803,7 +909,7 @@ fn from_outcome(
 fn verdict(
     source: Source,
     allowed: bool,
-    selected: &[(Arc<Rule>, crate::Subject<'_>)],
+    selected: &[(Arc<ActiveRule>, crate::Subject<'_>)],
     decisions: &[crate::Decision],
     retry_after: Duration,
     error: Option<Arc<Error>>,

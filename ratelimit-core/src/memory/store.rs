@@ -226,6 +226,7 @@ pub struct MemoryStoreBuilder {
     max_keys: usize,
     shards: usize,
     sweep_every: usize,
+    metrics_label: &'static str,
 }
 
 impl Default for MemoryStoreBuilder {
@@ -237,6 +238,7 @@ impl Default for MemoryStoreBuilder {
                 .map_or(4, usize::from)
                 .saturating_mul(16),
             sweep_every: 1024,
+            metrics_label: "memory",
         }
     }
 }
@@ -267,12 +269,26 @@ impl MemoryStoreBuilder {
         self
     }
 
+    /// The `store` label of this store's key-count gauge
+    /// ([`telemetry::MEMORY_KEYS`](crate::telemetry::MEMORY_KEYS); default
+    /// `memory`, and `fallback` for a limiter's own fallback store). The
+    /// gauge is registered with the metrics recorder installed at `build`.
+    pub fn metrics_label(mut self, label: &'static str) -> Self {
+        self.metrics_label = label;
+        self
+    }
+
     /// Builds the store.
     pub fn build(self) -> MemoryStore {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
         MemoryStore {
             inner: Arc::new(Inner {
-                table: Table::new(self.shards, self.max_keys, self.sweep_every),
+                table: Table::new(
+                    self.shards,
+                    self.max_keys,
+                    self.sweep_every,
+                    crate::telemetry::memory_keys(self.metrics_label),
+                ),
                 clock,
             }),
         }

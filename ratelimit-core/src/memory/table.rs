@@ -58,6 +58,8 @@ pub(crate) struct Table {
     /// When the last full sweep forced by the cap ran (µs), to bound how
     /// often a flood of new keys can make the store scan everything.
     last_full_sweep: AtomicU64,
+    /// The `ratelimit_memory_keys` gauge, kept equal to `len`.
+    keys_gauge: metrics::Gauge,
 }
 
 /// At the cap, the whole table is swept at most this often (µs).
@@ -82,7 +84,12 @@ pub(crate) enum Write {
 }
 
 impl Table {
-    pub(crate) fn new(shards: usize, max_keys: usize, sweep_every: usize) -> Self {
+    pub(crate) fn new(
+        shards: usize,
+        max_keys: usize,
+        sweep_every: usize,
+        keys_gauge: metrics::Gauge,
+    ) -> Self {
         let shards = shards.clamp(1, 1 << 16).next_power_of_two();
         Self {
             shards: (0..shards)
@@ -96,7 +103,14 @@ impl Table {
             sweep_every: sweep_every.max(1),
             sweep_cursor: AtomicUsize::new(0),
             last_full_sweep: AtomicU64::new(0),
+            keys_gauge,
         }
+    }
+
+    /// Moves the key-count gauge to the count now.
+    fn report_len(&self) {
+        #[allow(clippy::cast_precision_loss)] // exact below 2^53 keys
+        self.keys_gauge.set(self.len() as f64);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -242,6 +256,7 @@ impl Table {
                     Ok(entry) if entry.get().tat.load(Ordering::Acquire) & LOCKED == 0 => {
                         entry.remove();
                         self.len.fetch_sub(1, Ordering::Relaxed);
+                        self.report_len();
                         return true;
                     }
                     Ok(_) => {}
@@ -293,6 +308,7 @@ impl Table {
                 |e| hasher.hash_one(&*e.key),
             );
             drop(guard);
+            self.report_len();
             let inserted = self.inserts.fetch_add(1, Ordering::Relaxed);
             if inserted.wrapping_add(1).is_multiple_of(self.sweep_every) {
                 self.sweep_next(now);
@@ -344,7 +360,10 @@ impl Table {
             tat & LOCKED != 0 || tat > now
         });
         let removed = before.saturating_sub(table.len());
-        self.len.fetch_sub(removed, Ordering::Relaxed);
+        if removed > 0 {
+            self.len.fetch_sub(removed, Ordering::Relaxed);
+            self.report_len();
+        }
         removed
     }
 }
