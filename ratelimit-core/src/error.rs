@@ -113,6 +113,10 @@ pub enum Error {
     /// printable ASCII without `{` and `}`.
     #[error("invalid key prefix {0:?}")]
     InvalidPrefix(String),
+    /// An admin API token that cannot be used (empty, or not sendable in an
+    /// `Authorization` header).
+    #[error("invalid admin token: {0}")]
+    InvalidAdminToken(&'static str),
 
     // --- store checks ---
     /// The same key appeared twice in one check.

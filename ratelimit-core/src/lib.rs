@@ -27,6 +27,8 @@
 //! Time is integer microseconds throughout; see [`gcra`] for the algorithm
 //! and [`Quota`] for what a valid rate is.
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod caller;
 mod client_ip;
 mod clock;

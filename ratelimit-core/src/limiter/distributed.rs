@@ -238,9 +238,50 @@ impl DistributedRateLimiter {
         limit: u32,
         window: Duration,
     ) -> Result<(), Error> {
-        let updated = |rule: &Rule| -> Result<Rule, Error> {
+        self.modify_rule(rule_id, |rule| {
             let quota = rule.quota().with_rate(limit, window)?;
             Ok(rule.clone().with_quota(quota))
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Replaces the rule `rule_id` with what `modify` makes of it, and
+    /// returns the new rule. `modify` must keep the id.
+    ///
+    /// With a shared rule store this is a compare-and-set: `modify` is given
+    /// the stored rule, and if another instance changed it meanwhile, the
+    /// change is made again on the newer rule (a few times at most, then
+    /// [`Error::RuleConflict`]). So concurrent modifications from several
+    /// instances never overwrite one another.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ratelimit_core::{DistributedRateLimiter, LimiterConfig, MemoryStore, Target};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ratelimit_core::Error> {
+    /// let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
+    /// limiter.add_rule("api", Target::Each, 10, std::time::Duration::from_secs(1)).await?;
+    /// let rule = limiter.modify_rule("api", |rule| Ok(rule.clone().with_shadow(true))).await?;
+    /// assert!(rule.is_shadow());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn modify_rule(
+        &self,
+        rule_id: &str,
+        modify: impl Fn(&Rule) -> Result<Rule, Error>,
+    ) -> Result<Rule, Error> {
+        let modify = |rule: &Rule| {
+            let new = modify(rule)?;
+            if new.id() == rule.id() {
+                Ok(new)
+            } else {
+                Err(Error::InvalidRuleId {
+                    id: new.id().to_string(),
+                    reason: "a modified rule must keep its id",
+                })
+            }
         };
         if let Some(store) = &self.inner.rule_store {
             for _ in 0..8 {
@@ -250,13 +291,14 @@ impl DistributedRateLimiter {
                     .into_iter()
                     .find(|rule| rule.id().as_str() == rule_id)
                     .ok_or_else(|| Error::UnknownRule(rule_id.to_owned()))?;
-                let new = updated(&expected)?;
-                match self
-                    .write_shared(store, RuleWrite::Replace { expected, new })
-                    .await
-                {
+                let new = modify(&expected)?;
+                let change = RuleWrite::Replace {
+                    expected,
+                    new: new.clone(),
+                };
+                match self.write_shared(store, change).await {
                     Err(Error::RuleConflict(_)) => continue,
-                    result => return result.map(drop),
+                    result => return result.map(|_| new),
                 }
             }
             return Err(Error::RuleConflict(rule_id.to_owned()));
@@ -265,7 +307,8 @@ impl DistributedRateLimiter {
             let rule = set
                 .get(rule_id)
                 .ok_or_else(|| Error::UnknownRule(rule_id.to_owned()))?;
-            Ok((set.with_rule(updated(rule)?), ()))
+            let new = modify(rule)?;
+            Ok((set.with_rule(new.clone()), new))
         })
     }
 
