@@ -44,6 +44,8 @@
 //! [`key::UserServiceOrIp`] (`x-user-id`, then `x-service-id`, then the
 //! client address, with forwarding headers read only from trusted proxies).
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod key;
 
 mod future;

@@ -40,6 +40,8 @@
 //! `ratelimit_core::headers`, so the actix adapter sends the same bytes),
 //! `Retry-After` when denied, and optionally `X-RateLimit-*`.
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod future;
 pub mod key;
 mod layer;

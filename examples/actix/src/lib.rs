@@ -3,9 +3,9 @@
 
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
 use actix_web::{App, HttpResponse, web};
-pub use example_common::{memory_limiter, memory_limiter_on, redis_limiter, rules};
-use ipnet::IpNet;
+pub use example_common::{Settings, memory_limiter, memory_limiter_on, redis_limiter, rules};
 use ratelimit_actix::RateLimit;
 use ratelimit_actix::key::{PeerIp, UserServiceOrIp};
 use ratelimit_core::DistributedRateLimiter;
@@ -13,7 +13,7 @@ use ratelimit_core::DistributedRateLimiter;
 /// The app, for `HttpServer::new(move || example_actix::app(..))`.
 pub fn app(
     limiter: DistributedRateLimiter,
-    trusted_proxies: Vec<IpNet>,
+    settings: Settings,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -23,9 +23,10 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let peer = trusted_proxies
-        .into_iter()
-        .fold(PeerIp::new(), PeerIp::trust_proxy);
+    let peer = settings
+        .trusted_proxies
+        .iter()
+        .fold(PeerIp::new(), |peer, net| peer.trust_proxy(*net));
     let limit = RateLimit::new(limiter.clone()).key_extractor(UserServiceOrIp::new(peer));
     App::new()
         .app_data(web::Data::new(limiter))
@@ -40,10 +41,23 @@ pub fn app(
                 .route(web::post().to(|| async { "welcome\n" })),
         )
         .route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics))
+        .configure(|config| {
+            if let Some(api) = settings.admin {
+                config.service(ratelimit_actix::admin::scope("/admin", api));
+            }
+        })
 }
 
 async fn healthz(limiter: web::Data<DistributedRateLimiter>) -> HttpResponse {
     let (status, body) = example_common::health(&limiter).await;
     HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE))
+        .content_type(ContentType::json())
         .body(body)
+}
+
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(example_common::METRICS_CONTENT_TYPE)
+        .body(example_common::render_metrics())
 }

@@ -17,12 +17,15 @@ use example_common::Args;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let (limiter, _watch) = example_common::limiter_for(&args).await?;
-    if args.admin_token.is_some() {
-        println!("note: the /admin API is not available in this version");
-    }
-    let trusted = args.trust_proxy.clone();
+    let settings = example_common::Settings::from_args(&args, &limiter)?;
+    example_common::spawn_metrics_upkeep();
+    let admin = if settings.admin.is_some() {
+        "on"
+    } else {
+        "off: no --admin-token"
+    };
     let server =
-        actix_web::HttpServer::new(move || example_actix::app(limiter.clone(), trusted.clone()))
+        actix_web::HttpServer::new(move || example_actix::app(limiter.clone(), settings.clone()))
             .bind(args.listen)?;
     let store = if args.redis_url.is_some() {
         "redis"
@@ -30,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "in-memory"
     };
     for addr in server.addrs() {
-        println!("listening on http://{addr} ({store} store)");
+        println!("listening on http://{addr} ({store} store, /admin {admin})");
     }
     server.run().await?;
     Ok(())

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix_web::test::{self, TestRequest};
+use example_common::Settings;
 use ratelimit_core::{FakeClock, MemoryStore};
 use ratelimit_test_support::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,7 +21,7 @@ fn peer() -> SocketAddr {
 async fn routes_and_rules_match_the_axum_demo() {
     let clock = FakeClock::at_micros(1_000_000_000);
     let limiter = example_actix::memory_limiter_on(MemoryStore::with_clock(clock.clone())).unwrap();
-    let app = test::init_service(example_actix::app(limiter, Vec::new())).await;
+    let app = test::init_service(example_actix::app(limiter, Settings::default())).await;
     let mut statuses = Vec::new();
     for _ in 0..11 {
         let request = TestRequest::get().uri("/").peer_addr(peer()).to_request();
@@ -78,12 +79,13 @@ async fn http(addr: SocketAddr, method: &str, path: &str, user: &str) -> (u16, S
 }
 
 fn serve_actix(limiter: ratelimit_core::DistributedRateLimiter) -> SocketAddr {
-    let server =
-        actix_web::HttpServer::new(move || example_actix::app(limiter.clone(), Vec::new()))
-            .workers(1)
-            .disable_signals()
-            .bind("127.0.0.1:0")
-            .unwrap();
+    let server = actix_web::HttpServer::new(move || {
+        example_actix::app(limiter.clone(), Settings::default())
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
     let addr = server.addrs()[0];
     actix_web::rt::spawn(server.run());
     addr
@@ -92,7 +94,7 @@ fn serve_actix(limiter: ratelimit_core::DistributedRateLimiter) -> SocketAddr {
 async fn serve_axum(limiter: ratelimit_core::DistributedRateLimiter) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = example_axum::app(limiter, &[]);
+    let app = example_axum::app(limiter, &Settings::default());
     actix_web::rt::spawn(async move {
         axum::serve(
             listener,

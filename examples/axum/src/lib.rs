@@ -3,21 +3,22 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
-pub use example_common::{memory_limiter, memory_limiter_on, redis_limiter, rules};
-use ipnet::IpNet;
+pub use example_common::{Settings, memory_limiter, memory_limiter_on, redis_limiter, rules};
 use ratelimit_core::DistributedRateLimiter;
 use ratelimit_tower::RateLimitLayer;
 use ratelimit_tower::key::{PeerIp, UserServiceOrIp};
 
 /// The app. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
-pub fn app(limiter: DistributedRateLimiter, trusted_proxies: &[IpNet]) -> Router {
-    let peer = trusted_proxies
+pub fn app(limiter: DistributedRateLimiter, settings: &Settings) -> Router {
+    let peer = settings
+        .trusted_proxies
         .iter()
         .fold(PeerIp::new(), |peer, net| peer.trust_proxy(*net));
     let layer = RateLimitLayer::new(limiter.clone()).key_extractor(UserServiceOrIp::new(peer));
-    Router::new()
+    let app = Router::new()
         .route(
             "/",
             get(|| async { "hello\n" }).route_layer(layer.clone().route_rules(["default"])),
@@ -27,13 +28,26 @@ pub fn app(limiter: DistributedRateLimiter, trusted_proxies: &[IpNet]) -> Router
             post(|| async { "welcome\n" }).route_layer(layer.route_rules(["login", "default"])),
         )
         .route("/healthz", get(healthz))
-        .with_state(limiter)
+        .route("/metrics", get(metrics))
+        .with_state(limiter);
+    match &settings.admin {
+        Some(api) => app.nest("/admin", ratelimit_tower::admin::router(api.clone())),
+        None => app,
+    }
 }
 
-async fn healthz(State(limiter): State<DistributedRateLimiter>) -> (StatusCode, String) {
+async fn healthz(State(limiter): State<DistributedRateLimiter>) -> impl IntoResponse {
     let (status, body) = example_common::health(&limiter).await;
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+        [(header::CONTENT_TYPE, "application/json")],
         body,
+    )
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, example_common::METRICS_CONTENT_TYPE)],
+        example_common::render_metrics(),
     )
 }

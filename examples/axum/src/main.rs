@@ -20,10 +20,14 @@ use example_common::Args;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let (limiter, _watch) = example_common::limiter_for(&args).await?;
-    if args.admin_token.is_some() {
-        println!("note: the /admin API is not available in this version");
-    }
-    let app = example_axum::app(limiter, &args.trust_proxy);
+    let settings = example_common::Settings::from_args(&args, &limiter)?;
+    example_common::spawn_metrics_upkeep();
+    let admin = if settings.admin.is_some() {
+        "on"
+    } else {
+        "off: no --admin-token"
+    };
+    let app = example_axum::app(limiter, &settings);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let store = if args.redis_url.is_some() {
         "redis"
@@ -31,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "in-memory"
     };
     println!(
-        "listening on http://{} ({store} store)",
+        "listening on http://{} ({store} store, /admin {admin})",
         listener.local_addr()?
     );
     axum::serve(

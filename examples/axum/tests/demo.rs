@@ -9,6 +9,7 @@ use axum::extract::ConnectInfo;
 use std::time::Duration;
 
 use axum::http::{Request, StatusCode};
+use example_common::Settings;
 use ratelimit_core::{FakeClock, MemoryStore};
 use ratelimit_test_support::RedisServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,7 +31,7 @@ fn request(method: &str, path: &str, user: Option<&str>) -> Request<Body> {
 async fn routes_and_rules() {
     let clock = FakeClock::at_micros(1_000_000_000);
     let limiter = example_axum::memory_limiter_on(MemoryStore::with_clock(clock.clone())).unwrap();
-    let app = example_axum::app(limiter, &[]);
+    let app = example_axum::app(limiter, &Settings::default());
     let mut statuses = Vec::new();
     for _ in 0..11 {
         let response = app
@@ -116,7 +117,7 @@ async fn serve(app: axum::Router) -> SocketAddr {
 async fn over_a_real_socket() {
     let addr = serve(example_axum::app(
         example_axum::memory_limiter().unwrap(),
-        &[],
+        &Settings::default(),
     ))
     .await;
     let (status, reply) = http(addr, "GET", "/", "1").await;
@@ -134,8 +135,8 @@ async fn two_instances_on_one_redis_share_the_limit() {
     let server = RedisServer::start();
     let (a, _watch_a) = example_axum::redis_limiter(&server.url()).await.unwrap();
     let (b, _watch_b) = example_axum::redis_limiter(&server.url()).await.unwrap();
-    let a = serve(example_axum::app(a, &[])).await;
-    let b = serve(example_axum::app(b, &[])).await;
+    let a = serve(example_axum::app(a, &Settings::default())).await;
+    let b = serve(example_axum::app(b, &Settings::default())).await;
     let mut admitted = 0;
     for i in 0..12 {
         let addr = if i % 2 == 0 { a } else { b };

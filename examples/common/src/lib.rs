@@ -5,6 +5,9 @@
 //! - `GET /` — rule `default` (every caller, 10 per second);
 //! - `POST /login` — rule `login` (every caller, 5 per minute) and `default`;
 //! - `GET /healthz` — never limited; whether the store answers;
+//! - `GET /metrics` — never limited; Prometheus text;
+//! - `/admin/...` — the management API (`ratelimit_core::admin`), only with
+//!   `--admin-token`;
 //! - every limited route also counts toward `global` (all callers together,
 //!   1000 per second).
 //!
@@ -12,13 +15,16 @@
 //! else the client address (forwarding headers only from `--trust-proxy`).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::Parser;
 use ipnet::IpNet;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use ratelimit_core::admin::AdminApi;
 use ratelimit_core::{
     DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, MemoryStore, Quota, Rule, Target,
+    telemetry,
 };
 use ratelimit_redis::{RedisRules, RedisStore, RuleWatch};
 
@@ -32,13 +38,76 @@ pub struct Args {
     /// Use this Redis for counters and shared rules (default: in memory).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
-    /// Bearer token for the /admin API (the admin API itself is not built
-    /// yet; without a token it is off either way).
+    /// Bearer token for the /admin API (without one the API is off).
     #[arg(long, env = "RATELIMIT_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
     /// Trust forwarding headers from this proxy network (repeatable).
     #[arg(long = "trust-proxy", value_name = "CIDR")]
     pub trust_proxy: Vec<IpNet>,
+}
+
+/// What the app serves besides its routes: who may forward client
+/// addresses, and the management API when a token is configured.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Proxies whose forwarding headers are trusted.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The management API, mounted at `/admin` when present.
+    pub admin: Option<AdminApi>,
+}
+
+impl Settings {
+    /// The settings `args` ask for, over `limiter`. Fails on an unusable
+    /// admin token (empty, or not sendable in a header).
+    pub fn from_args(args: &Args, limiter: &DistributedRateLimiter) -> Result<Self, Error> {
+        let admin = args
+            .admin_token
+            .as_deref()
+            .map(|token| AdminApi::new(limiter.clone(), token))
+            .transpose()?;
+        Ok(Self {
+            trusted_proxies: args.trust_proxy.clone(),
+            admin,
+        })
+    }
+}
+
+/// The process's Prometheus recorder, installed on first use (before any
+/// limiter is built, so the limiters' counters register with it).
+///
+/// # Panics
+///
+/// If another metrics recorder was installed first.
+#[allow(clippy::expect_used)] // two recorders in one demo process is a bug
+pub fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets(telemetry::LATENCY_BUCKETS)
+            .and_then(PrometheusBuilder::install_recorder)
+            .expect("the demo installs the only metrics recorder")
+    })
+}
+
+/// Drains the recorder's histogram samples every 5 seconds, so memory stays
+/// flat between scrapes. Call from inside a Tokio runtime.
+pub fn spawn_metrics_upkeep() {
+    let handle = metrics();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+
+/// The content type of the Prometheus text format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /metrics`: the Prometheus text.
+pub fn render_metrics() -> String {
+    metrics().render()
 }
 
 /// The demo's rules, in force from the start (on Redis: added where their
@@ -53,12 +122,14 @@ pub fn rules() -> Result<Vec<Rule>, Error> {
 
 /// A limiter with the demo's rules on the in-memory store.
 pub fn memory_limiter() -> Result<DistributedRateLimiter, Error> {
+    metrics();
     memory_limiter_on(MemoryStore::new())
 }
 
 /// A limiter with the demo's rules on `store` (tests pass one with a fake
 /// clock).
 pub fn memory_limiter_on(store: MemoryStore) -> Result<DistributedRateLimiter, Error> {
+    metrics();
     let config = rules()?
         .into_iter()
         .fold(LimiterConfig::new(Arc::new(store)), LimiterConfig::rule);
@@ -68,6 +139,7 @@ pub fn memory_limiter_on(store: MemoryStore) -> Result<DistributedRateLimiter, E
 /// A limiter on the Redis at `url`, with rules shared through it; keep the
 /// returned watch alive to receive the fleet's rule changes.
 pub async fn redis_limiter(url: &str) -> Result<(DistributedRateLimiter, RuleWatch), Error> {
+    metrics();
     let store = RedisStore::builder(url)
         .timeout(Duration::from_millis(100))
         .build()

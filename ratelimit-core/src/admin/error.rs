@@ -52,7 +52,7 @@ impl AdminError {
     }
 
     /// 413: the body is larger than any valid request.
-    pub(crate) fn too_large(limit: usize) -> Self {
+    pub fn too_large(limit: usize) -> Self {
         Self {
             status: 413,
             error: "payload_too_large",

@@ -193,6 +193,17 @@ impl AdminApi {
         }
     }
 
+    /// Answers a request the adapter could not even read (an oversized
+    /// body, a malformed path): 401 unless authorized — a caller without
+    /// the token learns nothing — else `error`.
+    pub fn refuse(&self, authorization: Option<&[u8]>, error: &AdminError) -> AdminResponse {
+        if self.is_authorized(authorization) {
+            AdminResponse::error(error)
+        } else {
+            AdminResponse::error(&AdminError::unauthorized())
+        }
+    }
+
     async fn run(&self, operation: Operation<'_>) -> Result<AdminResponse, AdminError> {
         let limiter = &self.limiter;
         let failed = |error: Error| AdminError::from_limiter(&error);
