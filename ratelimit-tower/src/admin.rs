@@ -64,17 +64,15 @@ async fn answer(api: &AdminApi, headers: &HeaderMap, operation: Operation<'_>) -
 
 fn into_response(answer: AdminResponse) -> Response {
     let status = StatusCode::from_u16(answer.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers: Vec<(HeaderName, HeaderValue)> = answer
-        .headers()
-        .map(|(name, value)| {
-            (
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            )
-        })
-        .collect();
+    let pairs: Vec<(&'static str, &'static str)> = answer.headers().collect();
     let mut response = (status, answer.into_body()).into_response();
-    response.headers_mut().extend(headers);
+    for (name, value) in pairs {
+        // `insert`: the JSON content type replaces the `String` body's.
+        response.headers_mut().insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
     response
 }
 

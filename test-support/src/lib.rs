@@ -18,6 +18,7 @@
 #![allow(clippy::panic, clippy::expect_used)]
 
 mod cluster;
+pub mod http;
 mod server;
 pub mod stores;
 mod wait;

@@ -10,8 +10,10 @@ use actix_web::test::{self, TestRequest};
 use example_common::Settings;
 use ratelimit_core::{FakeClock, MemoryStore};
 use ratelimit_test_support::RedisServer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use ratelimit_test_support::http::exchange;
+use support::{serve_actix, serve_axum};
+
+mod support;
 
 fn peer() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 40_000))
@@ -63,52 +65,19 @@ async fn routes_and_rules_match_the_axum_demo() {
 
 /// A minimal HTTP/1.1 exchange on a real socket: status and raw reply.
 async fn http(addr: SocketAddr, method: &str, path: &str, user: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\nx-user-id: {user}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).await.unwrap();
-    let status = reply
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, reply)
-}
-
-fn serve_actix(limiter: ratelimit_core::DistributedRateLimiter) -> SocketAddr {
-    let server = actix_web::HttpServer::new(move || {
-        example_actix::app(limiter.clone(), Settings::default())
-    })
-    .workers(1)
-    .disable_signals()
-    .bind("127.0.0.1:0")
-    .unwrap();
-    let addr = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
-    addr
-}
-
-async fn serve_axum(limiter: ratelimit_core::DistributedRateLimiter) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = example_axum::app(limiter, &Settings::default());
-    actix_web::rt::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
+    let reply = exchange(addr, method, path, &[("x-user-id", user)], b"").await;
+    (
+        reply.status,
+        format!("{}\r\n\r\n{}", reply.head, reply.body),
+    )
 }
 
 #[actix_web::test]
 async fn over_a_real_socket_with_the_axum_demos_headers() {
-    let addr = serve_actix(example_actix::memory_limiter().unwrap());
+    let addr = serve_actix(
+        example_actix::memory_limiter().unwrap(),
+        Settings::default(),
+    );
     let (status, reply) = http(addr, "GET", "/", "1").await;
     assert_eq!(status, 200, "{reply}");
     let reply = reply.to_ascii_lowercase();
@@ -124,8 +93,8 @@ async fn a_mixed_fleet_on_one_redis_shares_the_limit() {
     let server = RedisServer::start();
     let (a, _watch_a) = example_axum::redis_limiter(&server.url()).await.unwrap();
     let (b, _watch_b) = example_actix::redis_limiter(&server.url()).await.unwrap();
-    let axum_addr = serve_axum(a).await;
-    let actix_addr = serve_actix(b);
+    let axum_addr = serve_axum(a, &Settings::default()).await;
+    let actix_addr = serve_actix(b, Settings::default());
     let mut admitted = 0;
     let mut served_by = [0; 2];
     for i in 0..12 {

@@ -12,8 +12,8 @@ use axum::http::{Request, StatusCode};
 use example_common::Settings;
 use ratelimit_core::{FakeClock, MemoryStore};
 use ratelimit_test_support::RedisServer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use ratelimit_test_support::http::exchange;
+use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 fn request(method: &str, path: &str, user: Option<&str>) -> Request<Body> {
@@ -84,19 +84,11 @@ async fn routes_and_rules() {
 
 /// A minimal HTTP/1.1 exchange on a real socket: status and raw head.
 async fn http(addr: SocketAddr, method: &str, path: &str, user: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\nx-user-id: {user}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).await.unwrap();
-    let status = reply
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, reply)
+    let reply = exchange(addr, method, path, &[("x-user-id", user)], b"").await;
+    (
+        reply.status,
+        format!("{}\r\n\r\n{}", reply.head, reply.body),
+    )
 }
 
 async fn serve(app: axum::Router) -> SocketAddr {
@@ -156,4 +148,68 @@ async fn two_instances_on_one_redis_share_the_limit() {
         reply.contains("\"failure_policy\":\"fail_open\""),
         "{reply}"
     );
+}
+
+#[tokio::test]
+async fn admin_only_with_a_token_and_metrics_always() {
+    let limiter = example_axum::memory_limiter().unwrap();
+    let without = example_axum::app(limiter.clone(), &Settings::default());
+    let response = without
+        .clone()
+        .oneshot(request("GET", "/admin/rules", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "no token, no API");
+
+    let settings = Settings {
+        trusted_proxies: Vec::new(),
+        admin: Some(ratelimit_core::admin::AdminApi::new(limiter.clone(), "demo-token").unwrap()),
+    };
+    let with = example_axum::app(limiter, &settings);
+    let mut list = request("GET", "/admin/rules", None);
+    list.headers_mut()
+        .insert("authorization", "Bearer demo-token".parse().unwrap());
+    let response = with.clone().oneshot(list).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let ids: Vec<&str> = body["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| rule["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["default", "global", "login"]);
+
+    // A request, then /metrics counts it under its rules (the recorder is
+    // shared by every app in this process, so count at least one).
+    with.clone()
+        .oneshot(request("GET", "/", Some("metrics-user")))
+        .await
+        .unwrap();
+    let response = with
+        .oneshot(request("GET", "/metrics", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    let allowed = text
+        .lines()
+        .find(|l| l.starts_with("ratelimit_checks_total{rule=\"default\",outcome=\"allowed\"}"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let count: f64 = allowed.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 1.0, "{allowed}");
+    assert!(text.contains("ratelimit_rules 3"), "{text}");
+    assert!(!text.contains("metrics-user"), "no caller becomes a label");
 }
