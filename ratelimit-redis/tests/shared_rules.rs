@@ -181,6 +181,46 @@ async fn concurrent_changes_converge_to_one_state() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_modifications_lose_no_update() {
+    // Two instances each raise a limit by one, 25 times, at the same time.
+    // `modify_rule` is a compare-and-set on the stored rule, so every
+    // increment that reports success is in the final limit: none is
+    // overwritten by the other instance's read-modify-write.
+    let server = RedisServer::start();
+    let (a, b) = (instance(&server, &[]).await, instance(&server, &[]).await);
+    a.limiter
+        .add_rule("counter", Target::Each, 1, SEC)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for limiter in [a.limiter.clone(), b.limiter.clone()] {
+        tasks.push(tokio::spawn(async move {
+            let mut applied = 0_u32;
+            for _ in 0..25 {
+                let raise = |rule: &Rule| {
+                    let quota = rule.quota().with_rate(rule.quota().limit() + 1, SEC)?;
+                    Ok(rule.clone().with_quota(quota))
+                };
+                match limiter.modify_rule("counter", raise).await {
+                    Ok(_) => applied += 1,
+                    Err(Error::RuleConflict(_)) => {}
+                    Err(other) => panic!("{other}"),
+                }
+            }
+            applied
+        }));
+    }
+    let mut applied = 0;
+    for task in tasks {
+        applied += task.await.unwrap();
+    }
+    assert!(applied >= 25, "most increments apply: {applied}");
+    let expected = 1 + applied;
+    let took = until_all(&[&a, &b], |l| limit_of(l, "counter") == Some(expected)).await;
+    eprintln!("{applied} of 50 increments applied; all in force after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_that_missed_announcements_catches_up() {
     let server = RedisServer::start();
     let (a, b) = (instance(&server, &[]).await, instance(&server, &[]).await);
