@@ -712,35 +712,38 @@ impl DistributedRateLimiter {
         let items = prepared.items(cost);
         let store = &self.inner.store;
         let permit = self.inner.breaker.permit();
-        let mut awaited_since = None;
-        let result = match permit {
-            Permit::Skip => Err(Error::CircuitOpen),
-            Permit::Call | Permit::Probe => {
-                // A store that answers in place needs no future, no timer
-                // and no timing; peeks are not timed either (they are not
-                // checks).
-                if !charge {
-                    self.with_timeout(store.peek(&items)).await
-                } else if let Some(result) = store.try_check_now(&items) {
-                    result
-                } else {
-                    let started = quanta::Instant::now();
-                    awaited_since = Some(started);
-                    let span = tracing::debug_span!("ratelimit.store", keys = items.len());
-                    let result = self
-                        .with_timeout(store.check(&items))
-                        .instrument(span)
-                        .await;
-                    self.inner.store_duration.record(started.elapsed());
-                    result
-                }
-            }
-        };
-        let verdict = self.settle(caller, &prepared.selected, &items, permit, result, charge);
-        if let Some(started) = awaited_since {
-            self.inner.check_duration.record(started.elapsed());
+        if permit == Permit::Skip {
+            let result = Err(Error::CircuitOpen);
+            return self.settle(caller, &prepared.selected, &items, permit, result, charge);
         }
+        if !charge {
+            let result = self.with_timeout(store.peek(&items)).await;
+            return self.settle(caller, &prepared.selected, &items, permit, result, charge);
+        }
+        // A store that answers in place needs no future, no timer and no
+        // timing.
+        if let Some(result) = store.try_check_now(&items) {
+            return self.settle(caller, &prepared.selected, &items, permit, result, charge);
+        }
+        let started = quanta::Instant::now();
+        let result = self.awaited_check(&items).await;
+        self.inner.store_duration.record(started.elapsed());
+        let verdict = self.settle(caller, &prepared.selected, &items, permit, result, charge);
+        self.inner.check_duration.record(started.elapsed());
         verdict
+    }
+
+    /// The store call of a check that waits for the store, in its own
+    /// (boxed) future: its timer and span stay out of the in-place path.
+    fn awaited_check<'s>(
+        &'s self,
+        items: &'s [CheckItem<'s>],
+    ) -> Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send + 's>> {
+        let span = tracing::debug_span!("ratelimit.store", keys = items.len());
+        Box::pin(
+            self.with_timeout(self.inner.store.check(items))
+                .instrument(span),
+        )
     }
 
     /// What every check does with the store's answer: hold the store to
