@@ -135,9 +135,18 @@ async fn an_admin_change_reaches_the_fleet_within_a_second_and_survives_restarts
     let a2_addr = serve_axum(a2, &settings_a2).await;
     assert_eq!(login_limit(a2_addr).await, 2);
 
-    // The instances report it: rules reloaded, checks counted by rule.
+    // The instances report it (axum B and actix C alike): rules reloaded,
+    // checks counted by rule.
+    for addr in [b_addr, c_addr] {
+        let metrics = exchange(addr, "GET", "/metrics", &[], b"").await;
+        assert_eq!(metrics.status, 200);
+        assert!(
+            metrics.body.contains("ratelimit_rules_version "),
+            "{}",
+            metrics.body
+        );
+    }
     let metrics = exchange(b_addr, "GET", "/metrics", &[], b"").await;
-    assert_eq!(metrics.status, 200);
     assert!(
         metrics
             .body
