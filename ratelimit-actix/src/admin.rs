@@ -90,16 +90,11 @@ async fn put_rule(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    match body(payload).await {
-        Ok(body) => {
-            let operation = Operation::PutRule {
-                id: id(&request),
-                body: &body,
-            };
-            answer(&api, &request, operation).await
-        }
-        Err(error) => into_response(api.refuse(authorization(&request), &error)),
-    }
+    with_body(&api, &request, payload, |id, body| Operation::PutRule {
+        id,
+        body,
+    })
+    .await
 }
 
 async fn patch_rule(
@@ -107,15 +102,23 @@ async fn patch_rule(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
+    with_body(&api, &request, payload, |id, body| Operation::PatchRule {
+        id,
+        body,
+    })
+    .await
+}
+
+/// An operation on one rule that carries a body (PUT, PATCH).
+async fn with_body(
+    api: &AdminApi,
+    request: &HttpRequest,
+    payload: web::Payload,
+    operation: for<'a> fn(&'a str, &'a [u8]) -> Operation<'a>,
+) -> HttpResponse {
     match body(payload).await {
-        Ok(body) => {
-            let operation = Operation::PatchRule {
-                id: id(&request),
-                body: &body,
-            };
-            answer(&api, &request, operation).await
-        }
-        Err(error) => into_response(api.refuse(authorization(&request), &error)),
+        Ok(body) => answer(api, request, operation(id(request), &body)).await,
+        Err(error) => into_response(api.refuse(authorization(request), &error)),
     }
 }
 

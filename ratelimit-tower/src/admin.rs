@@ -117,24 +117,11 @@ async fn put_rule(
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let id = match rule_id(id) {
-        Ok(id) => id,
-        Err(error) => return refused(&api, &headers, &error),
-    };
-    match body(request).await {
-        Ok(body) => {
-            answer(
-                &api,
-                &headers,
-                Operation::PutRule {
-                    id: &id,
-                    body: &body,
-                },
-            )
-            .await
-        }
-        Err(error) => refused(&api, &headers, &error),
-    }
+    with_body(&api, id, &headers, request, |id, body| Operation::PutRule {
+        id,
+        body,
+    })
+    .await
 }
 
 async fn patch_rule(
@@ -143,23 +130,27 @@ async fn patch_rule(
     headers: HeaderMap,
     request: Request,
 ) -> Response {
-    let id = match rule_id(id) {
-        Ok(id) => id,
-        Err(error) => return refused(&api, &headers, &error),
+    with_body(&api, id, &headers, request, |id, body| {
+        Operation::PatchRule { id, body }
+    })
+    .await
+}
+
+/// An operation on one rule that carries a body (PUT, PATCH).
+async fn with_body(
+    api: &AdminApi,
+    id: Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+    request: Request,
+    operation: for<'a> fn(&'a str, &'a [u8]) -> Operation<'a>,
+) -> Response {
+    let read = match rule_id(id) {
+        Ok(id) => body(request).await.map(|body| (id, body)),
+        Err(error) => Err(error),
     };
-    match body(request).await {
-        Ok(body) => {
-            answer(
-                &api,
-                &headers,
-                Operation::PatchRule {
-                    id: &id,
-                    body: &body,
-                },
-            )
-            .await
-        }
-        Err(error) => refused(&api, &headers, &error),
+    match read {
+        Ok((id, body)) => answer(api, headers, operation(&id, &body)).await,
+        Err(error) => refused(api, headers, &error),
     }
 }
 
