@@ -104,11 +104,7 @@ async fn get_rule(
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let id = match rule_id(id) {
-        Ok(id) => id,
-        Err(error) => return refused(&api, &headers, &error),
-    };
-    answer(&api, &headers, Operation::GetRule { id: &id }).await
+    on_rule(&api, id, &headers, |id| Operation::GetRule { id }).await
 }
 
 async fn put_rule(
@@ -136,6 +132,19 @@ async fn patch_rule(
     .await
 }
 
+/// An operation on one rule without a body (GET, DELETE).
+async fn on_rule(
+    api: &AdminApi,
+    id: Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+    operation: for<'a> fn(&'a str) -> Operation<'a>,
+) -> Response {
+    match rule_id(id) {
+        Ok(id) => answer(api, headers, operation(&id)).await,
+        Err(error) => refused(api, headers, &error),
+    }
+}
+
 /// An operation on one rule that carries a body (PUT, PATCH).
 async fn with_body(
     api: &AdminApi,
@@ -159,11 +168,7 @@ async fn delete_rule(
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let id = match rule_id(id) {
-        Ok(id) => id,
-        Err(error) => return refused(&api, &headers, &error),
-    };
-    answer(&api, &headers, Operation::DeleteRule { id: &id }).await
+    on_rule(&api, id, &headers, |id| Operation::DeleteRule { id }).await
 }
 
 async fn status(

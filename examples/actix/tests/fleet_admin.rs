@@ -6,14 +6,14 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use example_common::Settings;
 use ratelimit_core::DistributedRateLimiter;
 use ratelimit_core::admin::AdminApi;
 use ratelimit_redis::RuleWatch;
-use ratelimit_test_support::RedisServer;
 use ratelimit_test_support::http::{Reply, exchange};
+use ratelimit_test_support::{RedisServer, wait_until};
 use serde_json::Value;
 use support::{serve_actix, serve_axum, serve_axum_stoppable};
 
@@ -84,19 +84,10 @@ async fn an_admin_change_reaches_the_fleet_within_a_second_and_survives_restarts
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let changed_at = Instant::now();
-    let mut in_force = [false; 2];
-    while in_force.contains(&false) {
-        assert!(
-            changed_at.elapsed() < Duration::from_secs(1),
-            "not in force everywhere after a second: {in_force:?}"
-        );
-        for (i, addr) in [b_addr, c_addr].into_iter().enumerate() {
-            in_force[i] = in_force[i] || login_limit(addr).await == 2;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let propagation = changed_at.elapsed();
+    let propagation = wait_until(Duration::from_secs(1), "in force on B and C", || async {
+        login_limit(b_addr).await == 2 && login_limit(c_addr).await == 2
+    })
+    .await;
     eprintln!("rule change in force on B and C after {propagation:?}");
 
     // Enforced as one limit: 2 logins for bob, across B and C.
@@ -209,27 +200,29 @@ async fn concurrent_admin_changes_through_two_instances_converge() {
     // Every instance ends with the same rule at the same version, and it is
     // one that was written (a PUT's or a PATCH of a PUT's rule — never a mix
     // of two PUTs).
-    let settled = Instant::now();
-    loop {
+    let views = || async {
         let mut views = Vec::new();
         for addr in addrs {
             let (status, body) = admin(addr, "GET", "/admin/rules/race", "").await;
             assert_eq!(status, 200);
             views.push(body);
         }
-        if views.iter().all(|v| *v == views[0]) {
-            let rule = &views[0]["rule"];
-            let limit = rule["limit"].as_u64().unwrap();
-            assert!(
-                (100..115).contains(&limit) || (200..215).contains(&limit),
-                "{rule}"
-            );
-            if (100..115).contains(&limit) {
-                assert_eq!(rule["shadow"], (limit - 100) % 2 == 0, "{rule}");
-            }
-            break;
-        }
-        assert!(settled.elapsed() < Duration::from_secs(2), "{views:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        views
+    };
+    wait_until(Duration::from_secs(2), "one state everywhere", || async {
+        let views = views().await;
+        views.iter().all(|v| *v == views[0])
+    })
+    .await;
+    let views = views().await;
+    assert!(views.iter().all(|v| *v == views[0]), "{views:?}");
+    let rule = &views[0]["rule"];
+    let limit = rule["limit"].as_u64().unwrap();
+    assert!(
+        (100..115).contains(&limit) || (200..215).contains(&limit),
+        "{rule}"
+    );
+    if (100..115).contains(&limit) {
+        assert_eq!(rule["shadow"], (limit - 100) % 2 == 0, "{rule}");
     }
 }
