@@ -58,8 +58,8 @@ pub use error::{BoxError, Error};
 pub use identity::Identity;
 pub use key::{KeyPrefix, MAX_PLAIN_ID_LEN, MAX_PREFIX_LEN, Subject};
 pub use limiter::{
-    CircuitBreakerConfig, CircuitState, DistributedRateLimiter, LimiterConfig, RateLimiter,
-    RuleChoice, RuleDecision, RuleIds, RuleSelection, Source, Verdict,
+    CircuitBreakerConfig, CircuitState, DenyCache, DistributedRateLimiter, LimiterConfig,
+    RateLimiter, RuleChoice, RuleDecision, RuleIds, RuleSelection, Source, Verdict,
 };
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use policy::FailurePolicy;

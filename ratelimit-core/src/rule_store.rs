@@ -33,6 +33,10 @@ pub enum RuleWrite {
     },
     /// Remove a rule; fails with [`Error::UnknownRule`] if there is none.
     Remove(RuleId),
+    /// Change no rule, but bump the version and announce it, so every
+    /// instance reloads and drops what it derived from counters (cached
+    /// denials) — sent after a counter is reset.
+    Touch,
 }
 
 /// The result of a [`RuleWrite`].

@@ -22,6 +22,8 @@
 //! | [`RULES_VERSION`] | gauge | — |
 //! | [`CIRCUIT_STATE`] | gauge (0 closed, 1 open) | — |
 //! | [`MEMORY_KEYS`] | gauge | `store` (the store's label, default `memory`) |
+//! | [`DENY_CACHE_HITS`] | counter | — |
+//! | [`DENY_CACHE_ENTRIES`] | gauge | — |
 //!
 //! The two histograms time checks that wait for the store (Redis): a check
 //! answered in place by the in-memory store takes well under a microsecond,
@@ -57,6 +59,10 @@ pub const STORE_ERRORS: &str = "ratelimit_store_errors_total";
 pub const CIRCUIT_TRANSITIONS: &str = "ratelimit_circuit_transitions_total";
 /// Rule changes made or loaded by this instance, by kind.
 pub const RULE_CHANGES: &str = "ratelimit_rule_changes_total";
+/// Checks answered by the local deny cache.
+pub const DENY_CACHE_HITS: &str = "ratelimit_deny_cache_hits_total";
+/// Keys the local deny cache remembers.
+pub const DENY_CACHE_ENTRIES: &str = "ratelimit_deny_cache_entries";
 /// The store call of an awaited check, in seconds.
 pub const STORE_DURATION: &str = "ratelimit_store_duration_seconds";
 /// An awaited check from start to verdict, in seconds.
@@ -153,7 +159,7 @@ pub(crate) fn outcome(source: Source, shadow: bool, allowed: bool) -> Outcome {
         Source::Fallback => Outcome::Fallback,
         Source::Store if allowed => Outcome::Allowed,
         Source::Store if shadow => Outcome::ShadowDenied,
-        Source::Store => Outcome::Denied,
+        Source::Store | Source::DenyCache => Outcome::Denied,
     }
 }
 

@@ -267,6 +267,7 @@ impl RuleStore for RedisRules {
                 )
             }
             RuleWrite::Remove(id) => ("remove", id.as_str(), String::new(), String::new()),
+            RuleWrite::Touch => ("touch", "", String::new(), String::new()),
         };
         let (status, version, previous): (String, u64, String) = self
             .eval(

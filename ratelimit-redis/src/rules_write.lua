@@ -2,7 +2,8 @@
 --
 -- KEYS[1]  the hash of rules: id -> record
 -- KEYS[2]  the version counter
--- ARGV[1]  'insert' | 'upsert' | 'replace' | 'remove'
+-- ARGV[1]  'insert' | 'upsert' | 'replace' | 'remove' | 'touch' (no rule
+--          changes: only a new version, announced)
 -- ARGV[2]  the rule id
 -- ARGV[3]  the new record (insert, upsert, replace)
 -- ARGV[4]  the expected current record (replace)
@@ -12,7 +13,10 @@
 -- 'exists', 'missing' or 'conflict' (nothing changed unless 'ok').
 
 local op = ARGV[1]
-local previous = redis.call('HGET', KEYS[1], ARGV[2])
+local previous = false
+if op ~= 'touch' then
+  previous = redis.call('HGET', KEYS[1], ARGV[2])
+end
 if op == 'insert' and previous then
   return {'exists', 0, previous}
 end
@@ -24,7 +28,7 @@ if op == 'replace' and previous ~= ARGV[4] then
 end
 if op == 'remove' then
   redis.call('HDEL', KEYS[1], ARGV[2])
-else
+elseif op ~= 'touch' then
   redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 end
 local version = redis.call('INCR', KEYS[2])

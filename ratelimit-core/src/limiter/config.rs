@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::CircuitBreakerConfig;
+use super::DenyCache;
 use crate::{FailurePolicy, KeyPrefix, MemoryStore, Rule, RuleStore, Store};
 
 /// Configuration of a [`DistributedRateLimiter`](crate::DistributedRateLimiter):
@@ -32,6 +33,7 @@ pub struct LimiterConfig {
     pub(crate) rules: Vec<Rule>,
     pub(crate) circuit_breaker: Option<CircuitBreakerConfig>,
     pub(crate) rule_store: Option<Arc<dyn RuleStore>>,
+    pub(crate) deny_cache: Option<DenyCache>,
 }
 
 impl LimiterConfig {
@@ -52,6 +54,7 @@ impl LimiterConfig {
             rules: Vec::new(),
             circuit_breaker: Some(CircuitBreakerConfig::default()),
             rule_store: None,
+            deny_cache: None,
         }
     }
 
@@ -109,6 +112,13 @@ impl LimiterConfig {
     /// [`DistributedRateLimiter::refresh_rules`]: crate::DistributedRateLimiter::refresh_rules
     pub fn rule_store(mut self, store: Arc<dyn RuleStore>) -> Self {
         self.rule_store = Some(store);
+        self
+    }
+
+    /// Answer repeated denials locally, exactly as the store would (see
+    /// [`DenyCache`]). Off by default; worth it in front of a remote store.
+    pub fn deny_cache(mut self, cache: DenyCache) -> Self {
+        self.deny_cache = Some(cache);
         self
     }
 

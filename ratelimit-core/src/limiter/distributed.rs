@@ -14,6 +14,7 @@ use smallvec::SmallVec;
 use tracing::Instrument;
 
 use super::breaker::{CircuitBreaker, CircuitState, Permit};
+use super::deny_cache::Denials;
 use super::verdict::{RuleDecision, Source, Verdict};
 use super::{LimiterConfig, RuleSelection};
 use crate::rule_set::{ActiveRule, Selected};
@@ -101,6 +102,8 @@ struct Inner {
     failing: AtomicBool,
     store_duration: Histogram,
     check_duration: Histogram,
+    /// Denials answered locally (see [`DenyCache`](crate::DenyCache)).
+    denials: Option<Denials>,
 }
 
 /// The storage keys of one check, in one buffer (one allocation per check).
@@ -110,7 +113,7 @@ struct Keys {
 }
 
 impl Keys {
-    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+    fn iter(&self) -> impl Iterator<Item = &[u8]> + Clone {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts
             .zip(&self.ends)
@@ -175,6 +178,7 @@ impl DistributedRateLimiter {
                 failing: AtomicBool::new(false),
                 store_duration: histogram!(telemetry::STORE_DURATION),
                 check_duration: histogram!(telemetry::CHECK_DURATION),
+                denials: config.deny_cache.map(super::DenyCache::build),
             }),
         }
     }
@@ -368,7 +372,7 @@ impl DistributedRateLimiter {
         }
         let set = RuleSet::from_rules(snapshot.version, snapshot.rules);
         telemetry::rules_changed("reload", set.len(), set.version());
-        self.inner.rules.store(Arc::new(set));
+        self.install(set);
         Ok(true)
     }
 
@@ -443,8 +447,17 @@ impl DistributedRateLimiter {
         let current = self.inner.rules.load();
         let (next, result) = f(&current)?;
         telemetry::rules_changed(kind, next.len(), next.version());
-        self.inner.rules.store(Arc::new(next));
+        self.install(next);
         Ok(result)
+    }
+
+    /// Puts a rule set in force. Cached denials were decided under the old
+    /// rules, so they go.
+    fn install(&self, set: RuleSet) {
+        self.inner.rules.store(Arc::new(set));
+        if let Some(denials) = &self.inner.denials {
+            denials.clear();
+        }
     }
 
     // ----- checks -----
@@ -541,14 +554,26 @@ impl DistributedRateLimiter {
             .await
     }
 
-    /// Clears the caller's counter for one rule (for a global rule: everyone's).
+    /// Clears the caller's counter for one rule (for a global rule:
+    /// everyone's), and this instance's cached denials. With a shared rule
+    /// store, the reset is announced as a new rules version (no rule
+    /// changes), so every instance drops its cached denials too.
     pub async fn reset(&self, caller: Caller<'_>, rule_id: &str) -> Result<(), Error> {
         let rules = self.inner.rules.load();
         let selected = select(&rules, caller, &RuleSelection::One(rule_id))?;
         drop(rules);
         let keys = self.keys(&selected);
         let keys: SmallVec<[&[u8]; 4]> = keys.iter().collect();
-        self.with_timeout(self.inner.store.reset(&keys)).await
+        self.with_timeout(self.inner.store.reset(&keys)).await?;
+        if let Some(denials) = &self.inner.denials {
+            denials.clear();
+        }
+        // Other instances drop their cached denials when they hear of a new
+        // rules version.
+        if let Some(store) = &self.inner.rule_store {
+            self.write_shared(store, RuleWrite::Touch).await?;
+        }
+        Ok(())
     }
 
     #[inline]
@@ -644,16 +669,48 @@ impl DistributedRateLimiter {
             Preparation::Ready(prepared) => prepared,
             Preparation::Answered(answer) => return Some(answer),
         };
+        if let Some(verdict) = self.cached_denial(&prepared, cost, true) {
+            return Some(Ok(verdict));
+        }
         let items = prepared.items(cost);
+        let asked = self.inner.denials.as_ref().map(Denials::ask);
         let result = self.inner.store.try_check_now(&items)?;
-        Some(self.settle(
+        let verdict = self.settle(
             caller,
             &prepared.selected,
             &items,
             Permit::Call,
             result,
             true,
-        ))
+        );
+        self.remember(&verdict, &prepared, asked);
+        Some(verdict)
+    }
+
+    /// A denial the deny cache can answer without the store, counted.
+    fn cached_denial(&self, prepared: &Prepared<'_>, cost: u32, charge: bool) -> Option<Verdict> {
+        let denials = self.inner.denials.as_ref()?;
+        let verdict = denials.answer(&prepared.selected, prepared.keys.iter(), cost)?;
+        if charge {
+            for (rule, _) in &prepared.selected {
+                if verdict.decisions().iter().any(|d| d.rule == *rule.id()) {
+                    rule.counters.count(telemetry::Outcome::Denied);
+                }
+            }
+        }
+        Some(verdict)
+    }
+
+    /// Lets the deny cache learn from a store's denial.
+    fn remember(
+        &self,
+        verdict: &Result<Verdict, Error>,
+        prepared: &Prepared<'_>,
+        asked: Option<super::deny_cache::Asked>,
+    ) {
+        if let (Some(denials), Some(asked), Ok(verdict)) = (&self.inner.denials, asked, verdict) {
+            denials.remember(verdict, &prepared.keys.iter(), asked);
+        }
     }
 
     /// What every check does before asking the store: take the rules from the
@@ -709,6 +766,11 @@ impl DistributedRateLimiter {
             Preparation::Ready(prepared) => prepared,
             Preparation::Answered(answer) => return answer,
         };
+        // Before the breaker: a cached denial holds whether or not the store
+        // answers now.
+        if let Some(verdict) = self.cached_denial(&prepared, cost, charge) {
+            return Ok(verdict);
+        }
         let items = prepared.items(cost);
         let store = &self.inner.store;
         let permit = self.inner.breaker.permit();
@@ -716,20 +778,23 @@ impl DistributedRateLimiter {
             let result = Err(Error::CircuitOpen);
             return self.settle(caller, &prepared.selected, &items, permit, result, charge);
         }
-        if !charge {
+        let asked = self.inner.denials.as_ref().map(Denials::ask);
+        let verdict = if !charge {
             let result = self.with_timeout(store.peek(&items)).await;
-            return self.settle(caller, &prepared.selected, &items, permit, result, charge);
-        }
-        // A store that answers in place needs no future, no timer and no
-        // timing.
-        if let Some(result) = store.try_check_now(&items) {
-            return self.settle(caller, &prepared.selected, &items, permit, result, charge);
-        }
-        let started = quanta::Instant::now();
-        let result = self.awaited_check(&items).await;
-        self.inner.store_duration.record(started.elapsed());
-        let verdict = self.settle(caller, &prepared.selected, &items, permit, result, charge);
-        self.inner.check_duration.record(started.elapsed());
+            self.settle(caller, &prepared.selected, &items, permit, result, charge)
+        } else if let Some(result) = store.try_check_now(&items) {
+            // A store that answers in place needs no future, no timer and
+            // no timing.
+            self.settle(caller, &prepared.selected, &items, permit, result, charge)
+        } else {
+            let started = quanta::Instant::now();
+            let result = self.awaited_check(&items).await;
+            self.inner.store_duration.record(started.elapsed());
+            let verdict = self.settle(caller, &prepared.selected, &items, permit, result, charge);
+            self.inner.check_duration.record(started.elapsed());
+            verdict
+        };
+        self.remember(&verdict, &prepared, asked);
         verdict
     }
 

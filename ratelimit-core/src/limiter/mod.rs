@@ -2,6 +2,7 @@
 
 mod breaker;
 mod config;
+mod deny_cache;
 mod distributed;
 mod selection;
 mod simple;
@@ -9,6 +10,7 @@ mod verdict;
 
 pub use breaker::{CircuitBreakerConfig, CircuitState};
 pub use config::LimiterConfig;
+pub use deny_cache::DenyCache;
 pub use distributed::DistributedRateLimiter;
 pub use selection::{RuleChoice, RuleIds, RuleSelection};
 pub use simple::RateLimiter;

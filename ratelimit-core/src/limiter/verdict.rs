@@ -19,6 +19,9 @@ pub enum Source {
     FailClosed,
     /// The store failed and the local fallback limiter decided.
     Fallback,
+    /// The local [`DenyCache`](crate::DenyCache) denied the request: the
+    /// store denied the same key earlier, and would deny it still.
+    DenyCache,
 }
 
 /// One rule's decision within a [`Verdict`].

@@ -1,6 +1,6 @@
 //! The in-memory store: see [`MemoryStore`].
 
 mod store;
-mod table;
+pub(crate) mod table;
 
 pub use store::{MemoryStore, MemoryStoreBuilder};

@@ -266,6 +266,14 @@ impl Table {
         }
     }
 
+    /// Removes every key that no check has claimed; returns how many.
+    pub(crate) fn clear(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| self.sweep_table(&mut shard.write(), u64::MAX))
+            .sum()
+    }
+
     /// Inserts a new key. Returns `Ok(false)` if the key appeared meanwhile.
     fn insert(
         &self,

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, HeaderValue};
 use axum::routing::get;
 use clap::{Parser, ValueEnum};
 use ratelimit_core::{DistributedRateLimiter, LimiterConfig, MemoryStore, Quota, Rule, Target};
 use ratelimit_tower::RateLimitLayer;
 use ratelimit_tower::key::PeerIp;
+use tower::util::MapResponseLayer;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 
@@ -26,11 +27,15 @@ use tower_governor::governor::GovernorConfigBuilder;
 enum Limiter {
     None,
     /// No limiter, but the `RateLimit` and `RateLimit-Policy` fields an
-    /// admitted request gets, as constants: the floor for any limiter that
-    /// sends them.
+    /// admitted request gets, as constants (tower's unboxed `MapResponse`):
+    /// the floor for any limiter that sends them.
     StaticHeaders,
     Ratelimit,
     TowerGovernor,
+    /// `tower_governor` with its `x-ratelimit-limit` / `-remaining` headers
+    /// on admitted responses (`use_headers`): like for like with
+    /// `ratelimit`, which always sends its fields.
+    TowerGovernorHeaders,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -65,17 +70,16 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new().route("/", get(|| async { "hello" }));
     let app = match args.limiter {
         Limiter::None => app,
-        Limiter::StaticHeaders => app.layer(axum::middleware::map_response(
-            |mut response: axum::response::Response| async move {
+        Limiter::StaticHeaders => app.layer(MapResponseLayer::new(
+            |mut response: axum::response::Response| {
+                const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+                const LIMIT: HeaderName = HeaderName::from_static("ratelimit");
                 let headers = response.headers_mut();
                 headers.insert(
-                    "ratelimit-policy",
+                    POLICY,
                     HeaderValue::from_static("\"default\";q=1000000;w=1"),
                 );
-                headers.insert(
-                    "ratelimit",
-                    HeaderValue::from_static("\"default\";r=999999;t=1"),
-                );
+                headers.insert(LIMIT, HeaderValue::from_static("\"default\";r=999999;t=1"));
                 response
             },
         )),
@@ -101,6 +105,18 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 Regime::Flood => builder.per_second(3_600).burst_size(1),
             };
             let config = builder.finish().ok_or("invalid governor config")?;
+            app.layer(GovernorLayer::new(config))
+        }
+        Limiter::TowerGovernorHeaders => {
+            let mut builder = GovernorConfigBuilder::default();
+            match args.regime {
+                Regime::Allowed => builder.per_nanosecond(1).burst_size(1_000_000),
+                Regime::Flood => builder.per_second(3_600).burst_size(1),
+            };
+            let config = builder
+                .use_headers()
+                .finish()
+                .ok_or("invalid governor config")?;
             app.layer(GovernorLayer::new(config))
         }
     };

@@ -29,6 +29,10 @@ enum Limiter {
     StaticHeaders,
     Ratelimit,
     ActixGovernor,
+    /// `actix-governor` with its `x-ratelimit-limit` / `-remaining` headers
+    /// on admitted responses (`use_headers`): like for like with
+    /// `ratelimit`, which always sends its fields.
+    ActixGovernorHeaders,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -66,8 +70,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Regime::Allowed => governor.nanoseconds_per_request(1).burst_size(1_000_000),
         Regime::Flood => governor.seconds_per_request(3_600).burst_size(1),
     };
+    let governor_headers = governor
+        .use_headers()
+        .finish()
+        .ok_or("invalid governor config")?;
     let governor = governor.finish().ok_or("invalid governor config")?;
     let which = args.limiter;
+    if which == Limiter::ActixGovernorHeaders {
+        // Its own app type (with headers on, actix-governor needs the
+        // service it wraps to have an `Unpin` future, so it goes innermost);
+        // the same three wrappers, two of them disabled.
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(Condition::new(true, Governor::new(&governor_headers)))
+                .wrap(Condition::new(false, DefaultHeaders::new()))
+                .wrap(Condition::new(false, DefaultHeaders::new()))
+                .route("/", web::get().to(|| async { "hello" }))
+        })
+        .workers(1)
+        .bind(args.listen)?;
+        for addr in server.addrs() {
+            println!("listening on http://{addr}");
+        }
+        server.run().await?;
+        return Ok(());
+    }
     let server = HttpServer::new(move || {
         let ratelimit = RateLimit::new(limiter.clone())
             .key_extractor(PeerIp::new())
