@@ -23,8 +23,8 @@ use ipnet::IpNet;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use ratelimit_core::admin::AdminApi;
 use ratelimit_core::{
-    DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, MemoryStore, Quota, Rule, Target,
-    telemetry,
+    DenyCache, DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, MemoryStore, Quota, Rule,
+    Target, telemetry,
 };
 use ratelimit_redis::{RedisRules, RedisStore, RuleWatch};
 
@@ -136,8 +136,13 @@ pub fn memory_limiter_on(store: MemoryStore) -> Result<DistributedRateLimiter, E
     Ok(DistributedRateLimiter::new(config))
 }
 
-/// A limiter on the Redis at `url`, with rules shared through it; keep the
-/// returned watch alive to receive the fleet's rule changes.
+/// How many denied keys a Redis-backed demo remembers locally (about
+/// 100 bytes each).
+pub const DENY_CACHE_KEYS: usize = 100_000;
+
+/// A limiter on the Redis at `url`, with rules shared through it and a
+/// local deny cache; keep the returned watch alive to receive the fleet's
+/// rule changes.
 pub async fn redis_limiter(url: &str) -> Result<(DistributedRateLimiter, RuleWatch), Error> {
     metrics();
     let store = RedisStore::builder(url)
@@ -148,7 +153,9 @@ pub async fn redis_limiter(url: &str) -> Result<(DistributedRateLimiter, RuleWat
     let config = rules()?.into_iter().fold(
         LimiterConfig::new(Arc::new(store))
             .timeout(Duration::from_millis(100))
-            .rule_store(shared.clone()),
+            .rule_store(shared.clone())
+            // A flood of denied requests is answered here, not by Redis.
+            .deny_cache(DenyCache::new(DENY_CACHE_KEYS)),
         LimiterConfig::rule,
     );
     let limiter = DistributedRateLimiter::start(config).await?;

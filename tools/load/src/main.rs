@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use ratelimit_core::{
-    Caller, CheckItem, DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, Quota, RuleId,
-    Store, Subject, Target,
+    Caller, CheckItem, DenyCache, DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, Quota,
+    RuleId, Source, Store, Subject, Target,
 };
 use ratelimit_redis::RedisStore;
 use ratelimit_redis::script::{self, Form};
@@ -76,6 +76,10 @@ struct Args {
     /// How long to run.
     #[arg(long, default_value_t = 3_000)]
     duration_ms: u64,
+    /// Give each limiter instance a local deny cache of this many keys
+    /// (limiter mode; 0: none).
+    #[arg(long, default_value_t = 0)]
+    deny_cache: usize,
 }
 
 #[tokio::main]
@@ -103,7 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let deadline = Instant::now() + Duration::from_millis(args.duration_ms);
     let mut tasks = Vec::new();
     for instance in 0..args.instances.max(1) {
-        let driver = Driver::new(args.mode, &url, &rule_ids, quota, args.connections).await?;
+        let driver = Driver::new(&args, &url, &rule_ids, quota).await?;
         for t in (instance..args.tasks).step_by(args.instances.max(1)) {
             let driver = driver.clone();
             let keys = args.keys.max(1);
@@ -130,7 +134,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "mode={:?} instances={} tasks={} keys={} rules={} checks={} checks/s={:.0} \
          p50={}us p99={}us p999={}us allowed={} permitted<={} failed={} \
-         redis_cmds/s={:.0} (incl. calls inside scripts) redis_cpu_us/check={:.2} memory_usage_bytes/key={}",
+         redis_cmds/s={:.0} (incl. calls inside scripts) redis_cmds/check={:.3} \
+         redis_cpu_us/check={:.2} memory_usage_bytes/key={} deny_cache={}",
         args.mode,
         args.instances,
         args.tasks,
@@ -145,12 +150,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         permitted,
         failed,
         commands as f64 / seconds,
+        commands as f64 / checks.max(1) as f64,
         if checks > 0 {
             cpu_us / checks as f64
         } else {
             0.0
         },
         bytes.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+        args.deny_cache,
     );
     if allowed > permitted {
         return Err(format!("admitted {allowed} > permitted {permitted}").into());
@@ -174,26 +181,29 @@ struct TaskResult {
 
 impl Driver {
     async fn new(
-        mode: Mode,
+        args: &Args,
         url: &str,
         rules: &[String],
         quota: Quota,
-        connections: usize,
     ) -> Result<Self, Box<dyn std::error::Error>> {
+        let connections = args.connections;
         let ids: Vec<RuleId> = rules
             .iter()
             .map(|r| RuleId::new(r))
             .collect::<Result<_, _>>()?;
-        Ok(match mode {
+        Ok(match args.mode {
             Mode::Limiter => {
                 let store = RedisStore::builder(url)
                     .timeout(Duration::from_secs(1))
                     .connections(connections)
                     .build()
                     .await?;
-                let limiter = DistributedRateLimiter::new(
-                    LimiterConfig::new(Arc::new(store)).timeout(Duration::from_secs(1)),
-                );
+                let mut config =
+                    LimiterConfig::new(Arc::new(store)).timeout(Duration::from_secs(1));
+                if args.deny_cache > 0 {
+                    config = config.deny_cache(DenyCache::new(args.deny_cache));
+                }
+                let limiter = DistributedRateLimiter::new(config);
                 for id in rules {
                     limiter
                         .put_rule(ratelimit_core::Rule::new(id, Target::Each, quota)?)
@@ -237,7 +247,8 @@ impl Driver {
                 Self::Limiter(limiter, rules) => {
                     let ids: Vec<&str> = rules.iter().map(String::as_str).collect();
                     limiter.check_rules(caller, &ids, 1).await.map(|v| {
-                        (v.source() == ratelimit_core::Source::Store).then_some(v.allowed())
+                        matches!(v.source(), Source::Store | Source::DenyCache)
+                            .then_some(v.allowed())
                     })
                 }
                 Self::Store(store, rules, quota) => {
