@@ -2,58 +2,83 @@
 -- The same algorithm as ratelimit_core::store::evaluate (held equal by a
 -- differential test): charge all conforming counters, or none.
 --
--- KEYS[i]      the counters
--- ARGV[1]      "1" to charge, "0" to only look
--- ARGV[2]      the time in microseconds, or "" for the server's TIME
--- ARGV[3i]     counter i's increment: cost x emission interval (us)
--- ARGV[3i+1]   counter i's tolerance: burst x emission interval (us)
--- ARGV[3i+2]   "1" if counter i is a shadow rule (never blocks)
+-- KEYS[i]        the counters
+-- ARGV[1]        "1" to charge, "0" to only look
+-- ARGV[2i]       counter i's increment: cost x emission interval (us)
+-- ARGV[2i+1]     counter i's tolerance: burst x emission interval (us),
+--                negated for a shadow counter (never blocks)
+-- ARGV[2n+2]     the time in microseconds; absent: the server's TIME
 --
--- Returns {now, tat_1, ..., tat_n}: the time used and each counter's TAT
--- before the check (0 for an absent key). A TAT more than one tolerance
--- ahead is capped, and written back capped, as ratelimit_core::gcra does. Every value stays below 2^53, so
--- Lua's doubles hold them exactly.
+-- Returns how far each counter's TAT was ahead of the time before the check
+-- (0 for an absent or rested key): a number for one counter, a list for
+-- several. GCRA needs only these differences, so Rust evaluates the reply at
+-- time 0. A TAT more than one tolerance ahead is capped, and written back
+-- capped, as ratelimit_core::gcra does. Every value stays below 2^53, so
+-- Lua's doubles hold them exactly, and the server renders them as plain
+-- integers (%.17g).
+--
+-- Written for the server's CPU time, measured per call (tools/script-cost):
+-- no table for one counter, no string.format or math.* calls, two
+-- arguments per counter, the smallest reply.
 
-local now
-if ARGV[2] == '' then
+local n = #KEYS
+local now = ARGV[2 * n + 2]
+if now then
+  now = tonumber(now)
+else
   local time = redis.call('TIME')
   now = time[1] * 1000000 + time[2]
-else
-  now = tonumber(ARGV[2])
 end
 
-local out = {now}
-local charged = {}
-local capped = {}
+local aheads = n > 1 and {} or nil
+local only
 local admit = true
-for i = 1, #KEYS do
-  local a = 3 * i
+for i = 1, n do
   local tat = tonumber(redis.call('GET', KEYS[i])) or 0
-  out[i + 1] = tat
-  local tolerance = tonumber(ARGV[a + 1])
+  local ahead = tat > now and tat - now or 0
+  if aheads then
+    aheads[i] = ahead
+  else
+    only = ahead
+  end
+  local tolerance = tonumber(ARGV[2 * i + 1])
+  local shadow = tolerance < 0
+  if shadow then
+    tolerance = -tolerance
+  end
   -- Never more than one tolerance ahead (a lowered quota, or a clock that
   -- stepped back): such a key counts as fully used, from now.
-  if tat > now + tolerance then
-    tat = now + tolerance
-    capped[i] = tat
+  if ahead > tolerance then
+    ahead = tolerance
   end
-  local new_tat = (tat > now and tat or now) + tonumber(ARGV[a])
-  if new_tat - tolerance <= now then
-    charged[i] = new_tat
-  elseif ARGV[a + 2] ~= '1' then
+  if ahead + ARGV[2 * i] > tolerance and not shadow then
     admit = false
   end
 end
 
 if ARGV[1] == '1' then
-  for i = 1, #KEYS do
-    local new_tat = (admit and charged[i]) or capped[i]
-    if new_tat then
-      -- The key expires exactly when it becomes equivalent to an absent one.
-      -- Written as a plain integer, whatever way the server renders numbers.
-      redis.call('SET', KEYS[i], string.format('%.0f', new_tat),
-        'PX', math.ceil((new_tat - now) / 1000))
+  for i = 1, n do
+    local tolerance = tonumber(ARGV[2 * i + 1])
+    if tolerance < 0 then
+      tolerance = -tolerance
+    end
+    local ahead = aheads and aheads[i] or only
+    local capped = ahead > tolerance
+    if capped then
+      ahead = tolerance
+    end
+    local charged = ahead + ARGV[2 * i]
+    if admit and charged <= tolerance then
+      ahead = charged
+    elseif not capped then
+      ahead = nil
+    end
+    if ahead then
+      -- Expires exactly when the key becomes equivalent to an absent one:
+      -- PX = ceil(ahead / 1000), in integer arithmetic.
+      local ms = ahead + 999
+      redis.call('SET', KEYS[i], now + ahead, 'PX', (ms - ms % 1000) / 1000)
     end
   end
 end
-return out
+return aheads or only

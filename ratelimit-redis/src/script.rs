@@ -8,7 +8,7 @@
 //! node) keeps recovery working while other nodes of a cluster are down.
 
 use ratelimit_core::{CheckItem, Error, MAX_KEYS_PER_CHECK, Outcome, evaluate};
-use redis::{Cmd, Script};
+use redis::{Cmd, Script, Value};
 use smallvec::SmallVec;
 
 /// The GCRA check script (`gcra.lua`).
@@ -63,14 +63,15 @@ pub fn check_command(items: &[CheckItem<'_>], charge: bool, now: Option<u64>, fo
         cmd.arg(item.key);
     }
     cmd.arg(if charge { "1" } else { "0" });
-    match now {
-        Some(now) => cmd.arg(now),
-        None => cmd.arg(""),
-    };
     for item in items {
-        cmd.arg(increment(item))
-            .arg(item.quota.tolerance_micros())
-            .arg(if item.shadow { "1" } else { "0" });
+        cmd.arg(increment(item));
+        // A shadow counter's tolerance goes negated (tolerances are below
+        // 2^48, so the i64 always holds it).
+        let tolerance = i64::try_from(item.quota.tolerance_micros()).unwrap_or(i64::MAX);
+        cmd.arg(if item.shadow { -tolerance } else { tolerance });
+    }
+    if let Some(now) = now {
+        cmd.arg(now);
     }
     cmd
 }
@@ -97,35 +98,38 @@ fn increment(item: &CheckItem<'_>) -> u64 {
         .saturating_mul(u64::from(item.cost))
 }
 
-/// The check script's reply — `{now, tat_1, …, tat_n}` — checked for shape.
+/// The check script's reply, checked for shape: how far each counter's
+/// TAT was ahead of the script's clock before the check (0 when absent or
+/// rested), in item order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
-    /// The time the script used (µs).
-    pub now: u64,
-    /// Each counter's TAT before the check (0 when absent).
-    pub tats: SmallVec<[u64; MAX_KEYS_PER_CHECK]>,
+    /// One value per counter, µs.
+    pub aheads: SmallVec<[u64; MAX_KEYS_PER_CHECK]>,
 }
 
-/// Parses the check script's reply for a check of `keys` counters.
-pub fn parse(reply: &[u64], keys: usize) -> Result<Reply, Error> {
-    let (&now, tats) = reply
-        .split_first()
-        .ok_or_else(|| Error::InvalidResponse("an empty reply".into()))?;
-    if tats.len() != keys || now == 0 {
-        return Err(Error::InvalidResponse(format!(
-            "{} values for {keys} keys (time {now})",
-            reply.len()
-        )));
-    }
-    Ok(Reply {
-        now,
-        tats: tats.iter().copied().collect(),
-    })
+/// Parses the check script's reply for a check of `keys` counters: one
+/// integer for one counter, a list of `keys` integers otherwise.
+pub fn parse(reply: &Value, keys: usize) -> Result<Reply, Error> {
+    let number = |value: &Value| match value {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        _ => None,
+    };
+    let aheads: Option<SmallVec<[u64; MAX_KEYS_PER_CHECK]>> = match reply {
+        Value::Array(values) if keys != 1 && values.len() == keys => {
+            values.iter().map(number).collect()
+        }
+        single if keys == 1 => number(single).map(|n| std::iter::once(n).collect()),
+        _ => None,
+    };
+    aheads
+        .map(|aheads| Reply { aheads })
+        .ok_or_else(|| Error::InvalidResponse(format!("{reply:?} for {keys} keys")))
 }
 
 /// Turns the check script's reply into the check's outcome, with the same
-/// evaluation the script performed.
-pub fn decode(items: &[CheckItem<'_>], reply: &[u64], charge: bool) -> Result<Outcome, Error> {
+/// evaluation the script performed (GCRA depends only on how far each TAT
+/// is ahead of the clock, so it is evaluated at time 0).
+pub fn decode(items: &[CheckItem<'_>], reply: &Value, charge: bool) -> Result<Outcome, Error> {
     let reply = parse(reply, items.len())?;
-    Ok(evaluate(items, &reply.tats, reply.now, charge).outcome)
+    Ok(evaluate(items, &reply.aheads, 0, charge).outcome)
 }

@@ -132,7 +132,7 @@ impl RedisStore {
         charge: bool,
     ) -> Result<script::Reply, Error> {
         let now = self.now();
-        let reply: Vec<u64> = self
+        let reply: redis::Value = self
             .call(|form| script::check_command(items, charge, now, form))
             .await?;
         script::parse(&reply, items.len())
@@ -149,7 +149,7 @@ impl RedisStore {
             return Box::pin(self.run_across_slots(items, charge)).await;
         }
         let reply = self.check_slot(items, charge).await?;
-        Ok(evaluate(items, &reply.tats, reply.now, charge).outcome)
+        Ok(evaluate(items, &reply.aheads, 0, charge).outcome)
     }
 
     /// A check whose items live in several cluster slots: see the type docs.
@@ -173,7 +173,7 @@ impl RedisStore {
                     return Err(error);
                 }
             };
-            let outcome = evaluate(&part, &reply.tats, reply.now, charge_here).outcome;
+            let outcome = evaluate(&part, &reply.aheads, 0, charge_here).outcome;
             if !outcome.allowed {
                 allowed = false;
             } else if charge_here {
@@ -198,7 +198,7 @@ impl RedisStore {
         let mut decisions: SmallVec<[Option<Decision>; MAX_KEYS_PER_CHECK]> =
             SmallVec::from_elem(None, items.len());
         for (slot, (part, reply)) in slots.iter().rev().zip(&replies) {
-            let outcome = evaluate(part, &reply.tats, reply.now, charged_now).outcome;
+            let outcome = evaluate(part, &reply.aheads, 0, charged_now).outcome;
             for (&i, decision) in slot.iter().zip(outcome.decisions) {
                 if let Some(entry) = decisions.get_mut(i) {
                     *entry = Some(decision);

@@ -132,14 +132,13 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
                 clock.now_micros(),
             ));
             prop_assert_eq!(&actual, &expected, "step {}: {:?}", step, op);
-            let now = clock.now_micros();
-            for ((item, &tat), (decision, pttl)) in items
+            for ((item, &ahead), (decision, pttl)) in items
                 .iter()
-                .zip(&before.tats)
+                .zip(&before.aheads)
                 .zip(expected.decisions.iter().zip(pttls))
             {
                 let charged = op.charge && expected.allowed && decision.allowed();
-                let capped = op.charge && tat > now + item.quota.tolerance_micros();
+                let capped = op.charge && ahead > item.quota.tolerance_micros();
                 if charged || capped {
                     // PX = ⌈reset_after / 1 ms⌉; PTTL may read 1 ms less.
                     let px = decision.reset_after().as_micros().div_ceil(1_000) as i64;
@@ -182,14 +181,14 @@ async fn run_on_redis(
         pipe.cmd("PERSIST").arg(item.key).ignore();
     }
     let values: Vec<Value> = pipe.query_async(connection).await.unwrap();
-    let reply: Vec<u64> = redis::from_redis_value(values[0].clone()).unwrap();
+    let reply = &values[0];
     let pttls = values[1..]
         .iter()
         .map(|v| redis::from_redis_value::<i64>(v.clone()).unwrap())
         .collect();
     (
-        script::decode(items, &reply, charge).unwrap(),
+        script::decode(items, reply, charge).unwrap(),
         pttls,
-        script::parse(&reply, items.len()).unwrap(),
+        script::parse(reply, items.len()).unwrap(),
     )
 }

@@ -261,7 +261,7 @@ impl Driver {
                     let items = items_of(&keys, *quota);
                     let cmd = script::check_command(&items, true, None, Form::Sha);
                     let mut connection = connection.clone();
-                    cmd.query_async::<Vec<u64>>(&mut connection)
+                    cmd.query_async::<redis::Value>(&mut connection)
                         .await
                         .map(|_| None)
                         .map_err(|e| Error::Store(Box::new(e)))
