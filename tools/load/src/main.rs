@@ -6,7 +6,10 @@
 //! ```text
 //! cargo run --release -p ratelimit-load -- --spawn-redis --tasks 16
 //! cargo run --release -p ratelimit-load -- --spawn-redis --tasks 16 --mode raw
+//! cargo run --release -p ratelimit-load -- --spawn-cluster --instances 3 --limit 1 --deny-cache 100000
 //! ```
+//!
+//! `tools/load/fleet.sh` runs the README's whole table of scenarios.
 //!
 //! Modes: `limiter` (the whole `DistributedRateLimiter` check), `store`
 //! (`RedisStore::check` with prepared keys) and `raw` (`EVALSHA` of the same
@@ -27,7 +30,7 @@ use ratelimit_core::{
 };
 use ratelimit_redis::RedisStore;
 use ratelimit_redis::script::{self, Form};
-use ratelimit_test_support::RedisServer;
+use ratelimit_test_support::{RedisCluster, RedisServer};
 use redis::aio::ConnectionManager;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,6 +52,10 @@ struct Args {
     /// Start a private redis-server on a free loopback port instead.
     #[arg(long)]
     spawn_redis: bool,
+    /// Start a private Redis Cluster of 3 masters on free loopback ports
+    /// instead (limiter and store modes).
+    #[arg(long)]
+    spawn_cluster: bool,
     /// Allow a Redis URL that is not on loopback.
     #[arg(long)]
     allow_remote: bool,
@@ -67,6 +74,10 @@ struct Args {
     /// Rules per check (1 to 8), all per caller, so one slot and one call.
     #[arg(long, default_value_t = 1)]
     rules: usize,
+    /// Make the rules global: one counter per rule shared by every caller
+    /// (the hot-key case).
+    #[arg(long)]
+    global: bool,
     /// Each rule's limit per hour per caller (small: mostly denied).
     #[arg(long, default_value_t = 1_000_000)]
     limit: u32,
@@ -85,29 +96,45 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let spawned;
-    let url = match (&args.redis_url, args.spawn_redis) {
-        (_, true) => {
-            spawned = RedisServer::start();
-            spawned.url()
+    let (_server, _cluster);
+    let urls: Vec<String> = if args.spawn_cluster {
+        if args.mode == Mode::Raw {
+            return Err("--mode raw runs on a single server".into());
         }
-        (Some(url), false) => url.clone(),
-        (None, false) => return Err("give --redis-url URL or --spawn-redis".into()),
+        let cluster = RedisCluster::start(3, 0);
+        let urls = cluster.urls();
+        _cluster = cluster;
+        urls
+    } else if args.spawn_redis {
+        let server = RedisServer::start();
+        let url = server.url();
+        _server = server;
+        vec![url]
+    } else if let Some(url) = &args.redis_url {
+        vec![url.clone()]
+    } else {
+        return Err("give --redis-url URL, --spawn-redis or --spawn-cluster".into());
     };
-    if !args.allow_remote && !is_loopback(&url) {
-        return Err(format!("{url} is not on loopback (use --allow-remote)").into());
+    for url in &urls {
+        if !args.allow_remote && !is_loopback(url) {
+            return Err(format!("{url} is not on loopback (use --allow-remote)").into());
+        }
     }
+    let url = urls.first().cloned().unwrap_or_default();
     let rules = args.rules.clamp(1, 8);
     let rule_ids: Vec<String> = (0..rules).map(|i| format!("r{i}")).collect();
     let quota = Quota::new(args.limit, Duration::from_secs(3_600))?;
 
-    let mut admin = ConnectionManager::new(redis::Client::open(url.as_str())?).await?;
-    let before = server_stats(&mut admin).await?;
+    let mut admins = Vec::new();
+    for url in &urls {
+        admins.push(ConnectionManager::new(redis::Client::open(url.as_str())?).await?);
+    }
+    let before = server_stats(&mut admins).await?;
 
     let deadline = Instant::now() + Duration::from_millis(args.duration_ms);
     let mut tasks = Vec::new();
     for instance in 0..args.instances.max(1) {
-        let driver = Driver::new(&args, &url, &rule_ids, quota).await?;
+        let driver = Driver::new(&args, &urls, &rule_ids, quota).await?;
         for t in (instance..args.tasks).step_by(args.instances.max(1)) {
             let driver = driver.clone();
             let keys = args.keys.max(1);
@@ -125,22 +152,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         allowed += result.allowed;
         failed += result.failed;
     }
-    let after = server_stats(&mut admin).await?;
+    let after = server_stats(&mut admins).await?;
     let seconds = Duration::from_millis(args.duration_ms).as_secs_f64();
     let commands = after.commands.saturating_sub(before.commands);
     let cpu_us = (after.cpu_seconds - before.cpu_seconds) * 1e6;
-    let permitted = (args.keys as u64).saturating_mul(u64::from(quota.burst()));
-    let bytes = memory_per_key(&mut admin, &url).await?;
+    let counters = if args.global { 1 } else { args.keys as u64 };
+    let permitted = counters.saturating_mul(u64::from(quota.burst()));
+    let bytes = match admins.first_mut() {
+        Some(admin) if !args.spawn_cluster => memory_per_key(admin, &url).await?,
+        _ => None,
+    };
     println!(
-        "mode={:?} instances={} tasks={} keys={} rules={} checks={} checks/s={:.0} \
+        "mode={:?} redis={} instances={} tasks={} keys={} rules={}{} checks={} checks/s={:.0} \
          p50={}us p99={}us p999={}us allowed={} permitted<={} failed={} \
          redis_cmds/s={:.0} (incl. calls inside scripts) redis_cmds/check={:.3} \
          redis_cpu_us/check={:.2} memory_usage_bytes/key={} deny_cache={}",
         args.mode,
+        if args.spawn_cluster {
+            "cluster"
+        } else {
+            "standalone"
+        },
         args.instances,
         args.tasks,
         args.keys,
         rules,
+        if args.global { " (global)" } else { "" },
         checks,
         checks as f64 / seconds,
         histogram.value_at_quantile(0.50),
@@ -168,8 +205,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[derive(Clone)]
 enum Driver {
     Limiter(DistributedRateLimiter, Arc<Vec<String>>),
-    Store(RedisStore, Arc<Vec<RuleId>>, Quota),
-    Raw(ConnectionManager, Arc<Vec<RuleId>>, Quota),
+    Store(RedisStore, Arc<Vec<RuleId>>, Quota, bool),
+    Raw(ConnectionManager, Arc<Vec<RuleId>>, Quota, bool),
 }
 
 struct TaskResult {
@@ -182,18 +219,26 @@ struct TaskResult {
 impl Driver {
     async fn new(
         args: &Args,
-        url: &str,
+        urls: &[String],
         rules: &[String],
         quota: Quota,
     ) -> Result<Self, Box<dyn std::error::Error>> {
         let connections = args.connections;
+        let url = urls.first().map(String::as_str).unwrap_or_default();
+        let builder = || {
+            if args.spawn_cluster {
+                RedisStore::cluster_builder(urls)
+            } else {
+                RedisStore::builder(url)
+            }
+        };
         let ids: Vec<RuleId> = rules
             .iter()
             .map(|r| RuleId::new(r))
             .collect::<Result<_, _>>()?;
         Ok(match args.mode {
             Mode::Limiter => {
-                let store = RedisStore::builder(url)
+                let store = builder()
                     .timeout(Duration::from_secs(1))
                     .connections(connections)
                     .build()
@@ -204,26 +249,31 @@ impl Driver {
                     config = config.deny_cache(DenyCache::new(args.deny_cache));
                 }
                 let limiter = DistributedRateLimiter::new(config);
+                let target = if args.global {
+                    Target::Global
+                } else {
+                    Target::Each
+                };
                 for id in rules {
                     limiter
-                        .put_rule(ratelimit_core::Rule::new(id, Target::Each, quota)?)
+                        .put_rule(ratelimit_core::Rule::new(id, target.clone(), quota)?)
                         .await?;
                 }
                 Self::Limiter(limiter, Arc::new(rules.to_vec()))
             }
             Mode::Store => {
-                let store = RedisStore::builder(url)
+                let store = builder()
                     .timeout(Duration::from_secs(1))
                     .connections(connections)
                     .build()
                     .await?;
-                Self::Store(store, Arc::new(ids), quota)
+                Self::Store(store, Arc::new(ids), quota, args.global)
             }
             Mode::Raw => {
                 let connection = ConnectionManager::new(redis::Client::open(url)?).await?;
                 let mut load = connection.clone();
                 let _: String = script::gcra_script().load_async(&mut load).await?;
-                Self::Raw(connection, Arc::new(ids), quota)
+                Self::Raw(connection, Arc::new(ids), quota, args.global)
             }
         })
     }
@@ -251,13 +301,13 @@ impl Driver {
                             .then_some(v.allowed())
                     })
                 }
-                Self::Store(store, rules, quota) => {
-                    let keys = keys_of(&prefix, rules, caller);
+                Self::Store(store, rules, quota, global) => {
+                    let keys = keys_of(&prefix, rules, caller, *global);
                     let items = items_of(&keys, *quota);
                     store.check(&items).await.map(|o| Some(o.allowed))
                 }
-                Self::Raw(connection, rules, quota) => {
-                    let keys = keys_of(&prefix, rules, caller);
+                Self::Raw(connection, rules, quota, global) => {
+                    let keys = keys_of(&prefix, rules, caller, *global);
                     let items = items_of(&keys, *quota);
                     let cmd = script::check_command(&items, true, None, Form::Sha);
                     let mut connection = connection.clone();
@@ -281,11 +331,13 @@ impl Driver {
 }
 
 /// The storage keys of `rules` for `caller`, as the limiter builds them.
-fn keys_of(prefix: &KeyPrefix, rules: &[RuleId], caller: Caller<'_>) -> Vec<Vec<u8>> {
-    rules
-        .iter()
-        .map(|rule| prefix.key(rule, Subject::Caller(caller)))
-        .collect()
+fn keys_of(prefix: &KeyPrefix, rules: &[RuleId], caller: Caller<'_>, global: bool) -> Vec<Vec<u8>> {
+    let subject = if global {
+        Subject::Global
+    } else {
+        Subject::Caller(caller)
+    };
+    rules.iter().map(|rule| prefix.key(rule, subject)).collect()
 }
 
 fn items_of(keys: &[Vec<u8>], quota: Quota) -> Vec<CheckItem<'_>> {
@@ -297,9 +349,21 @@ struct ServerStats {
     cpu_seconds: f64,
 }
 
-async fn server_stats(
-    connection: &mut ConnectionManager,
-) -> Result<ServerStats, redis::RedisError> {
+/// Summed over every node.
+async fn server_stats(nodes: &mut [ConnectionManager]) -> Result<ServerStats, redis::RedisError> {
+    let mut total = ServerStats {
+        commands: 0,
+        cpu_seconds: 0.0,
+    };
+    for node in nodes {
+        let stats = node_stats(node).await?;
+        total.commands += stats.commands;
+        total.cpu_seconds += stats.cpu_seconds;
+    }
+    Ok(total)
+}
+
+async fn node_stats(connection: &mut ConnectionManager) -> Result<ServerStats, redis::RedisError> {
     let info: String = redis::cmd("INFO")
         .arg("everything")
         .query_async(connection)
