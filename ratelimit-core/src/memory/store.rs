@@ -17,9 +17,11 @@ use crate::{Clock, Decision, Error, SystemClock, gcra};
 ///   held across an `.await`. A check of several keys claims them in key
 ///   order for the few nanoseconds it computes (see the table module docs).
 /// - **Expiry.** A key whose TAT has passed is equivalent to an absent one.
-///   Every [`sweep_every`](MemoryStoreBuilder::sweep_every) new keys, one
-///   shard is swept of such keys, so memory follows the live keys with no
-///   background task; [`sweep_expired`](Self::sweep_expired) sweeps all.
+///   Every [`sweep_every`](MemoryStoreBuilder::sweep_every) new keys (or,
+///   in a large table, every shard's worth of new keys), one shard is swept
+///   of such keys, so memory follows the live keys with no background task
+///   and a sweep scans about one entry per new key however large the table;
+///   [`sweep_expired`](Self::sweep_expired) sweeps all.
 /// - **The cap.** At most [`max_keys`](MemoryStoreBuilder::max_keys) keys are
 ///   held. When a check needs a new key and the store is full, expired keys
 ///   are reclaimed first: those of the key's shard, then (at most once a
@@ -263,7 +265,8 @@ impl MemoryStoreBuilder {
         self
     }
 
-    /// Sweep one shard of expired keys every this many new keys (default 1024).
+    /// Sweep one shard of expired keys every this many new keys (default
+    /// 1024), or every shard's worth of new keys when shards hold more.
     pub fn sweep_every(mut self, new_keys: usize) -> Self {
         self.sweep_every = new_keys;
         self

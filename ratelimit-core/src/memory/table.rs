@@ -54,6 +54,8 @@ pub(crate) struct Table {
     max_keys: usize,
     inserts: AtomicUsize,
     sweep_every: usize,
+    /// The insert count at which the next shard is swept.
+    next_sweep: AtomicUsize,
     sweep_cursor: AtomicUsize,
     /// When the last full sweep forced by the cap ran (µs), to bound how
     /// often a flood of new keys can make the store scan everything.
@@ -101,6 +103,7 @@ impl Table {
             max_keys,
             inserts: AtomicUsize::new(0),
             sweep_every: sweep_every.max(1),
+            next_sweep: AtomicUsize::new(sweep_every.max(1)),
             sweep_cursor: AtomicUsize::new(0),
             last_full_sweep: AtomicU64::new(0),
             keys_gauge,
@@ -317,9 +320,27 @@ impl Table {
             );
             drop(guard);
             self.report_len();
-            let inserted = self.inserts.fetch_add(1, Ordering::Relaxed);
-            if inserted.wrapping_add(1).is_multiple_of(self.sweep_every) {
-                self.sweep_next(now);
+            let inserted = self.inserts.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+            let due = self.next_sweep.load(Ordering::Relaxed);
+            // One shard per `sweep_every` new keys, or per shard's worth of
+            // keys when shards are larger: sweeping then scans about one
+            // entry per insert however big the table grows, and a full
+            // rotation takes one table's worth of new keys, so expired keys
+            // never outnumber the keys inserted since.
+            if inserted >= due {
+                let gap = self.sweep_every.max(self.len() / self.shards.len());
+                if self
+                    .next_sweep
+                    .compare_exchange(
+                        due,
+                        inserted.wrapping_add(gap),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    self.sweep_next(now);
+                }
             }
             return Ok(true);
         }
