@@ -16,12 +16,14 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
 use axum::routing::get;
 use clap::{Parser, ValueEnum};
+use governor::middleware::NoOpMiddleware;
 use ratelimit_core::{DistributedRateLimiter, LimiterConfig, MemoryStore, Quota, Rule, Target};
 use ratelimit_tower::RateLimitLayer;
 use ratelimit_tower::key::PeerIp;
 use tower::util::MapResponseLayer;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::PeerIpKeyExtractor;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Limiter {
@@ -99,21 +101,13 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             )
         }
         Limiter::TowerGovernor => {
-            let mut builder = GovernorConfigBuilder::default();
-            match args.regime {
-                Regime::Allowed => builder.per_nanosecond(1).burst_size(1_000_000),
-                Regime::Flood => builder.per_second(3_600).burst_size(1),
-            };
-            let config = builder.finish().ok_or("invalid governor config")?;
+            let config = governor_builder(args.regime)
+                .finish()
+                .ok_or("invalid governor config")?;
             app.layer(GovernorLayer::new(config))
         }
         Limiter::TowerGovernorHeaders => {
-            let mut builder = GovernorConfigBuilder::default();
-            match args.regime {
-                Regime::Allowed => builder.per_nanosecond(1).burst_size(1_000_000),
-                Regime::Flood => builder.per_second(3_600).burst_size(1),
-            };
-            let config = builder
+            let config = governor_builder(args.regime)
                 .use_headers()
                 .finish()
                 .ok_or("invalid governor config")?;
@@ -128,4 +122,15 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     Ok(())
+}
+
+/// tower_governor's builder for a regime: a quota no load test exhausts, or
+/// one request per hour.
+fn governor_builder(regime: Regime) -> GovernorConfigBuilder<PeerIpKeyExtractor, NoOpMiddleware> {
+    let mut builder = GovernorConfigBuilder::default();
+    match regime {
+        Regime::Allowed => builder.per_nanosecond(1).burst_size(1_000_000),
+        Regime::Flood => builder.per_second(3_600).burst_size(1),
+    };
+    builder
 }
