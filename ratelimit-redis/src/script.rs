@@ -107,6 +107,15 @@ pub struct Reply {
     pub aheads: SmallVec<[u64; MAX_KEYS_PER_CHECK]>,
 }
 
+impl Reply {
+    /// The check's outcome, by the same evaluation the script performed
+    /// (GCRA depends only on how far each TAT is ahead of the clock, so it
+    /// is evaluated at time 0).
+    pub fn outcome(&self, items: &[CheckItem<'_>], charge: bool) -> Outcome {
+        evaluate(items, &self.aheads, 0, charge).outcome
+    }
+}
+
 /// Parses the check script's reply for a check of `keys` counters: one
 /// integer for one counter, a list of `keys` integers otherwise.
 pub fn parse(reply: &Value, keys: usize) -> Result<Reply, Error> {
@@ -126,10 +135,8 @@ pub fn parse(reply: &Value, keys: usize) -> Result<Reply, Error> {
         .ok_or_else(|| Error::InvalidResponse(format!("{reply:?} for {keys} keys")))
 }
 
-/// Turns the check script's reply into the check's outcome, with the same
-/// evaluation the script performed (GCRA depends only on how far each TAT
-/// is ahead of the clock, so it is evaluated at time 0).
+/// Turns the check script's reply into the check's outcome (see
+/// [`Reply::outcome`]).
 pub fn decode(items: &[CheckItem<'_>], reply: &Value, charge: bool) -> Result<Outcome, Error> {
-    let reply = parse(reply, items.len())?;
-    Ok(evaluate(items, &reply.aheads, 0, charge).outcome)
+    Ok(parse(reply, items.len())?.outcome(items, charge))
 }

@@ -149,7 +149,7 @@ impl RedisStore {
             return Box::pin(self.run_across_slots(items, charge)).await;
         }
         let reply = self.check_slot(items, charge).await?;
-        Ok(evaluate(items, &reply.aheads, 0, charge).outcome)
+        Ok(reply.outcome(items, charge))
     }
 
     /// A check whose items live in several cluster slots: see the type docs.
@@ -173,7 +173,7 @@ impl RedisStore {
                     return Err(error);
                 }
             };
-            let outcome = evaluate(&part, &reply.aheads, 0, charge_here).outcome;
+            let outcome = reply.outcome(&part, charge_here);
             if !outcome.allowed {
                 allowed = false;
             } else if charge_here {
@@ -198,7 +198,7 @@ impl RedisStore {
         let mut decisions: SmallVec<[Option<Decision>; MAX_KEYS_PER_CHECK]> =
             SmallVec::from_elem(None, items.len());
         for (slot, (part, reply)) in slots.iter().rev().zip(&replies) {
-            let outcome = evaluate(part, &reply.aheads, 0, charged_now).outcome;
+            let outcome = reply.outcome(part, charged_now);
             for (&i, decision) in slot.iter().zip(outcome.decisions) {
                 if let Some(entry) = decisions.get_mut(i) {
                     *entry = Some(decision);

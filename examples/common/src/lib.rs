@@ -136,8 +136,8 @@ pub fn memory_limiter_on(store: MemoryStore) -> Result<DistributedRateLimiter, E
     Ok(DistributedRateLimiter::new(config))
 }
 
-/// How many denied keys a Redis-backed demo remembers locally (about
-/// 100 bytes each).
+/// How many denied keys a Redis-backed demo remembers locally (under
+/// 100 bytes each: about 8 MB when full).
 pub const DENY_CACHE_KEYS: usize = 100_000;
 
 /// A limiter on the Redis at `url`, with rules shared through it and a

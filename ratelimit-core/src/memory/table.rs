@@ -269,12 +269,11 @@ impl Table {
         }
     }
 
-    /// Removes every key that no check has claimed; returns how many.
-    pub(crate) fn clear(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| self.sweep_table(&mut shard.write(), u64::MAX))
-            .sum()
+    /// Removes every key that no check has claimed.
+    pub(crate) fn clear(&self) {
+        for shard in self.shards.iter() {
+            self.sweep_table(&mut shard.write(), u64::MAX);
+        }
     }
 
     /// Inserts a new key. Returns `Ok(false)` if the key appeared meanwhile.
@@ -325,8 +324,8 @@ impl Table {
             // One shard per `sweep_every` new keys, or per shard's worth of
             // keys when shards are larger: sweeping then scans about one
             // entry per insert however big the table grows, and a full
-            // rotation takes one table's worth of new keys, so expired keys
-            // never outnumber the keys inserted since.
+            // rotation — every expired key reclaimed — takes about one
+            // table's worth of new keys.
             if inserted >= due {
                 let gap = self.sweep_every.max(self.len() / self.shards.len());
                 if self
