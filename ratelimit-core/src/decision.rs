@@ -19,6 +19,8 @@ pub struct Decision {
     retry_after_micros: u64,
     /// How far the key's TAT is ahead of the clock.
     reset_after_micros: u64,
+    /// Units reserved beyond the request's cost.
+    reserved: u32,
 }
 
 impl Decision {
@@ -40,7 +42,24 @@ impl Decision {
             tolerance_micros: quota.tolerance_micros(),
             retry_after_micros: if allowed { 0 } else { retry_after_micros },
             reset_after_micros: gcra::reset_after_micros(tat, now),
+            reserved: 0,
         }
+    }
+
+    /// The same decision, reporting `units` reserved beyond the request.
+    #[must_use]
+    pub(crate) const fn with_reserved(mut self, units: u32) -> Self {
+        self.reserved = units;
+        self
+    }
+
+    /// Units the check reserved beyond its cost, for the caller to spend
+    /// without asking the store again (an item's
+    /// [`reserve`](crate::CheckItem::reserve); see
+    /// [`Rule::with_batch`](crate::Rule::with_batch)). They are included in
+    /// [`reset_after`](Self::reset_after) and [`remaining`](Self::remaining).
+    pub const fn reserved(&self) -> u32 {
+        self.reserved
     }
 
     /// Whether this rule admits the request. In a check of several rules the

@@ -83,6 +83,49 @@ pub fn effective_tat(quota: &Quota, tat: Option<u64>, now: u64) -> u64 {
         .min(now.saturating_add(quota.tolerance_micros()))
 }
 
+/// How many units beyond a conforming request a reservation may take: as many
+/// of `want` as still conform after the request (whose charged TAT is
+/// `charged_tat`), but none unless the key then runs at least half its
+/// tolerance ahead of `now`.
+///
+/// Why the half: a unit reserved at `now` may only be spent until its slot
+/// (the time the key's TAT passed through it) comes round, or the key would
+/// have rested while the unit was held and could admit it twice. Units
+/// taken from a key that runs half a tolerance ahead can each be held at
+/// least that long; units taken from a rested key would have to be spent
+/// within an interval or two, and would mostly be wasted. So a key below its
+/// rate is checked unit by unit, and a saturated one hands out batches.
+///
+/// ```
+/// use ratelimit_core::{gcra, Quota};
+///
+/// let quota = Quota::per_second(100)?; // T = 10 ms, tolerance 1 s
+/// // A rested key: the request leaves it 10 ms ahead, far from half: nothing extra.
+/// assert_eq!(gcra::extra_units(&quota, 10_000, 0, 8), 0);
+/// // A key 700 ms ahead after the request: 30 units still fit, 8 wanted.
+/// assert_eq!(gcra::extra_units(&quota, 700_000, 0, 8), 8);
+/// // 970 ms ahead: only 3 fit.
+/// assert_eq!(gcra::extra_units(&quota, 970_000, 0, 8), 3);
+/// # Ok::<(), ratelimit_core::Error>(())
+/// ```
+pub fn extra_units(quota: &Quota, charged_tat: u64, now: u64, want: u32) -> u32 {
+    let ahead = charged_tat.saturating_sub(now);
+    let tolerance = quota.tolerance_micros();
+    if want == 0 || ahead.saturating_mul(2) < tolerance {
+        return 0;
+    }
+    let fit = tolerance
+        .saturating_sub(ahead)
+        .checked_div(quota.interval_micros())
+        .unwrap_or(0);
+    u32::try_from(fit).unwrap_or(u32::MAX).min(want)
+}
+
+/// The TAT after charging `extra` more units on top of `charged_tat`.
+pub fn with_extra_units(quota: &Quota, charged_tat: u64, extra: u32) -> u64 {
+    charged_tat.saturating_add(quota.interval_micros().saturating_mul(u64::from(extra)))
+}
+
 /// How many requests of cost 1 a key with TAT `tat` could make at `now`.
 pub fn remaining(quota: &Quota, tat: u64, now: u64) -> u64 {
     remaining_from_ahead(

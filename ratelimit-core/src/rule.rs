@@ -26,6 +26,7 @@ pub struct Rule {
     priority: Option<i32>,
     shadow: bool,
     failure_policy: Option<FailurePolicy>,
+    batch: u32,
 }
 
 impl Rule {
@@ -48,6 +49,7 @@ impl Rule {
             priority: None,
             shadow: false,
             failure_policy: None,
+            batch: 0,
         })
     }
 
@@ -72,6 +74,46 @@ impl Rule {
     pub fn with_failure_policy(mut self, policy: FailurePolicy) -> Self {
         self.failure_policy = Some(policy);
         self
+    }
+
+    /// Hot-key mode: each instance reserves up to `units` units per store
+    /// call (beyond the request that asks) and spends them locally, without
+    /// asking the store, while they are valid. 0 or 1 turns it off (the
+    /// default). Meant for a rule whose one counter takes a large share of
+    /// all checks, such as a [`Target::Global`] rule: it moves that
+    /// counter's traffic off the store once it is busy.
+    ///
+    /// What it keeps and what it costs:
+    ///
+    /// - **Never more than the rule allows, fleet-wide.** A unit is taken
+    ///   from the shared counter, and an instance spends it only before the
+    ///   counter could have rested past it (each unit's deadline is measured
+    ///   on the instance's clock from before its store call, so it errs
+    ///   early); a unit not spent in time is dropped. Every admission thus
+    ///   has its own GCRA slot, as with one check per request.
+    /// - **Only while the counter is busy.** Units are handed out only while
+    ///   the counter runs at least half its tolerance ahead (more than half
+    ///   the burst in use; see [`gcra::extra_units`](crate::gcra::extra_units)),
+    ///   so each can be held at least that long. Below that, checks go to
+    ///   the store one by one, as without batches.
+    /// - **Slightly fewer admissions.** Units held by an instance cannot be
+    ///   spent by another, and units dropped (expired, or held when the rules
+    ///   change) are lost; when the counter has fewer than `units` left, an
+    ///   instance that has spent its units denies locally until a batch
+    ///   fits. At any moment the fleet holds at most instances × `units`
+    ///   units, which bounds the shortfall.
+    ///
+    /// Shadow rules ignore it.
+    #[must_use]
+    pub fn with_batch(mut self, units: u32) -> Self {
+        self.batch = if units > 1 { units } else { 0 };
+        self
+    }
+
+    /// The rule's batch size (see [`with_batch`](Self::with_batch)); 0 when
+    /// hot-key mode is off.
+    pub fn batch(&self) -> u32 {
+        self.batch
     }
 
     /// The same rule with another quota.
@@ -126,13 +168,21 @@ impl Rule {
 
     /// The rule as one line of text (without its id), for rule stores:
     /// `1 LIMIT WINDOW_US BURST PRIORITY SHADOW POLICY TARGET`, with `-` for
-    /// a default. The target comes last, so it may contain spaces.
+    /// a default. The target comes last, so it may contain spaces. A rule
+    /// with a [batch](Self::with_batch) is written as version 2, with the
+    /// batch before the target (so instances that predate batches refuse it
+    /// rather than misread it).
     pub fn to_record(&self) -> String {
         fn or_dash(value: Option<impl ToString>) -> String {
             value.map_or_else(|| "-".to_owned(), |v| v.to_string())
         }
+        let (version, batch) = if self.batch > 0 {
+            ("2", format!(" {}", self.batch))
+        } else {
+            ("1", String::new())
+        };
         format!(
-            "1 {} {} {} {} {} {} {}",
+            "{version} {} {} {} {} {} {}{batch} {}",
             self.quota.limit(),
             self.quota.window_micros(),
             or_dash(self.quota.has_explicit_burst().then(|| self.quota.burst())),
@@ -150,11 +200,14 @@ impl Rule {
             rule: id.chars().take(80).collect(),
             reason,
         };
-        let mut fields = record.splitn(8, ' ');
+        let version = record.split(' ').next().unwrap_or_default();
+        let count = match version {
+            "1" => 8,
+            "2" => 9,
+            _ => return Err(bad("unknown record version")),
+        };
+        let mut fields = record.splitn(count, ' ').skip(1);
         let mut next = |what| fields.next().ok_or_else(|| bad(what));
-        if next("no version")? != "1" {
-            return Err(bad("unknown record version"));
-        }
         let limit: u32 = next("no limit")?.parse().map_err(|_| bad("bad limit"))?;
         let window: u64 = next("no window")?.parse().map_err(|_| bad("bad window"))?;
         let burst = match next("no burst")? {
@@ -174,11 +227,61 @@ impl Rule {
             "-" => None,
             p => Some(p.parse::<FailurePolicy>()?),
         };
+        let batch = if version == "2" {
+            next("no batch")?
+                .parse::<u32>()
+                .map_err(|_| bad("bad batch"))?
+        } else {
+            0
+        };
         let target = Target::parse(next("no target")?)?;
         let quota = Quota::from_parts(limit, Duration::from_micros(window), burst)?;
-        let mut rule = Self::new(id, target, quota)?.with_shadow(shadow);
+        let mut rule = Self::new(id, target, quota)?
+            .with_shadow(shadow)
+            .with_batch(batch);
         rule.priority = priority;
         rule.failure_policy = policy;
         Ok(rule)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_with_and_without_a_batch() {
+        let plain = Rule::new("api", Target::Each, Quota::per_second(10).unwrap())
+            .unwrap()
+            .with_priority(3);
+        assert!(plain.to_record().starts_with("1 "));
+        assert_eq!(Rule::from_record("api", &plain.to_record()).unwrap(), plain);
+
+        let hot = Rule::new(
+            "all",
+            "user:a b".parse().unwrap(),
+            Quota::per_second(10).unwrap(),
+        )
+        .unwrap()
+        .with_batch(16);
+        let record = hot.to_record();
+        assert_eq!(record, "2 10 1000000 - - 0 - 16 user:a b");
+        let back = Rule::from_record("all", &record).unwrap();
+        assert_eq!(back, hot);
+        assert_eq!(back.batch(), 16);
+    }
+
+    #[test]
+    fn a_batch_of_one_is_no_batch_and_bad_records_are_refused() {
+        let rule = Rule::new("r", Target::Global, Quota::per_second(1).unwrap()).unwrap();
+        assert_eq!(rule.clone().with_batch(1).batch(), 0);
+        assert_eq!(rule.with_batch(1).to_record(), "1 1 1000000 - - 0 - global");
+        for bad in [
+            "2 1 1000000 - - 0 - global",
+            "2 1 1000000 - - 0 - x global",
+            "3 1 1000000 - - 0 - 4 global",
+        ] {
+            assert!(Rule::from_record("r", bad).is_err(), "{bad}");
+        }
     }
 }

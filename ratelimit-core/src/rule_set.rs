@@ -7,6 +7,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::key::Subject;
+use crate::limiter::Reservations;
 use crate::telemetry::RuleCounters;
 use crate::{Caller, Error, Rule, RuleId, Target};
 
@@ -29,12 +30,21 @@ pub struct RuleSet {
 pub(crate) struct ActiveRule {
     rule: Rule,
     pub(crate) counters: RuleCounters,
+    /// Hot-key mode's units held by this instance (`None` when off). They
+    /// live as long as this snapshot of the rule: a rule change drops them.
+    pub(crate) reservations: Option<Reservations>,
 }
 
 impl ActiveRule {
     fn new(rule: Rule) -> Self {
         let counters = RuleCounters::register(rule.id());
-        Self { rule, counters }
+        let reservations =
+            (rule.batch() > 1 && !rule.is_shadow()).then(|| Reservations::new(rule.batch()));
+        Self {
+            rule,
+            counters,
+            reservations,
+        }
     }
 }
 

@@ -24,6 +24,12 @@ pub struct CheckItem<'a> {
     /// A shadow item never blocks the request: it is charged when the
     /// request is admitted and it conforms, and its decision is reported.
     pub shadow: bool,
+    /// Units wanted beyond `cost`, for the caller to spend later on its own
+    /// (see [`gcra::extra_units`](crate::gcra::extra_units)); 0 for a plain
+    /// check. When the check is admitted, the item is charged for as many of
+    /// them as the key can give, and its decision reports how many in
+    /// [`Decision::reserved`]. Ignored for shadow items.
+    pub reserve: u32,
 }
 
 impl<'a> CheckItem<'a> {
@@ -34,6 +40,7 @@ impl<'a> CheckItem<'a> {
             quota,
             cost: 1,
             shadow: false,
+            reserve: 0,
         }
     }
 }
@@ -142,7 +149,8 @@ pub struct Evaluation {
 /// Evaluates a check of `items` whose keys hold `tats` (0 for an absent key)
 /// at `now`: each item is tested with [`gcra::test`](crate::gcra::test); the
 /// check is admitted when every enforced item conforms; if it is admitted and
-/// `charge` is set, each conforming item is charged.
+/// `charge` is set, each conforming item is charged (a reserving enforced item
+/// also for its [`gcra::extra_units`](crate::gcra::extra_units)).
 ///
 /// Every store settles a check with this one function (the Redis script
 /// mirrors it line for line, held equal by a differential test), so stores
@@ -160,19 +168,27 @@ pub fn evaluate(items: &[CheckItem<'_>], tats: &[u64], now: u64, charge: bool) -
     let mut decisions = SmallVec::with_capacity(items.len());
     let mut new_tats = SmallVec::with_capacity(items.len());
     for ((item, test), &tat) in items.iter().zip(&tests).zip(tats) {
+        let mut reserved = 0;
         let new_tat = if charge && allowed && test.conforms {
-            test.charged_tat
+            if item.reserve > 0 && !item.shadow {
+                reserved =
+                    crate::gcra::extra_units(&item.quota, test.charged_tat, now, item.reserve);
+            }
+            crate::gcra::with_extra_units(&item.quota, test.charged_tat, reserved)
         } else {
             crate::gcra::effective_tat(&item.quota, Some(tat), now)
         };
         new_tats.push(new_tat);
-        decisions.push(Decision::from_state(
-            &item.quota,
-            test.conforms,
-            new_tat,
-            now,
-            test.retry_after_micros,
-        ));
+        decisions.push(
+            Decision::from_state(
+                &item.quota,
+                test.conforms,
+                new_tat,
+                now,
+                test.retry_after_micros,
+            )
+            .with_reserved(reserved),
+        );
     }
     Evaluation {
         outcome: Outcome { allowed, decisions },

@@ -157,9 +157,9 @@ pub(crate) fn outcome(source: Source, shadow: bool, allowed: bool) -> Outcome {
         Source::FailOpen => Outcome::FailedOpen,
         Source::FailClosed => Outcome::FailedClosed,
         Source::Fallback => Outcome::Fallback,
-        Source::Store if allowed => Outcome::Allowed,
+        Source::Store | Source::Batch if allowed => Outcome::Allowed,
         Source::Store if shadow => Outcome::ShadowDenied,
-        Source::Store | Source::DenyCache => Outcome::Denied,
+        Source::Store | Source::DenyCache | Source::Batch => Outcome::Denied,
     }
 }
 

@@ -3,11 +3,16 @@
 -- differential test): charge all conforming counters, or none.
 --
 -- KEYS[i]        the counters
--- ARGV[1]        "1" to charge, "0" to only look
--- ARGV[2i]       counter i's increment: cost x emission interval (us)
--- ARGV[2i+1]     counter i's tolerance: burst x emission interval (us),
+-- ARGV[1]        "1" to charge, "0" to only look, "2" to charge and reserve
+-- then per counter i, s = 2 arguments ("0", "1") or s = 4 ("2"):
+-- ARGV[s(i-1)+2] counter i's increment: cost x emission interval (us)
+-- ARGV[s(i-1)+3] counter i's tolerance: burst x emission interval (us),
 --                negated for a shadow counter (never blocks)
--- ARGV[2n+2]     the time in microseconds; absent: the server's TIME
+-- ARGV[s(i-1)+4] ("2" only) the emission interval (us)
+-- ARGV[s(i-1)+5] ("2" only) units to reserve beyond the cost, granted as
+--                far as they conform, and only when the counter then runs at
+--                least half its tolerance ahead (ratelimit_core::gcra::extra_units)
+-- ARGV[sn+2]     the time in microseconds; absent: the server's TIME
 --
 -- Returns how far each counter's TAT was ahead of the time before the check
 -- (0 for an absent or rested key): a number for one counter, a list for
@@ -22,7 +27,9 @@
 -- arguments per counter, the smallest reply.
 
 local n = #KEYS
-local now = ARGV[2 * n + 2]
+local mode = ARGV[1]
+local s = mode == '2' and 4 or 2
+local now = ARGV[s * n + 2]
 if now then
   now = tonumber(now)
 else
@@ -41,7 +48,7 @@ for i = 1, n do
   else
     only = ahead
   end
-  local tolerance = tonumber(ARGV[2 * i + 1])
+  local tolerance = tonumber(ARGV[s * i - s + 3])
   local shadow = tolerance < 0
   if shadow then
     tolerance = -tolerance
@@ -51,15 +58,17 @@ for i = 1, n do
   if ahead > tolerance then
     ahead = tolerance
   end
-  if ahead + ARGV[2 * i] > tolerance and not shadow then
+  if ahead + ARGV[s * i - s + 2] > tolerance and not shadow then
     admit = false
   end
 end
 
-if ARGV[1] == '1' then
+if mode ~= '0' then
   for i = 1, n do
-    local tolerance = tonumber(ARGV[2 * i + 1])
-    if tolerance < 0 then
+    local b = s * i - s
+    local tolerance = tonumber(ARGV[b + 3])
+    local shadow = tolerance < 0
+    if shadow then
       tolerance = -tolerance
     end
     local ahead = aheads and aheads[i] or only
@@ -67,9 +76,21 @@ if ARGV[1] == '1' then
     if capped then
       ahead = tolerance
     end
-    local charged = ahead + ARGV[2 * i]
+    local charged = ahead + ARGV[b + 2]
     if admit and charged <= tolerance then
       ahead = charged
+      if s == 4 and not shadow and charged * 2 >= tolerance then
+        local want = tonumber(ARGV[b + 5])
+        if want > 0 then
+          local interval = tonumber(ARGV[b + 4])
+          local free = tolerance - charged
+          local fit = (free - free % interval) / interval
+          if fit > want then
+            fit = want
+          end
+          ahead = charged + fit * interval
+        end
+      end
     elseif not capped then
       ahead = nil
     end

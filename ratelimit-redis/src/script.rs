@@ -55,20 +55,30 @@ fn script_cmd(script: &Script, source: &str, form: Form, keys: usize) -> Cmd {
 
 /// The command checking `items` (validated by the caller with
 /// `ratelimit_core::validate_items`, all in one cluster slot): charge them if
-/// `charge`, at `now` microseconds, or at the server's `TIME` when `now` is
-/// `None`. Its reply goes to [`decode`].
+/// `charge` (and reserve what their [`reserve`](CheckItem::reserve) asks),
+/// at `now` microseconds, or at the server's `TIME` when `now` is `None`.
+/// Its reply goes to [`decode`].
 pub fn check_command(items: &[CheckItem<'_>], charge: bool, now: Option<u64>, form: Form) -> Cmd {
     let mut cmd = script_cmd(gcra_script(), GCRA_SOURCE, form, items.len());
     for item in items {
         cmd.arg(item.key);
     }
-    cmd.arg(if charge { "1" } else { "0" });
+    let reserve = charge && items.iter().any(|item| item.reserve > 0 && !item.shadow);
+    cmd.arg(match (charge, reserve) {
+        (false, _) => "0",
+        (true, false) => "1",
+        (true, true) => "2",
+    });
     for item in items {
         cmd.arg(increment(item));
         // A shadow counter's tolerance goes negated (tolerances are below
         // 2^48, so the i64 always holds it).
         let tolerance = i64::try_from(item.quota.tolerance_micros()).unwrap_or(i64::MAX);
         cmd.arg(if item.shadow { -tolerance } else { tolerance });
+        if reserve {
+            cmd.arg(item.quota.interval_micros());
+            cmd.arg(if item.shadow { 0 } else { item.reserve });
+        }
     }
     if let Some(now) = now {
         cmd.arg(now);

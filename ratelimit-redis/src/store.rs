@@ -177,12 +177,16 @@ impl RedisStore {
             if !outcome.allowed {
                 allowed = false;
             } else if charge_here {
-                // What the script charged here: the conforming items.
+                // What the script charged here: the conforming items, with
+                // the units they reserved.
                 let conforming = part.iter().zip(&outcome.decisions);
                 charged.push(
                     conforming
                         .filter(|(_, d)| d.allowed())
-                        .map(|(item, _)| *item)
+                        .map(|(item, d)| CheckItem {
+                            cost: item.cost.saturating_add(d.reserved()),
+                            ..*item
+                        })
                         .collect(),
                 );
             }

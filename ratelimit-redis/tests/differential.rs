@@ -1,5 +1,5 @@
 //! The Lua script against the Rust GCRA: the same random sequences of checks
-//! and peeks (several keys, costs, shadow items), at the same fake times,
+//! and peeks (several keys, costs, shadow items, reservations), at the same fake times,
 //! on a `MemoryStore` and on a real Redis, must give identical outcomes.
 //!
 //! Each script call runs in a `MULTI` block together with `PTTL` and
@@ -30,6 +30,8 @@ struct Op {
     keys: Vec<usize>,
     costs: Vec<u32>,
     shadow: Vec<bool>,
+    /// Units each item reserves beyond its cost (hot-key mode).
+    reserve: Vec<u32>,
     /// Which of its two quotas each key is checked against: switching
     /// quotas (a rule change) can leave a key beyond its new tolerance,
     /// which both sides must cap alike.
@@ -57,15 +59,17 @@ fn op() -> impl Strategy<Value = Op> {
         1usize..=3,
         proptest::collection::vec(1u32..=4, 3),
         proptest::collection::vec(prop::bool::weighted(0.2), 3),
+        proptest::collection::vec(prop_oneof![3 => Just(0u32), 1 => 1u32..=8], 3),
         proptest::collection::vec(prop::bool::weighted(0.15), 3),
         prop::bool::weighted(0.85),
     )
         .prop_map(
-            |(advance_us, order, n, costs, shadow, variant, charge)| Op {
+            |(advance_us, order, n, costs, shadow, reserve, variant, charge)| Op {
                 advance_us,
                 keys: order[..n].to_vec(),
                 costs,
                 shadow,
+                reserve,
                 variant,
                 charge,
             },
@@ -88,6 +92,7 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
         .unwrap();
 
     let case = Cell::new(0u32);
+    let reservations = Cell::new(0u32);
     let strategy = (
         proptest::collection::vec(quota(), 6),
         1_000_000_000_000_000u64..2_000_000_000_000_000,
@@ -117,6 +122,7 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
                         quota,
                         cost: op.costs[k].min(quota.burst()),
                         shadow: op.shadow[k],
+                        reserve: op.reserve[k],
                     }
                 })
                 .collect();
@@ -132,6 +138,8 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
                 clock.now_micros(),
             ));
             prop_assert_eq!(&actual, &expected, "step {}: {:?}", step, op);
+            let reserved = expected.decisions.iter().filter(|d| d.reserved() > 0);
+            reservations.set(reservations.get() + reserved.count() as u32);
             for ((item, &ahead), (decision, pttl)) in items
                 .iter()
                 .zip(&before.aheads)
@@ -161,6 +169,13 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
     if let Err(failure) = result {
         panic!("{failure}");
     }
+    // The sequences must reach reservations (a key at least half used), or
+    // the script's reserving branch went untested.
+    assert!(
+        reservations.get() >= 50,
+        "only {} checks reserved units",
+        reservations.get()
+    );
 }
 
 /// Runs the script at `now`, then reads and clears the keys' expiry, all in

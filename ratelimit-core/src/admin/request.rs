@@ -15,7 +15,8 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// The body of `PUT /admin/rules/{id}`:
 /// `{"target": "*" | "global" | "user:ID" | "service:ID", "limit": N,
 /// "window_ms": M, "burst"?: B, "priority"?: P, "shadow"?: bool,
-/// "failure_policy"?: "fail_open" | "fail_closed" | "local_fallback"}`.
+/// "failure_policy"?: "fail_open" | "fail_closed" | "local_fallback",
+/// "batch"?: N}` (`batch`: see [`Rule::with_batch`]).
 ///
 /// ```
 /// use ratelimit_core::admin::RuleSpec;
@@ -44,6 +45,8 @@ pub struct RuleSpec {
     pub shadow: bool,
     /// The rule's own failure policy, if any.
     pub failure_policy: Option<FailurePolicy>,
+    /// Hot-key mode's batch size (0: off).
+    pub batch: u32,
 }
 
 impl RuleSpec {
@@ -90,6 +93,13 @@ impl RuleSpec {
                     .map_err(|e| AdminError::invalid("failure_policy", e.to_string()))
             })
             .transpose()?;
+        let batch = optional(&mut fields, "batch")
+            .map(|value| {
+                integer(&value, "batch", 0, u64::from(u32::MAX))
+                    .and_then(|n| u32::try_from(n).map_err(|_| out_of_range("batch")))
+            })
+            .transpose()?
+            .unwrap_or(0);
         no_more(&fields)?;
         Ok(Self {
             target,
@@ -99,6 +109,7 @@ impl RuleSpec {
             priority,
             shadow,
             failure_policy,
+            batch,
         })
     }
 
@@ -112,7 +123,8 @@ impl RuleSpec {
         .map_err(|e| AdminError::from_limiter(&e))?;
         let mut rule = Rule::new(id, self.target, quota)
             .map_err(|e| AdminError::from_limiter(&e))?
-            .with_shadow(self.shadow);
+            .with_shadow(self.shadow)
+            .with_batch(self.batch);
         if let Some(priority) = self.priority {
             rule = rule.with_priority(priority);
         }
@@ -344,6 +356,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!((spec.burst, spec.shadow), (None, false));
+        // Hot-key mode's batch.
+        let spec =
+            RuleSpec::from_json(br#"{"target":"global","limit":1000,"window_ms":1000,"batch":32}"#)
+                .unwrap();
+        assert_eq!(spec.into_rule("all").unwrap().batch(), 32);
+        let refused = RuleSpec::from_json(br#"{"target":"*","limit":1,"window_ms":1,"batch":-1}"#)
+            .unwrap_err();
+        assert_eq!(refused.field(), Some("batch"));
     }
 
     #[test]

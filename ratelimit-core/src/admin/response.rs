@@ -28,6 +28,14 @@ pub struct RuleView {
     pub shadow: bool,
     /// The rule's own failure policy (`null`: the limiter's default).
     pub failure_policy: Option<&'static str>,
+    /// Hot-key mode's batch size; left out when off.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub batch: u32,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl From<&Rule> for RuleView {
@@ -50,6 +58,7 @@ impl From<&Rule> for RuleView {
             priority: rule.priority(),
             shadow: rule.is_shadow(),
             failure_policy: rule.failure_policy().map(|p| p.as_str()),
+            batch: rule.batch(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::CircuitBreakerConfig;
 use super::DenyCache;
-use crate::{FailurePolicy, KeyPrefix, MemoryStore, Rule, RuleStore, Store};
+use crate::{Clock, FailurePolicy, KeyPrefix, MemoryStore, Rule, RuleStore, Store};
 
 /// Configuration of a [`DistributedRateLimiter`](crate::DistributedRateLimiter):
 /// the store and how to treat it.
@@ -34,6 +34,7 @@ pub struct LimiterConfig {
     pub(crate) circuit_breaker: Option<CircuitBreakerConfig>,
     pub(crate) rule_store: Option<Arc<dyn RuleStore>>,
     pub(crate) deny_cache: Option<DenyCache>,
+    pub(crate) clock: Option<Arc<dyn Clock>>,
 }
 
 impl LimiterConfig {
@@ -55,7 +56,17 @@ impl LimiterConfig {
             circuit_breaker: Some(CircuitBreakerConfig::default()),
             rule_store: None,
             deny_cache: None,
+            clock: None,
         }
+    }
+
+    /// The clock hot-key mode measures its reserved units' deadlines on
+    /// (default: [`SystemClock`](crate::SystemClock); see
+    /// [`Rule::with_batch`]). Tests give it the store's
+    /// [`FakeClock`](crate::FakeClock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
     }
 
     /// How long a check may wait for the store before the failure policy

@@ -15,14 +15,15 @@ use tracing::Instrument;
 
 use super::breaker::{CircuitBreaker, CircuitState, Permit};
 use super::deny_cache::Denials;
+use super::reservation::{self, Take, Units};
 use super::verdict::{RuleDecision, Source, Verdict};
 use super::{LimiterConfig, RuleSelection};
 use crate::rule_set::{ActiveRule, Selected};
 use crate::store::{CheckItem, Outcome};
 use crate::telemetry;
 use crate::{
-    Caller, Error, FailurePolicy, KeyPrefix, MemoryStore, Quota, Rule, RuleId, RuleSet, RuleStore,
-    RuleWrite, RuleWritten, Store, Target,
+    Caller, Clock, Error, FailurePolicy, KeyPrefix, MemoryStore, Quota, Rule, RuleId, RuleSet,
+    RuleStore, RuleWrite, RuleWritten, Store, Target,
 };
 
 /// Rate limiting by named rules, shared by every instance using the same
@@ -104,6 +105,8 @@ struct Inner {
     check_duration: Histogram,
     /// Denials answered locally (see [`DenyCache`](crate::DenyCache)).
     denials: Option<Denials>,
+    /// Hot-key mode's clock (see [`Rule::with_batch`]).
+    clock: Arc<dyn Clock>,
 }
 
 /// The storage keys of one check, in one buffer (one allocation per check).
@@ -147,9 +150,40 @@ impl Prepared<'_> {
                 quota: *rule.quota(),
                 cost,
                 shadow: rule.is_shadow(),
+                reserve: 0,
             })
             .collect()
     }
+
+    /// Whether a rule of this check is in hot-key mode.
+    fn has_batches(&self) -> bool {
+        self.selected
+            .iter()
+            .any(|(rule, _)| rule.reservations.is_some())
+    }
+}
+
+/// Hot-key mode's plan for one check: per selected rule, units spent from
+/// this instance's reservations, or what to ask the store.
+struct Batched {
+    /// The local clock, read before the store is asked.
+    asked_at: u64,
+    steps: SmallVec<[Step; 4]>,
+}
+
+/// What [`DistributedRateLimiter::plan_batches`] found.
+enum Plan {
+    /// Go on with the check (some or all of it paid for locally).
+    Ask(Batched),
+    /// Denied here: a rule waits for a batch.
+    Answered(Verdict),
+}
+
+enum Step {
+    /// Paid for by units held here.
+    Local { units: Units, tat: u64 },
+    /// Asked of the store, with this many units to reserve beyond the cost.
+    Store { reserve: u32 },
 }
 
 impl DistributedRateLimiter {
@@ -179,6 +213,9 @@ impl DistributedRateLimiter {
                 store_duration: histogram!(telemetry::STORE_DURATION),
                 check_duration: histogram!(telemetry::CHECK_DURATION),
                 denials: config.deny_cache.map(super::DenyCache::build),
+                clock: config
+                    .clock
+                    .unwrap_or_else(|| Arc::new(crate::SystemClock::new())),
             }),
         }
     }
@@ -568,6 +605,13 @@ impl DistributedRateLimiter {
         if let Some(denials) = &self.inner.denials {
             denials.clear();
         }
+        // Units reserved before the reset were charged to the old counter;
+        // spending them now would add to the fresh one's burst.
+        for (rule, _) in &selected {
+            if let Some(reservations) = &rule.reservations {
+                reservations.clear();
+            }
+        }
         // Other instances drop their cached denials when they hear of a new
         // rules version.
         if let Some(store) = &self.inner.rule_store {
@@ -672,6 +716,9 @@ impl DistributedRateLimiter {
         if let Some(verdict) = self.cached_denial(&prepared, cost, true) {
             return Some(Ok(verdict));
         }
+        if prepared.has_batches() {
+            return self.try_check_batched_now(caller, &prepared, cost);
+        }
         let items = prepared.items(cost);
         let asked = self.inner.denials.as_ref().map(Denials::ask);
         let result = self.inner.store.try_check_now(&items)?;
@@ -771,6 +818,9 @@ impl DistributedRateLimiter {
         if let Some(verdict) = self.cached_denial(&prepared, cost, charge) {
             return Ok(verdict);
         }
+        if charge && prepared.has_batches() {
+            return self.run_batched(caller, &prepared, cost).await;
+        }
         let items = prepared.items(cost);
         let store = &self.inner.store;
         let permit = self.inner.breaker.permit();
@@ -796,6 +846,136 @@ impl DistributedRateLimiter {
         };
         self.remember(&verdict, &prepared, asked);
         verdict
+    }
+
+    /// [`run`](Self::run) for a check with a rule in hot-key mode (see
+    /// [`Rule::with_batch`]): units held here pay for what they can, the
+    /// store is asked (reserving more) for the rest.
+    async fn run_batched(
+        &self,
+        caller: Caller<'_>,
+        prepared: &Prepared<'_>,
+        cost: u32,
+    ) -> Result<Verdict, Error> {
+        let batched = match self.plan_batches(prepared, cost) {
+            Plan::Ask(batched) => batched,
+            Plan::Answered(verdict) => return Ok(verdict),
+        };
+        if let Some(verdict) = all_local(prepared, &batched) {
+            return Ok(verdict);
+        }
+        let items = prepared.items(cost);
+        let store_items = store_items(&items, &batched);
+        let permit = self.inner.breaker.permit();
+        if permit == Permit::Skip {
+            give_back(prepared, &batched);
+            let result = Err(Error::CircuitOpen);
+            return self.settle(caller, &prepared.selected, &items, permit, result, true);
+        }
+        let asked = self.inner.denials.as_ref().map(Denials::ask);
+        let started = quanta::Instant::now();
+        let result = match self.inner.store.try_check_now(&store_items) {
+            Some(result) => result,
+            None => self.awaited_check(&store_items).await,
+        };
+        self.inner.store_duration.record(started.elapsed());
+        let result = finish_batched(prepared, &batched, result);
+        let verdict = self.settle(caller, &prepared.selected, &items, permit, result, true);
+        self.inner.check_duration.record(started.elapsed());
+        self.remember(&verdict, prepared, asked);
+        verdict
+    }
+
+    /// [`try_check_now`](Self::try_check_now) for a check with a rule in
+    /// hot-key mode.
+    fn try_check_batched_now(
+        &self,
+        caller: Caller<'_>,
+        prepared: &Prepared<'_>,
+        cost: u32,
+    ) -> Option<Result<Verdict, Error>> {
+        let batched = match self.plan_batches(prepared, cost) {
+            Plan::Ask(batched) => batched,
+            Plan::Answered(verdict) => return Some(Ok(verdict)),
+        };
+        if let Some(verdict) = all_local(prepared, &batched) {
+            return Some(Ok(verdict));
+        }
+        let items = prepared.items(cost);
+        let store_items = store_items(&items, &batched);
+        let asked = self.inner.denials.as_ref().map(Denials::ask);
+        let Some(result) = self.inner.store.try_check_now(&store_items) else {
+            // The awaited path takes them again.
+            give_back(prepared, &batched);
+            return None;
+        };
+        let result = finish_batched(prepared, &batched, result);
+        let verdict = self.settle(
+            caller,
+            &prepared.selected,
+            &items,
+            Permit::Call,
+            result,
+            true,
+        );
+        self.remember(&verdict, prepared, asked);
+        Some(verdict)
+    }
+
+    /// Takes units for each rule in hot-key mode. Answers at once (denied)
+    /// when a rule has no unit and waits for a batch.
+    fn plan_batches(&self, prepared: &Prepared<'_>, cost: u32) -> Plan {
+        let now = self.inner.clock.now_micros();
+        let mut waiting: SmallVec<[(usize, u64, u64); 1]> = SmallVec::new();
+        let steps = prepared
+            .selected
+            .iter()
+            .zip(prepared.keys.iter())
+            .enumerate()
+            .map(|(i, ((rule, _), key))| match &rule.reservations {
+                None => Step::Store { reserve: 0 },
+                Some(reservations) => match reservations.take(key, cost, now) {
+                    Take::Spent { units, tat } => Step::Local { units, tat },
+                    Take::Ask { reserve } => Step::Store { reserve },
+                    Take::Wait { until, tat } => {
+                        waiting.push((i, until, tat));
+                        Step::Store { reserve: 0 }
+                    }
+                },
+            })
+            .collect();
+        let batched = Batched {
+            asked_at: now,
+            steps,
+        };
+        if waiting.is_empty() {
+            return Plan::Ask(batched);
+        }
+        give_back(prepared, &batched);
+        let decisions: SmallVec<[RuleDecision; 4]> = waiting
+            .iter()
+            .filter_map(|&(i, until, tat)| {
+                let (rule, _) = prepared.selected.get(i)?;
+                rule.counters.count(telemetry::Outcome::Denied);
+                Some(RuleDecision {
+                    rule: rule.id().clone(),
+                    shadow: false,
+                    decision: reservation::local_decision(rule.quota(), tat, now, Some(until)),
+                })
+            })
+            .collect();
+        let retry_after = decisions
+            .iter()
+            .map(|d| d.decision.retry_after())
+            .max()
+            .unwrap_or_default();
+        Plan::Answered(Verdict {
+            allowed: false,
+            source: Source::Batch,
+            decisions,
+            retry_after,
+            error: None,
+        })
     }
 
     /// The store call of a check that waits for the store, in its own
@@ -959,6 +1139,122 @@ impl DistributedRateLimiter {
             Some(error),
         )
     }
+}
+
+/// The verdict when units held here pay for every rule of the check.
+fn all_local(prepared: &Prepared<'_>, batched: &Batched) -> Option<Verdict> {
+    let mut decisions = SmallVec::with_capacity(batched.steps.len());
+    for ((rule, _), step) in prepared.selected.iter().zip(&batched.steps) {
+        let Step::Local { tat, .. } = step else {
+            return None;
+        };
+        decisions.push(reservation::local_decision(
+            rule.quota(),
+            *tat,
+            batched.asked_at,
+            None,
+        ));
+    }
+    for (rule, _) in &prepared.selected {
+        rule.counters.count(telemetry::Outcome::Allowed);
+    }
+    let outcome = Outcome {
+        allowed: true,
+        decisions,
+    };
+    Some(from_outcome(
+        Source::Batch,
+        &prepared.selected,
+        &outcome,
+        None,
+    ))
+}
+
+/// The items the store is asked about: those not paid for locally, with
+/// the units to reserve.
+fn store_items<'i>(items: &[CheckItem<'i>], batched: &Batched) -> SmallVec<[CheckItem<'i>; 4]> {
+    items
+        .iter()
+        .zip(&batched.steps)
+        .filter_map(|(item, step)| match step {
+            Step::Local { .. } => None,
+            Step::Store { reserve } => Some(CheckItem {
+                reserve: *reserve,
+                ..*item
+            }),
+        })
+        .collect()
+}
+
+/// Returns the units a check took, when it is not admitted after all.
+fn give_back(prepared: &Prepared<'_>, batched: &Batched) {
+    let rules = prepared.selected.iter().zip(prepared.keys.iter());
+    for (((rule, _), key), step) in rules.zip(&batched.steps) {
+        if let (Some(reservations), Step::Local { units, .. }) = (&rule.reservations, step) {
+            reservations.give_back(key, units);
+        }
+    }
+}
+
+/// Puts a hot-key check's store answer (for the rules not paid for
+/// locally) together with the local part: keeps the units the store
+/// reserved, and gives back the spent ones when the check is not admitted.
+fn finish_batched(
+    prepared: &Prepared<'_>,
+    batched: &Batched,
+    result: Result<Outcome, Error>,
+) -> Result<Outcome, Error> {
+    let asked = batched.steps.iter();
+    let expected = asked
+        .filter(|step| matches!(step, Step::Store { .. }))
+        .count();
+    let outcome = match result {
+        Ok(outcome) if outcome.decisions.len() == expected => outcome,
+        Ok(outcome) => {
+            give_back(prepared, batched);
+            return Err(Error::InvalidResponse(format!(
+                "{} decisions for {expected} items",
+                outcome.decisions.len()
+            )));
+        }
+        Err(error) => {
+            give_back(prepared, batched);
+            return Err(error);
+        }
+    };
+    if !outcome.allowed {
+        give_back(prepared, batched);
+    }
+    let mut answered = outcome.decisions.iter();
+    let mut decisions = SmallVec::with_capacity(batched.steps.len());
+    let rules = prepared.selected.iter().zip(prepared.keys.iter());
+    for (((rule, _), key), step) in rules.zip(&batched.steps) {
+        match step {
+            Step::Local { tat, .. } => decisions.push(reservation::local_decision(
+                rule.quota(),
+                *tat,
+                batched.asked_at,
+                None,
+            )),
+            Step::Store { reserve } => {
+                let Some(decision) = answered.next() else {
+                    break;
+                };
+                // A check denied by another rule says nothing about this
+                // counter's supply.
+                if let Some(reservations) = &rule.reservations
+                    && (outcome.allowed || !decision.allowed())
+                {
+                    reservations.stored(key, rule.quota(), batched.asked_at, decision, *reserve);
+                }
+                decisions.push(*decision);
+            }
+        }
+    }
+    Ok(Outcome {
+        allowed: outcome.allowed,
+        decisions,
+    })
 }
 
 /// The rules a check covers, with their counters.

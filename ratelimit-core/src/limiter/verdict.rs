@@ -22,6 +22,11 @@ pub enum Source {
     /// The local [`DenyCache`](crate::DenyCache) denied the request: the
     /// store denied the same key earlier, and would deny it still.
     DenyCache,
+    /// Hot-key mode answered without the store: units this instance had
+    /// reserved admitted the request, or it was denied while the instance
+    /// waits for the counter to have a batch again (see
+    /// [`Rule::with_batch`](crate::Rule::with_batch)).
+    Batch,
 }
 
 /// One rule's decision within a [`Verdict`].

@@ -133,10 +133,13 @@ impl MemoryStore {
         let quota = &item.quota;
         // The closure returns only the small test result; the decision is
         // built once, after the CAS loop.
-        let (test, tat) = self.inner.table.update(item.key, now, |tat| {
+        let want = if item.shadow { 0 } else { item.reserve };
+        let (test, tat, reserved) = self.inner.table.update(item.key, now, |tat| {
             let test = gcra::test(quota, tat, now, item.cost);
             if test.conforms {
-                ((test, test.charged_tat), Write::Set(test.charged_tat))
+                let reserved = gcra::extra_units(quota, test.charged_tat, now, want);
+                let charged = gcra::with_extra_units(quota, test.charged_tat, reserved);
+                ((test, charged, reserved), Write::Set(charged))
             } else {
                 // A TAT found more than one tolerance ahead is written back
                 // capped (see gcra::effective_tat).
@@ -145,11 +148,12 @@ impl MemoryStore {
                     Some(stored) if stored != capped => Write::Set(capped),
                     _ => Write::Keep,
                 };
-                ((test, capped), write)
+                ((test, capped, 0), write)
             }
         })?;
         let decision =
-            Decision::from_state(quota, test.conforms, tat, now, test.retry_after_micros);
+            Decision::from_state(quota, test.conforms, tat, now, test.retry_after_micros)
+                .with_reserved(reserved);
         let mut decisions = SmallVec::new();
         decisions.push(decision);
         Ok(Outcome {
