@@ -13,7 +13,9 @@ cargo build --release -q -p ratelimit-load
 bin=target/release/ratelimit-load
 
 # "mostly allowed": 1,000,000 per hour per caller. "mostly denied": 1 per
-# hour per caller (after each caller's first request). 16 tasks in all.
+# hour per caller (after each caller's first request; with --prefill, from
+# the start). "saturated": one global counter of 20,000 per second asked
+# far more often than that, with and without hot-key batches. 16 tasks in all.
 scenarios=(
   "--spawn-redis --instances 1 --keys 1 --global --limit 1000000000"
   "--spawn-redis --instances 1 --keys 1 --global --limit 1"
@@ -26,6 +28,14 @@ scenarios=(
   "--spawn-redis --instances 3 --keys 10000 --limit 1 --deny-cache 100000"
   "--spawn-redis --instances 1 --keys 1000000 --limit 1000000"
   "--spawn-redis --instances 3 --keys 1000000 --limit 1000000"
+  "--spawn-redis --instances 1 --keys 1000000 --limit 1 --prefill"
+  "--spawn-redis --instances 1 --keys 1000000 --limit 1 --prefill --deny-cache 2000000"
+  "--spawn-redis --instances 1 --keys 1 --global --limit 20000 --window-ms 1000"
+  "--spawn-redis --instances 1 --keys 1 --global --limit 20000 --window-ms 1000 --batch 64"
+  "--spawn-redis --instances 3 --keys 1 --global --limit 20000 --window-ms 1000"
+  "--spawn-redis --instances 3 --keys 1 --global --limit 20000 --window-ms 1000 --batch 64"
+  "--spawn-cluster --instances 3 --keys 1 --global --limit 20000 --window-ms 1000"
+  "--spawn-cluster --instances 3 --keys 1 --global --limit 20000 --window-ms 1000 --batch 64"
   "--spawn-cluster --instances 1 --keys 10000 --limit 1000000"
   "--spawn-cluster --instances 1 --keys 10000 --limit 1"
   "--spawn-cluster --instances 1 --keys 10000 --limit 1 --deny-cache 100000"

@@ -78,9 +78,21 @@ struct Args {
     /// (the hot-key case).
     #[arg(long)]
     global: bool,
-    /// Each rule's limit per hour per caller (small: mostly denied).
+    /// Each rule's limit per window per caller (small: mostly denied).
     #[arg(long, default_value_t = 1_000_000)]
     limit: u32,
+    /// Each rule's window (default one hour: nothing rests during a run).
+    #[arg(long, default_value_t = 3_600_000)]
+    window_ms: u64,
+    /// Hot-key mode: each instance reserves up to this many units per
+    /// store call (`Rule::with_batch`; limiter mode; 0: off).
+    #[arg(long, default_value_t = 0)]
+    batch: u32,
+    /// Before the run, charge every caller's counters to their full burst
+    /// (pipelined SETs of their TATs), so that every check is denied from
+    /// the start (standalone only).
+    #[arg(long)]
+    prefill: bool,
     /// Multiplexed connections per instance (limiter and store modes).
     #[arg(long, default_value_t = 1)]
     connections: usize,
@@ -123,15 +135,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = urls.first().cloned().unwrap_or_default();
     let rules = args.rules.clamp(1, 8);
     let rule_ids: Vec<String> = (0..rules).map(|i| format!("r{i}")).collect();
-    let quota = Quota::new(args.limit, Duration::from_secs(3_600))?;
+    let quota = Quota::new(args.limit, Duration::from_millis(args.window_ms))?;
 
     let mut admins = Vec::new();
     for url in &urls {
         admins.push(ConnectionManager::new(redis::Client::open(url.as_str())?).await?);
     }
+    if args.prefill {
+        let (Some(admin), false) = (admins.first_mut(), args.spawn_cluster) else {
+            return Err("--prefill runs on a single server".into());
+        };
+        let ids: Vec<RuleId> = rule_ids
+            .iter()
+            .map(|r| RuleId::new(r))
+            .collect::<Result<_, _>>()?;
+        prefill(admin, &ids, args.keys.max(1), args.global, quota).await?;
+    }
     let before = server_stats(&mut admins).await?;
 
-    let deadline = Instant::now() + Duration::from_millis(args.duration_ms);
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(args.duration_ms);
     let mut tasks = Vec::new();
     for instance in 0..args.instances.max(1) {
         let driver = Driver::new(&args, &urls, &rule_ids, quota).await?;
@@ -157,7 +180,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let commands = after.commands.saturating_sub(before.commands);
     let cpu_us = (after.cpu_seconds - before.cpu_seconds) * 1e6;
     let counters = if args.global { 1 } else { args.keys as u64 };
-    let permitted = counters.saturating_mul(u64::from(quota.burst()));
+    // Each counter's burst, plus what its rate adds while the run lasts.
+    let run_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let refills = run_us / quota.interval_micros();
+    let permitted = counters.saturating_mul(u64::from(quota.burst()).saturating_add(refills));
     let bytes = match admins.first_mut() {
         Some(admin) if !args.spawn_cluster => memory_per_key(admin, &url).await?,
         _ => None,
@@ -166,7 +192,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mode={:?} redis={} instances={} tasks={} keys={} rules={}{} checks={} checks/s={:.0} \
          p50={}us p99={}us p999={}us allowed={} permitted<={} failed={} \
          redis_cmds/s={:.0} (incl. calls inside scripts) redis_cmds/check={:.3} \
-         redis_cpu_us/check={:.2} memory_usage_bytes/key={} deny_cache={}",
+         redis_cpu_us/check={:.2} memory_usage_bytes/key={} deny_cache={} batch={}",
         args.mode,
         if args.spawn_cluster {
             "cluster"
@@ -195,6 +221,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         bytes.map_or_else(|| "-".to_owned(), |b| b.to_string()),
         args.deny_cache,
+        args.batch,
     );
     if allowed > permitted {
         return Err(format!("admitted {allowed} > permitted {permitted}").into());
@@ -255,9 +282,8 @@ impl Driver {
                     Target::Each
                 };
                 for id in rules {
-                    limiter
-                        .put_rule(ratelimit_core::Rule::new(id, target.clone(), quota)?)
-                        .await?;
+                    let rule = ratelimit_core::Rule::new(id, target.clone(), quota)?;
+                    limiter.put_rule(rule.with_batch(args.batch)).await?;
                 }
                 Self::Limiter(limiter, Arc::new(rules.to_vec()))
             }
@@ -297,8 +323,11 @@ impl Driver {
                 Self::Limiter(limiter, rules) => {
                     let ids: Vec<&str> = rules.iter().map(String::as_str).collect();
                     limiter.check_rules(caller, &ids, 1).await.map(|v| {
-                        matches!(v.source(), Source::Store | Source::DenyCache)
-                            .then_some(v.allowed())
+                        matches!(
+                            v.source(),
+                            Source::Store | Source::DenyCache | Source::Batch
+                        )
+                        .then_some(v.allowed())
                     })
                 }
                 Self::Store(store, rules, quota, global) => {
@@ -338,6 +367,32 @@ fn keys_of(prefix: &KeyPrefix, rules: &[RuleId], caller: Caller<'_>, global: boo
         Subject::Caller(caller)
     };
     rules.iter().map(|rule| prefix.key(rule, subject)).collect()
+}
+
+/// Writes the TAT of a counter that has just spent its whole burst into
+/// every caller's counters, 10,000 callers per pipeline.
+async fn prefill(
+    connection: &mut ConnectionManager,
+    rules: &[RuleId],
+    keys: usize,
+    global: bool,
+    quota: Quota,
+) -> Result<(), redis::RedisError> {
+    let (seconds, micros): (u64, u64) = redis::cmd("TIME").query_async(connection).await?;
+    let tat = seconds * 1_000_000 + micros + quota.tolerance_micros();
+    let px = quota.tolerance_micros().div_ceil(1_000);
+    let prefix = KeyPrefix::default();
+    for start in (0..keys).step_by(10_000) {
+        let mut pipe = redis::pipe();
+        for id in start..(start + 10_000).min(keys) {
+            let id = id.to_string();
+            for key in keys_of(&prefix, rules, Caller::user(&id), global) {
+                pipe.cmd("SET").arg(key).arg(tat).arg("PX").arg(px).ignore();
+            }
+        }
+        pipe.query_async::<()>(connection).await?;
+    }
+    Ok(())
 }
 
 fn items_of(keys: &[Vec<u8>], quota: Quota) -> Vec<CheckItem<'_>> {
