@@ -36,22 +36,31 @@ pub enum Form {
     Source,
 }
 
-fn script_cmd(script: &Script, source: &str, form: Form, keys: usize) -> Cmd {
-    let mut cmd = match form {
-        Form::Sha => {
-            let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(script.get_hash());
-            cmd
-        }
-        Form::Source => {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(source);
-            cmd
-        }
+/// A script command with room for `args` more arguments of `bytes` bytes
+/// in all, so that filling it allocates nothing more: its two buffers are
+/// sized once.
+fn script_cmd(
+    script: &Script,
+    source: &str,
+    form: Form,
+    keys: usize,
+    args: usize,
+    bytes: usize,
+) -> Cmd {
+    let (name, body) = match form {
+        Form::Sha => ("EVALSHA", script.get_hash()),
+        Form::Source => ("EVAL", source),
     };
-    cmd.arg(keys);
+    let mut cmd = Cmd::with_capacity(
+        args.saturating_add(3),
+        bytes.saturating_add(name.len() + body.len() + 2),
+    );
+    cmd.arg(name).arg(body).arg(keys);
     cmd
 }
+
+/// The most bytes a number argument takes.
+const NUMBER: usize = 20;
 
 /// The command checking `items` (validated by the caller with
 /// `ratelimit_core::validate_items`, all in one cluster slot): charge them if
@@ -59,11 +68,20 @@ fn script_cmd(script: &Script, source: &str, form: Form, keys: usize) -> Cmd {
 /// at `now` microseconds, or at the server's `TIME` when `now` is `None`.
 /// Its reply goes to [`decode`].
 pub fn check_command(items: &[CheckItem<'_>], charge: bool, now: Option<u64>, form: Form) -> Cmd {
-    let mut cmd = script_cmd(gcra_script(), GCRA_SOURCE, form, items.len());
+    let reserve = charge && items.iter().any(|item| item.reserve > 0 && !item.shadow);
+    let per_item = if reserve { 4 } else { 2 };
+    let keys: usize = items.iter().map(|item| item.key.len()).sum();
+    let mut cmd = script_cmd(
+        gcra_script(),
+        GCRA_SOURCE,
+        form,
+        items.len(),
+        items.len() * (1 + per_item) + 2,
+        keys + (items.len() * per_item + 2) * NUMBER,
+    );
     for item in items {
         cmd.arg(item.key);
     }
-    let reserve = charge && items.iter().any(|item| item.reserve > 0 && !item.shadow);
     cmd.arg(match (charge, reserve) {
         (false, _) => "0",
         (true, false) => "1",
@@ -88,7 +106,15 @@ pub fn check_command(items: &[CheckItem<'_>], charge: bool, now: Option<u64>, fo
 
 /// The command giving back what a check charged `items` (one slot).
 pub fn refund_command(items: &[CheckItem<'_>], now: Option<u64>, form: Form) -> Cmd {
-    let mut cmd = script_cmd(refund_script(), REFUND_SOURCE, form, items.len());
+    let keys: usize = items.iter().map(|item| item.key.len()).sum();
+    let mut cmd = script_cmd(
+        refund_script(),
+        REFUND_SOURCE,
+        form,
+        items.len(),
+        items.len() * 2 + 1,
+        keys + (items.len() + 1) * NUMBER,
+    );
     for item in items {
         cmd.arg(item.key);
     }

@@ -152,6 +152,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         prefill(admin, &ids, args.keys.max(1), args.global, quota).await?;
     }
     let before = server_stats(&mut admins).await?;
+    let client_cpu_before = own_cpu_seconds();
 
     let started = Instant::now();
     let deadline = started + Duration::from_millis(args.duration_ms);
@@ -176,6 +177,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         failed += result.failed;
     }
     let after = server_stats(&mut admins).await?;
+    let client_cpu_us = (own_cpu_seconds() - client_cpu_before) * 1e6;
     let seconds = Duration::from_millis(args.duration_ms).as_secs_f64();
     let commands = after.commands.saturating_sub(before.commands);
     let cpu_us = (after.cpu_seconds - before.cpu_seconds) * 1e6;
@@ -192,7 +194,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "mode={:?} redis={} instances={} tasks={} keys={} rules={}{} checks={} checks/s={:.0} \
          p50={}us p99={}us p999={}us allowed={} permitted<={} failed={} \
          redis_cmds/s={:.0} (incl. calls inside scripts) redis_cmds/check={:.3} \
-         redis_cpu_us/check={:.2} memory_usage_bytes/key={} deny_cache={} batch={}",
+         redis_cpu_us/check={:.2} client_cpu_us/check={:.2} memory_usage_bytes/key={} \
+         deny_cache={} batch={} connections={}",
         args.mode,
         if args.spawn_cluster {
             "cluster"
@@ -219,9 +222,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             0.0
         },
+        client_cpu_us / checks.max(1) as f64,
         bytes.map_or_else(|| "-".to_owned(), |b| b.to_string()),
         args.deny_cache,
         args.batch,
+        args.connections,
     );
     if allowed > permitted {
         return Err(format!("admitted {allowed} > permitted {permitted}").into());
@@ -397,6 +402,26 @@ async fn prefill(
 
 fn items_of(keys: &[Vec<u8>], quota: Quota) -> Vec<CheckItem<'_>> {
     keys.iter().map(|key| CheckItem::new(key, quota)).collect()
+}
+
+/// This process's CPU time (user + system) from `/proc/self/stat`, in
+/// seconds (0 where there is no such file).
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the whole line, in clock
+    // ticks of 1/100 s on Linux.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 struct ServerStats {
