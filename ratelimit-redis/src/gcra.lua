@@ -40,6 +40,7 @@ end
 local aheads = n > 1 and {} or nil
 local only
 local admit = true
+local b = 0
 for i = 1, n do
   local tat = tonumber(redis.call('GET', KEYS[i])) or 0
   local ahead = tat > now and tat - now or 0
@@ -48,7 +49,7 @@ for i = 1, n do
   else
     only = ahead
   end
-  local tolerance = tonumber(ARGV[s * i - s + 3])
+  local tolerance = tonumber(ARGV[b + 3])
   local shadow = tolerance < 0
   if shadow then
     tolerance = -tolerance
@@ -58,14 +59,15 @@ for i = 1, n do
   if ahead > tolerance then
     ahead = tolerance
   end
-  if ahead + ARGV[s * i - s + 2] > tolerance and not shadow then
+  if ahead + ARGV[b + 2] > tolerance and not shadow then
     admit = false
   end
+  b = b + s
 end
 
 if mode ~= '0' then
+  b = 0
   for i = 1, n do
-    local b = s * i - s
     local tolerance = tonumber(ARGV[b + 3])
     local shadow = tolerance < 0
     if shadow then
@@ -100,6 +102,7 @@ if mode ~= '0' then
       local ms = ahead + 999
       redis.call('SET', KEYS[i], now + ahead, 'PX', (ms - ms % 1000) / 1000)
     end
+    b = b + s
   end
 end
 return aheads or only
