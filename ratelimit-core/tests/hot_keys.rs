@@ -243,6 +243,9 @@ fn under_saturation_batches_spare_the_store_and_admit_nearly_as_much() {
     assert_eq!(plain_calls, checks);
     assert_eq!(plain_admitted, 2_999);
     let (_, admitted, calls) = flood(50);
+    eprintln!(
+        "{checks} checks: one call per check admits {plain_admitted}; batches of 50 admit {admitted} with {calls} store calls"
+    );
     assert!(admitted <= plain_admitted);
     // The shortfall stays within a batch or two.
     assert!(admitted + 100 >= plain_admitted, "admitted {admitted}");
