@@ -48,23 +48,6 @@ async fn instance(server: &RedisServer, limit: u32) -> Instance {
     }
 }
 
-/// Script calls the server has run so far.
-fn script_calls(server: &RedisServer) -> u64 {
-    let stats = server.cli(&["INFO", "commandstats"]);
-    stats
-        .lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
-        .filter_map(|line| {
-            line.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_cached_instances_admit_exactly_the_limit() {
     let server = RedisServer::start();
@@ -104,11 +87,11 @@ async fn a_flood_on_a_denied_key_stops_reaching_redis() {
     let a = instance(&server, 1).await;
     let caller = Caller::user("flood");
     assert!(a.limiter.check(caller, "api").await.unwrap().allowed());
-    let before = script_calls(&server);
+    let before = server.script_calls();
     for _ in 0..1_000 {
         assert!(!a.limiter.check(caller, "api").await.unwrap().allowed());
     }
-    let calls = script_calls(&server) - before;
+    let calls = server.script_calls() - before;
     assert_eq!(calls, 1, "only the first denial asks Redis");
 }
 

@@ -32,23 +32,6 @@ fn limiter(store: RedisStore, clock: &FakeClock, rules: &[Rule]) -> DistributedR
     DistributedRateLimiter::new(config)
 }
 
-/// Script calls the server has run so far.
-fn script_calls(server: &RedisServer) -> u64 {
-    let stats = server.cli(&["INFO", "commandstats"]);
-    stats
-        .lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
-        .filter_map(|line| {
-            line.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_hot_counter_within_its_rule() {
     let server = RedisServer::start();
@@ -70,7 +53,7 @@ async fn two_instances_share_one_hot_counter_within_its_rule() {
             .unwrap();
         fleet.push(limiter(store, &clock, std::slice::from_ref(&rule)));
     }
-    let calls_before = script_calls(&server);
+    let calls_before = server.script_calls();
 
     // 6,000 checks over about 6 s of fake time: ten times the rule's rate,
     // in uneven steps (a fixed pseudo-random sequence).
@@ -109,7 +92,7 @@ async fn two_instances_share_one_hot_counter_within_its_rule() {
             }
         }
     }
-    let calls = script_calls(&server) - calls_before;
+    let calls = server.script_calls() - calls_before;
     eprintln!(
         "admitted {admitted} of {possible} possible, {local} from reserved units, {calls} script calls for 6000 checks"
     );

@@ -138,6 +138,25 @@ impl RedisServer {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// How many script calls (`EVALSHA` and `EVAL`) the server has run,
+    /// from `INFO commandstats`.
+    pub fn script_calls(&self) -> u64 {
+        self.cli(&["INFO", "commandstats"])
+            .lines()
+            .filter(|line| {
+                line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:")
+            })
+            .filter_map(|line| {
+                line.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
     /// Stops the server with `SIGTERM` and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

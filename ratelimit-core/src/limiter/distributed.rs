@@ -173,9 +173,10 @@ struct Batched {
 
 /// What [`DistributedRateLimiter::plan_batches`] found.
 enum Plan {
-    /// Go on with the check (some or all of it paid for locally).
+    /// Ask the store about the rules not paid for locally.
     Ask(Batched),
-    /// Denied here: a rule waits for a batch.
+    /// Answered here: admitted by units held, or denied while a rule
+    /// waits for a batch.
     Answered(Verdict),
 }
 
@@ -861,9 +862,6 @@ impl DistributedRateLimiter {
             Plan::Ask(batched) => batched,
             Plan::Answered(verdict) => return Ok(verdict),
         };
-        if let Some(verdict) = all_local(prepared, &batched) {
-            return Ok(verdict);
-        }
         let items = prepared.items(cost);
         let store_items = store_items(&items, &batched);
         let permit = self.inner.breaker.permit();
@@ -898,9 +896,6 @@ impl DistributedRateLimiter {
             Plan::Ask(batched) => batched,
             Plan::Answered(verdict) => return Some(Ok(verdict)),
         };
-        if let Some(verdict) = all_local(prepared, &batched) {
-            return Some(Ok(verdict));
-        }
         let items = prepared.items(cost);
         let store_items = store_items(&items, &batched);
         let asked = self.inner.denials.as_ref().map(Denials::ask);
@@ -922,8 +917,9 @@ impl DistributedRateLimiter {
         Some(verdict)
     }
 
-    /// Takes units for each rule in hot-key mode. Answers at once (denied)
-    /// when a rule has no unit and waits for a batch.
+    /// Takes units for each rule in hot-key mode. Answers at once when the
+    /// units pay for every rule (admitted), or when a rule has no unit and
+    /// waits for a batch (denied).
     fn plan_batches(&self, prepared: &Prepared<'_>, cost: u32) -> Plan {
         let now = self.inner.clock.now_micros();
         let mut waiting: SmallVec<[(usize, u64, u64); 1]> = SmallVec::new();
@@ -949,7 +945,10 @@ impl DistributedRateLimiter {
             steps,
         };
         if waiting.is_empty() {
-            return Plan::Ask(batched);
+            return match all_local(prepared, &batched) {
+                Some(verdict) => Plan::Answered(verdict),
+                None => Plan::Ask(batched),
+            };
         }
         give_back(prepared, &batched);
         let decisions: SmallVec<[RuleDecision; 4]> = waiting
@@ -1204,8 +1203,9 @@ fn finish_batched(
     batched: &Batched,
     result: Result<Outcome, Error>,
 ) -> Result<Outcome, Error> {
-    let asked = batched.steps.iter();
-    let expected = asked
+    let expected = batched
+        .steps
+        .iter()
         .filter(|step| matches!(step, Step::Store { .. }))
         .count();
     let outcome = match result {
