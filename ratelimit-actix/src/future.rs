@@ -46,12 +46,9 @@ impl<F, B> ResponseFuture<F, B> {
         }
     }
 
-    pub(crate) fn admitted(future: F, headers: HeaderValues) -> Self {
+    pub(crate) fn admitted(future: F, headers: Option<HeaderValues>) -> Self {
         Self {
-            state: State::Admitted {
-                future,
-                headers: Some(headers),
-            },
+            state: State::Admitted { future, headers },
         }
     }
 
@@ -90,9 +87,7 @@ where
             },
             StateProj::Admitted { future, headers } => {
                 let mut response = ready!(future.poll(cx))?;
-                if let Some(headers) = headers.take() {
-                    crate::service::add_headers(response.headers_mut(), headers);
-                }
+                crate::service::add_headers(response.headers_mut(), headers.take());
                 Poll::Ready(Ok(response.map_into_left_body()))
             }
             StateProj::Checking { future } => future.as_mut().poll(cx),

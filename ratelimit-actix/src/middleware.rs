@@ -9,6 +9,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
+use ratelimit_core::headers::HeaderOptions;
 use ratelimit_core::{DistributedRateLimiter, RuleChoice, Source, Verdict};
 
 use crate::key::{KeyError, KeyExtractor, UserServiceOrIp};
@@ -25,7 +26,7 @@ pub(crate) struct Settings {
     pub(crate) extractor: Arc<dyn KeyExtractor + Send + Sync>,
     pub(crate) rules: RuleChoice,
     pub(crate) cost: Option<Arc<CostFn>>,
-    pub(crate) legacy_headers: bool,
+    pub(crate) headers: HeaderOptions,
     pub(crate) on_denied: Arc<DenialFn>,
     pub(crate) on_missing_key: Arc<KeyErrorFn>,
 }
@@ -35,7 +36,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("limiter", &self.limiter)
             .field("rules", &self.rules)
-            .field("legacy_headers", &self.legacy_headers)
+            .field("headers", &self.headers)
             .finish_non_exhaustive()
     }
 }
@@ -71,7 +72,7 @@ impl RateLimit {
                 extractor: Arc::new(UserServiceOrIp::default()),
                 rules: RuleChoice::Applicable,
                 cost: None,
-                legacy_headers: false,
+                headers: HeaderOptions::new(),
                 on_denied: Arc::new(default_denial),
                 on_missing_key: Arc::new(default_key_error),
             }),
@@ -117,7 +118,15 @@ impl RateLimit {
 
     /// Also send `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
     pub fn legacy_headers(self, on: bool) -> Self {
-        self.with(|s| s.legacy_headers = on)
+        self.with(|s| s.headers = s.headers.legacy(on))
+    }
+
+    /// Whether admitted responses carry the rate-limit headers too (default
+    /// `true`). With `false` only denials carry them, and an admitted
+    /// response goes out untouched — a little less work per request, for
+    /// clients that do not pace themselves by the headers.
+    pub fn admitted_headers(self, on: bool) -> Self {
+        self.with(|s| s.headers = s.headers.admitted(on))
     }
 
     /// The response for a denied request (default: 429, plain text). The

@@ -105,7 +105,7 @@ where
 /// What becomes of a request once its check is done.
 enum Next {
     /// Pass it on; add these headers to the response.
-    Admit(HeaderValues),
+    Admit(Option<HeaderValues>),
     /// Answer it with this (a denial or a misconfiguration), headers included.
     Respond(HttpResponse),
 }
@@ -115,7 +115,7 @@ fn after_check(settings: &Settings, result: Result<Verdict, Error>) -> Next {
         Ok(verdict) => verdict,
         Err(error) => return Next::Respond(misconfigured(&error)),
     };
-    let values = headers::values(&verdict, settings.legacy_headers);
+    let values = settings.headers.values(&verdict);
     if verdict.allowed() {
         Next::Admit(values)
     } else {
@@ -132,7 +132,7 @@ fn misconfigured(error: &Error) -> HttpResponse {
         .body(format!("rate limiting is misconfigured: {error}\n"))
 }
 
-pub(crate) fn add_headers(target: &mut HeaderMap, values: HeaderValues) {
+pub(crate) fn add_headers(target: &mut HeaderMap, values: Option<HeaderValues>) {
     const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static(headers::RATE_LIMIT_POLICY);
     const RATE_LIMIT: HeaderName = HeaderName::from_static(headers::RATE_LIMIT);
     const RETRY_AFTER: HeaderName = HeaderName::from_static(headers::RETRY_AFTER);
@@ -140,13 +140,16 @@ pub(crate) fn add_headers(target: &mut HeaderMap, values: HeaderValues) {
     const X_REMAINING: HeaderName = HeaderName::from_static(headers::X_RATE_LIMIT_REMAINING);
     const X_RESET: HeaderName = HeaderName::from_static(headers::X_RATE_LIMIT_RESET);
 
-    let HeaderValues {
+    let Some(HeaderValues {
         rate_limit_policy,
         rate_limit,
         retry_after,
         legacy,
         ..
-    } = values;
+    }) = values
+    else {
+        return;
+    };
     let (limit, remaining, reset) = match legacy {
         Some(legacy) => (
             Some(legacy.limit),

@@ -280,6 +280,31 @@ async fn costs_shadow_rules_legacy_headers_and_custom_denials() {
 }
 
 #[actix_web::test]
+async fn headers_on_denials_only() {
+    let clock = FakeClock::at_micros(1_000_000_000);
+    let app = app!(
+        RateLimit::new(limiter(&clock).await)
+            .legacy_headers(true)
+            .admitted_headers(false)
+    );
+    for _ in 0..3 {
+        let admitted = test::call_service(&app, get("10.0.0.1").to_request()).await;
+        assert_eq!(admitted.status(), StatusCode::OK);
+        let names: Vec<_> = admitted.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["content-type"], "an admitted response is untouched");
+    }
+    let denied = test::call_service(&app, get("10.0.0.1").to_request()).await;
+    assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        header(&denied, "ratelimit-policy"),
+        Some("\"default\";q=3;w=1")
+    );
+    assert_eq!(header(&denied, "ratelimit"), Some("\"default\";r=0;t=1"));
+    assert_eq!(header(&denied, "retry-after"), Some("1"));
+    assert_eq!(header(&denied, "x-ratelimit-remaining"), Some("0"));
+}
+
+#[actix_web::test]
 async fn a_failing_or_hanging_store_gets_the_failure_policy_within_the_timeout() {
     // actix-rt runs a current-thread Tokio runtime: its time can be paused.
     tokio::time::pause();

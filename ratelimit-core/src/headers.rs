@@ -181,6 +181,88 @@ fn list<'a>(items: impl Iterator<Item = Item<'a>> + Clone) -> Option<String> {
     Some(out)
 }
 
+/// Which header fields an adapter sends, and on which responses — the
+/// settings every HTTP adapter keeps, so they decide alike.
+///
+/// By default both admitted and denied responses carry `RateLimit` and
+/// `RateLimit-Policy` (clients see their budget before they run out), and the
+/// legacy `X-RateLimit-*` trio is off.
+///
+/// ```
+/// use std::sync::Arc;
+/// use ratelimit_core::headers::HeaderOptions;
+/// use ratelimit_core::{Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, Target};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ratelimit_core::Error> {
+/// let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
+/// limiter.add_rule("default", Target::Each, 1, std::time::Duration::from_secs(60)).await?;
+/// let denials_only = HeaderOptions::new().admitted(false);
+///
+/// let admitted = limiter.check(Caller::user("1"), "default").await?;
+/// assert_eq!(denials_only.values(&admitted), None);
+/// assert!(HeaderOptions::new().values(&admitted).is_some());
+///
+/// let denied = limiter.check(Caller::user("1"), "default").await?;
+/// let values = denials_only.values(&denied).expect("a denial carries its fields");
+/// assert_eq!(values.retry_after.as_deref(), Some("60"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderOptions {
+    legacy: bool,
+    admitted: bool,
+}
+
+impl Default for HeaderOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HeaderOptions {
+    /// The defaults: the draft's fields on every response, no legacy trio.
+    pub const fn new() -> Self {
+        Self {
+            legacy: false,
+            admitted: true,
+        }
+    }
+
+    /// Also send `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
+    #[must_use]
+    pub const fn legacy(mut self, on: bool) -> Self {
+        self.legacy = on;
+        self
+    }
+
+    /// Whether admitted responses carry the fields too (default `true`).
+    /// With `false` only denials do, and an admitted response goes out as
+    /// the application made it: no header to format, insert or send (as
+    /// `tower_governor` and `actix-governor` behave by default).
+    #[must_use]
+    pub const fn admitted(mut self, on: bool) -> Self {
+        self.admitted = on;
+        self
+    }
+
+    /// Whether the legacy trio is on.
+    pub const fn sends_legacy(&self) -> bool {
+        self.legacy
+    }
+
+    /// Whether admitted responses carry the fields.
+    pub const fn sends_on_admitted(&self) -> bool {
+        self.admitted
+    }
+
+    /// The header values to add to the response for `verdict`, or `None`
+    /// when this response carries none.
+    pub fn values(&self, verdict: &Verdict) -> Option<HeaderValues> {
+        (self.admitted || !verdict.allowed()).then(|| values(verdict, self.legacy))
+    }
+}
+
 /// The header values for `verdict`; `legacy` adds the `X-RateLimit-*` trio.
 pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
     let enforced = verdict.decisions().iter().filter(|d| !d.shadow);

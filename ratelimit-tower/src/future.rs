@@ -47,12 +47,9 @@ impl<F, B, E> ResponseFuture<F, B, E> {
         }
     }
 
-    pub(crate) fn admitted(future: F, headers: HeaderValues) -> Self {
+    pub(crate) fn admitted(future: F, headers: Option<HeaderValues>) -> Self {
         Self {
-            state: State::Admitted {
-                future,
-                headers: Some(headers),
-            },
+            state: State::Admitted { future, headers },
         }
     }
 
@@ -91,9 +88,7 @@ where
             },
             StateProj::Admitted { future, headers } => {
                 let mut response = ready!(future.poll(cx))?;
-                if let Some(headers) = headers.take() {
-                    crate::service::add_headers(&mut response, headers);
-                }
+                crate::service::add_headers(&mut response, headers.take());
                 Poll::Ready(Ok(response))
             }
             StateProj::Checking { future } => future.as_mut().poll(cx),

@@ -116,7 +116,7 @@ where
 /// What becomes of a request once its check is done.
 enum Next<B> {
     /// Pass it on; add these headers to the response.
-    Admit(HeaderValues),
+    Admit(Option<HeaderValues>),
     /// Answer it with this (a denial or a misconfiguration), headers included.
     Respond(Response<B>),
 }
@@ -126,7 +126,7 @@ fn after_check<B: From<String>>(settings: &Settings, result: Result<Verdict, Err
         Ok(verdict) => verdict,
         Err(error) => return Next::Respond(convert(misconfigured(&error))),
     };
-    let values = headers::values(&verdict, settings.legacy_headers);
+    let values = settings.headers.values(&verdict);
     if verdict.allowed() {
         Next::Admit(values)
     } else {
@@ -148,7 +148,7 @@ fn misconfigured(error: &Error) -> Response<String> {
     response
 }
 
-pub(crate) fn add_headers<B>(response: &mut Response<B>, values: HeaderValues) {
+pub(crate) fn add_headers<B>(response: &mut Response<B>, values: Option<HeaderValues>) {
     // The names are built at compile time (`from_static` at run time would
     // validate them on every request).
     const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static(headers::RATE_LIMIT_POLICY);
@@ -157,13 +157,16 @@ pub(crate) fn add_headers<B>(response: &mut Response<B>, values: HeaderValues) {
     const X_REMAINING: HeaderName = HeaderName::from_static(headers::X_RATE_LIMIT_REMAINING);
     const X_RESET: HeaderName = HeaderName::from_static(headers::X_RATE_LIMIT_RESET);
 
-    let HeaderValues {
+    let Some(HeaderValues {
         rate_limit_policy,
         rate_limit,
         retry_after,
         legacy,
         ..
-    } = values;
+    }) = values
+    else {
+        return;
+    };
     let (limit, remaining, reset) = match legacy {
         Some(legacy) => (
             Some(legacy.limit),

@@ -312,6 +312,33 @@ async fn costs_shadow_rules_legacy_headers_and_custom_denials() {
 }
 
 #[tokio::test]
+async fn headers_on_denials_only() {
+    let clock = FakeClock::at_micros(1_000_000_000);
+    let app = app(RateLimitLayer::new(limiter(&clock).await)
+        .legacy_headers(true)
+        .admitted_headers(false));
+    for _ in 0..3 {
+        let admitted = app.clone().oneshot(request("10.0.0.1")).await.unwrap();
+        assert_eq!(admitted.status(), StatusCode::OK);
+        let names: Vec<_> = admitted.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["content-type", "content-length"],
+            "an admitted response is untouched"
+        );
+    }
+    let denied = app.clone().oneshot(request("10.0.0.1")).await.unwrap();
+    assert_eq!(denied.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        header(&denied, "ratelimit-policy"),
+        Some("\"default\";q=3;w=1")
+    );
+    assert_eq!(header(&denied, "ratelimit"), Some("\"default\";r=0;t=1"));
+    assert_eq!(header(&denied, "retry-after"), Some("1"));
+    assert_eq!(header(&denied, "x-ratelimit-remaining"), Some("0"));
+}
+
+#[tokio::test]
 async fn a_failing_store_gets_the_failure_policy() {
     for (policy, status, retry) in [
         (FailurePolicy::FailOpen, 200, None),

@@ -7,7 +7,8 @@
 #
 #   bash tools/http-bench/run.sh            (DURATION=5 ROUNDS=2 by default;
 #   REGIMES="allowed flood" and LIMITERS="none static-headers ratelimit
-#   tower-governor" pick a subset)
+#   tower-governor" pick a subset; also ratelimit-denials-only and
+#   tower-governor-headers / actix-governor-headers)
 #   FRAMEWORK=actix bash tools/http-bench/run.sh   (the actix-web app; its
 #   peer is actix-governor)
 set -euo pipefail

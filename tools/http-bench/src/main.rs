@@ -33,6 +33,9 @@ enum Limiter {
     /// the floor for any limiter that sends them.
     StaticHeaders,
     Ratelimit,
+    /// `ratelimit` with `admitted_headers(false)`: the fields on denials
+    /// only, like for like with `tower_governor`'s default.
+    RatelimitDenialsOnly,
     TowerGovernor,
     /// `tower_governor` with its `x-ratelimit-limit` / `-remaining` headers
     /// on admitted responses (`use_headers`): like for like with
@@ -85,7 +88,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 response
             },
         )),
-        Limiter::Ratelimit => {
+        Limiter::Ratelimit | Limiter::RatelimitDenialsOnly => {
             let quota = match args.regime {
                 Regime::Allowed => Quota::new(1_000_000, Duration::from_secs(1))?,
                 Regime::Flood => Quota::new(1, Duration::from_secs(3_600))?,
@@ -97,7 +100,8 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             app.layer(
                 RateLimitLayer::new(limiter)
                     .key_extractor(PeerIp::new())
-                    .route_rules(["default"]),
+                    .route_rules(["default"])
+                    .admitted_headers(!matches!(args.limiter, Limiter::RatelimitDenialsOnly)),
             )
         }
         Limiter::TowerGovernor => {

@@ -28,6 +28,9 @@ enum Limiter {
     /// constants: the floor for any limiter that sends them.
     StaticHeaders,
     Ratelimit,
+    /// `ratelimit` with `admitted_headers(false)`: the fields on denials
+    /// only, like for like with `actix-governor`'s default.
+    RatelimitDenialsOnly,
     ActixGovernor,
     /// `actix-governor` with its `x-ratelimit-limit` / `-remaining` headers
     /// on admitted responses (`use_headers`): like for like with
@@ -98,14 +101,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = HttpServer::new(move || {
         let ratelimit = RateLimit::new(limiter.clone())
             .key_extractor(PeerIp::new())
-            .route_rules(["default"]);
+            .route_rules(["default"])
+            .admitted_headers(which != Limiter::RatelimitDenialsOnly);
         let headers = DefaultHeaders::new()
             .add(("ratelimit-policy", "\"default\";q=1000000;w=1"))
             .add(("ratelimit", "\"default\";r=999999;t=1"));
         // `Condition` keeps one app type whichever limiter is on.
         App::new()
             .wrap(Condition::new(which == Limiter::StaticHeaders, headers))
-            .wrap(Condition::new(which == Limiter::Ratelimit, ratelimit))
+            .wrap(Condition::new(
+                matches!(which, Limiter::Ratelimit | Limiter::RatelimitDenialsOnly),
+                ratelimit,
+            ))
             .wrap(Condition::new(
                 which == Limiter::ActixGovernor,
                 Governor::new(&governor),
