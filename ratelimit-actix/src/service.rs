@@ -68,7 +68,7 @@ where
             .limiter
             .try_check_now(identity.caller(), selection, cost)
         {
-            return match after_check(settings, result) {
+            return match after_check(settings, &result) {
                 Next::Admit(values) => ResponseFuture::admitted(self.service.call(request), values),
                 Next::Respond(response) => {
                     ResponseFuture::ready(request.into_response(response).map_into_right_body())
@@ -88,7 +88,7 @@ where
                     .check_selection(caller, selection, cost)
                     .await
             };
-            match after_check(&settings, result) {
+            match after_check(&settings, &result) {
                 Next::Admit(values) => {
                     let mut response = service.call(request).await?;
                     add_headers(response.headers_mut(), values);
@@ -110,16 +110,17 @@ enum Next {
     Respond(HttpResponse),
 }
 
-fn after_check(settings: &Settings, result: Result<Verdict, Error>) -> Next {
+fn after_check(settings: &Settings, result: &Result<Verdict, Error>) -> Next {
+    // By reference: a verdict is large, and moving it costs.
     let verdict = match result {
         Ok(verdict) => verdict,
-        Err(error) => return Next::Respond(misconfigured(&error)),
+        Err(error) => return Next::Respond(misconfigured(error)),
     };
-    let values = settings.headers.values(&verdict);
+    let values = settings.headers.values(verdict);
     if verdict.allowed() {
         Next::Admit(values)
     } else {
-        let mut response = (settings.on_denied)(&verdict);
+        let mut response = (settings.on_denied)(verdict);
         add_headers(response.headers_mut(), values);
         Next::Respond(response)
     }

@@ -75,7 +75,7 @@ where
             .limiter
             .try_check_now(identity.caller(), selection, cost)
         {
-            return match after_check(settings, result) {
+            return match after_check(settings, &result) {
                 Next::Admit(values) => {
                     let future = self.inner.call(Request::from_parts(parts, body));
                     ResponseFuture::admitted(future, values)
@@ -101,7 +101,7 @@ where
                     .check_selection(caller, selection, cost)
                     .await
             };
-            match after_check(&settings, result) {
+            match after_check(&settings, &result) {
                 Next::Admit(values) => {
                     let mut response = inner.call(Request::from_parts(parts, body)).await?;
                     add_headers(&mut response, values);
@@ -121,16 +121,17 @@ enum Next<B> {
     Respond(Response<B>),
 }
 
-fn after_check<B: From<String>>(settings: &Settings, result: Result<Verdict, Error>) -> Next<B> {
+fn after_check<B: From<String>>(settings: &Settings, result: &Result<Verdict, Error>) -> Next<B> {
+    // By reference: a verdict is large, and moving it costs.
     let verdict = match result {
         Ok(verdict) => verdict,
-        Err(error) => return Next::Respond(convert(misconfigured(&error))),
+        Err(error) => return Next::Respond(convert(misconfigured(error))),
     };
-    let values = settings.headers.values(&verdict);
+    let values = settings.headers.values(verdict);
     if verdict.allowed() {
         Next::Admit(values)
     } else {
-        let mut response = convert((settings.on_denied)(&verdict));
+        let mut response = convert((settings.on_denied)(verdict));
         add_headers(&mut response, values);
         Next::Respond(response)
     }

@@ -3,7 +3,10 @@
 # and with tower_governor's, with every request allowed and under a flood of
 # denied requests. Server: 1 Tokio worker; wrk: 1 thread, 32 connections,
 # $DURATION seconds each, on loopback only. Prints requests/s, the share of
-# non-2xx answers and the server's CPU time per request.
+# non-2xx answers and the server's CPU time per request, then per regime and
+# limiter the median of the rounds and its ratio to the median of `none`
+# (variants take turns within each round, so slow drifts of a shared machine
+# hit them alike; more, shorter rounds give steadier medians).
 #
 #   bash tools/http-bench/run.sh            (DURATION=5 ROUNDS=2 by default;
 #   REGIMES="allowed flood" and LIMITERS="none static-headers ratelimit
@@ -27,7 +30,9 @@ command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 
 cargo build --release -q -p ratelimit-http-bench
 ticks=$(getconf CLK_TCK)
 
-printf '%-6s %-8s %-15s %12s %8s %14s\n' round regime limiter "requests/s" non-2xx "server CPU/req"
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+printf '%-6s %-8s %-22s %12s %8s %14s\n' round regime limiter "requests/s" non-2xx "server CPU/req"
 for round in $(seq 1 "$ROUNDS"); do
   for regime in $REGIMES; do
     for limiter in $LIMITERS; do
@@ -52,8 +57,25 @@ for round in $(seq 1 "$ROUNDS"); do
       non2xx=${non2xx:-0}
       cpu_us=$(awk -v c="$((cpu_after - cpu_before))" -v t="$ticks" -v n="$total" 'BEGIN { printf "%.2f us", c / t * 1e6 / n }')
       share=$(awk -v a="$non2xx" -v n="$total" 'BEGIN { printf "%.1f%%", 100 * a / n }')
-      printf '%-6s %-8s %-15s %12s %8s %14s\n' "$round" "$regime" "$limiter" "$rps" "$share" "$cpu_us"
+      printf '%-6s %-8s %-22s %12s %8s %14s\n' "$round" "$regime" "$limiter" "$rps" "$share" "$cpu_us"
+      echo "$regime $limiter $rps ${cpu_us% us}" >>"$results"
       rm -f "$log"
     done
+  done
+done
+
+echo
+echo "medians of $ROUNDS rounds (ratio: to the same regime's none)"
+printf '%-8s %-22s %12s %8s %14s %8s\n' regime limiter "requests/s" ratio "server CPU/req" ratio
+for regime in $REGIMES; do
+  base_rps=""; base_cpu=""
+  for limiter in $LIMITERS; do
+    rps=$(awk -v r="$regime" -v l="$limiter" '$1 == r && $2 == l { print $3 }' "$results" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    cpu=$(awk -v r="$regime" -v l="$limiter" '$1 == r && $2 == l { print $4 }' "$results" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    if [ "$limiter" = none ]; then base_rps=$rps; base_cpu=$cpu; fi
+    awk -v r="$regime" -v l="$limiter" -v rps="$rps" -v cpu="$cpu" -v br="$base_rps" -v bc="$base_cpu" 'BEGIN {
+      rr = (br == "") ? "-" : sprintf("%.3f", rps / br)
+      cr = (bc == "") ? "-" : sprintf("%.3f", cpu / bc)
+      printf "%-8s %-22s %12.0f %8s %11.2f us %8s\n", r, l, rps, rr, cpu, cr }'
   done
 done
