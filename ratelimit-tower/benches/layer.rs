@@ -1,7 +1,8 @@
 //! The layer's own cost per request: a ready inner service called bare and
 //! through `RateLimitLayer` (in-memory store, peer-address keys, the
-//! `RateLimit` headers), admitted and denied. No sockets, no runtime: the
-//! in-memory store answers on the first poll.
+//! `RateLimit` headers), admitted (with and without the headers on admitted
+//! responses) and denied. No sockets, no runtime: the in-memory store
+//! answers on the first poll.
 //!
 //! `cargo bench -p ratelimit-tower --bench layer`
 #![allow(
@@ -57,6 +58,15 @@ fn layer(c: &mut Criterion) {
         .layer(hello);
     group.bench_function("allowed", |b| {
         b.iter(|| black_box(allowed.call(request()).now_or_never().unwrap().unwrap()))
+    });
+
+    let mut quiet = RateLimitLayer::new(limiter(3_000_000_000, Duration::from_secs(3_600)))
+        .key_extractor(PeerIp::new())
+        .route_rules(["default"])
+        .admitted_headers(false)
+        .layer(hello);
+    group.bench_function("allowed, headers on denials only", |b| {
+        b.iter(|| black_box(quiet.call(request()).now_or_never().unwrap().unwrap()))
     });
 
     let mut denied = RateLimitLayer::new(limiter(1, Duration::from_secs(3_600)))
