@@ -43,7 +43,8 @@ impl fmt::Debug for Settings {
 ///
 /// Defaults: callers found by [`UserServiceOrIp`]; every rule that applies
 /// to the caller checked at once; cost 1; `RateLimit` and
-/// `RateLimit-Policy` on every response; 429 with `Retry-After` when
+/// `RateLimit-Policy` on every response (see
+/// [`admitted_headers`](Self::admitted_headers)); 429 with `Retry-After` when
 /// denied, 503 with `Retry-After` when the store is down and the failure
 /// policy denies.
 #[derive(Clone)]
