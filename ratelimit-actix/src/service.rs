@@ -111,7 +111,6 @@ enum Next {
 }
 
 fn after_check(settings: &Settings, result: &Result<Verdict, Error>) -> Next {
-    // By reference: a verdict is large, and moving it costs.
     let verdict = match result {
         Ok(verdict) => verdict,
         Err(error) => return Next::Respond(misconfigured(error)),

@@ -246,16 +246,6 @@ impl HeaderOptions {
         self
     }
 
-    /// Whether the legacy trio is on.
-    pub const fn sends_legacy(&self) -> bool {
-        self.legacy
-    }
-
-    /// Whether admitted responses carry the fields.
-    pub const fn sends_on_admitted(&self) -> bool {
-        self.admitted
-    }
-
     /// The header values to add to the response for `verdict`, or `None`
     /// when this response carries none.
     pub fn values(&self, verdict: &Verdict) -> Option<HeaderValues> {

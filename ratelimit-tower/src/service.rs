@@ -122,7 +122,6 @@ enum Next<B> {
 }
 
 fn after_check<B: From<String>>(settings: &Settings, result: &Result<Verdict, Error>) -> Next<B> {
-    // By reference: a verdict is large, and moving it costs.
     let verdict = match result {
         Ok(verdict) => verdict,
         Err(error) => return Next::Respond(convert(misconfigured(error))),

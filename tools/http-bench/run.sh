@@ -64,14 +64,20 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# The median of column $3 over the rounds of regime $1 and limiter $2.
+median() {
+  awk -v r="$1" -v l="$2" -v c="$3" '$1 == r && $2 == l { print $c }' "$results" | sort -g |
+    awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 echo
 echo "medians of $ROUNDS rounds (ratio: to the same regime's none)"
 printf '%-8s %-22s %12s %8s %14s %8s\n' regime limiter "requests/s" ratio "server CPU/req" ratio
 for regime in $REGIMES; do
   base_rps=""; base_cpu=""
   for limiter in $LIMITERS; do
-    rps=$(awk -v r="$regime" -v l="$limiter" '$1 == r && $2 == l { print $3 }' "$results" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-    cpu=$(awk -v r="$regime" -v l="$limiter" '$1 == r && $2 == l { print $4 }' "$results" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    rps=$(median "$regime" "$limiter" 3)
+    cpu=$(median "$regime" "$limiter" 4)
     if [ "$limiter" = none ]; then base_rps=$rps; base_cpu=$cpu; fi
     awk -v r="$regime" -v l="$limiter" -v rps="$rps" -v cpu="$cpu" -v br="$base_rps" -v bc="$base_cpu" 'BEGIN {
       rr = (br == "") ? "-" : sprintf("%.3f", rps / br)

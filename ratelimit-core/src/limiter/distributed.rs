@@ -128,23 +128,9 @@ impl Keys {
 enum Preparation<'c> {
     /// Ask the store.
     Ready(Prepared<'c>),
-    /// No rule applies: the request is admitted without asking the store.
-    NoRules,
-    /// The check cannot be made.
-    Failed(Error),
-}
-
-impl Preparation<'_> {
-    /// The check's answer when the store need not be asked. (A verdict is
-    /// large; building it only here keeps it out of every `Ready`'s move.)
-    fn answer(self) -> Result<Verdict, Error> {
-        match self {
-            Self::Ready(_) | Self::NoRules => {
-                Ok(verdict(Source::Store, true, &[], &[], Duration::ZERO, None))
-            }
-            Self::Failed(error) => Err(error),
-        }
-    }
+    /// The check's answer, without asking the store (an error, or no rule
+    /// applies).
+    Answered(Result<Verdict, Error>),
 }
 
 /// A check's rules and keys, ready for the store.
@@ -726,7 +712,7 @@ impl DistributedRateLimiter {
         }
         let prepared = match self.prepare(caller, selection, cost) {
             Preparation::Ready(prepared) => prepared,
-            answered => return Some(answered.answer()),
+            Preparation::Answered(answer) => return Some(answer),
         };
         if let Some(verdict) = self.cached_denial(&prepared, cost, true) {
             return Some(Ok(verdict));
@@ -789,22 +775,29 @@ impl DistributedRateLimiter {
         let rules = self.inner.rules.load();
         let mut selected = match select(&rules, caller, &selection) {
             Ok(selected) => selected,
-            Err(error) => return Preparation::Failed(error),
+            Err(error) => return Preparation::Answered(Err(error)),
         };
         drop(rules);
         if cost == 0 {
-            return Preparation::Failed(Error::ZeroCost);
+            return Preparation::Answered(Err(Error::ZeroCost));
         }
         for (rule, _) in selected.iter().filter(|(rule, _)| !rule.is_shadow()) {
             if let Err(error) = rule.quota().check_cost(cost) {
-                return Preparation::Failed(error);
+                return Preparation::Answered(Err(error));
             }
         }
         // A shadow rule that could never admit this cost is left out: it
         // must not turn a request into an error.
         selected.retain(|(rule, _)| !rule.is_shadow() || rule.quota().check_cost(cost).is_ok());
         if selected.is_empty() {
-            return Preparation::NoRules;
+            return Preparation::Answered(Ok(verdict(
+                Source::Store,
+                true,
+                &selected,
+                &[],
+                Duration::ZERO,
+                None,
+            )));
         }
         let keys = self.keys(&selected);
         Preparation::Ready(Prepared { selected, keys })
@@ -819,7 +812,7 @@ impl DistributedRateLimiter {
     ) -> Result<Verdict, Error> {
         let prepared = match self.prepare(caller, selection, cost) {
             Preparation::Ready(prepared) => prepared,
-            answered => return answered.answer(),
+            Preparation::Answered(answer) => return answer,
         };
         // Before the breaker: a cached denial holds whether or not the store
         // answers now.
@@ -1011,19 +1004,18 @@ impl DistributedRateLimiter {
         charge: bool,
     ) -> Result<Verdict, Error> {
         let breaker = &self.inner.breaker;
-        // A store that answers for other items than it was asked about is
-        // broken. (Checked in place: an outcome is large, and moving it is
-        // a real part of a check's cost.)
-        let mut result = result;
-        if let Ok(outcome) = &result
-            && outcome.decisions.len() != items.len()
-        {
-            result = Err(Error::InvalidResponse(format!(
-                "{} decisions for {} items",
-                outcome.decisions.len(),
-                items.len()
-            )));
-        }
+        // A store that answers for other items than it was asked about is broken.
+        let result = result.and_then(|outcome| {
+            if outcome.decisions.len() == items.len() {
+                Ok(outcome)
+            } else {
+                Err(Error::InvalidResponse(format!(
+                    "{} decisions for {} items",
+                    outcome.decisions.len(),
+                    items.len()
+                )))
+            }
+        });
         let failed = matches!(&result, Err(error) if error.is_store_failure());
         if permit != Permit::Skip {
             let changed = if failed {
@@ -1045,7 +1037,7 @@ impl DistributedRateLimiter {
             tracing::info!("rate limit store answers again");
         }
         let verdict = match result {
-            Ok(ref outcome) => {
+            Ok(outcome) => {
                 if charge {
                     for ((rule, _), decision) in selected.iter().zip(&outcome.decisions) {
                         let outcome =
@@ -1053,7 +1045,7 @@ impl DistributedRateLimiter {
                         rule.counters.count(outcome);
                     }
                 }
-                from_outcome(Source::Store, selected, outcome, None)
+                from_outcome(Source::Store, selected, &outcome, None)
             }
             Err(error) if charge && failed => self.on_failure(selected, items, error),
             Err(error) => return Err(error),
