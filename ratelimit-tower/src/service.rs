@@ -80,7 +80,12 @@ where
                     let future = self.inner.call(Request::from_parts(parts, body));
                     ResponseFuture::admitted(future, values)
                 }
-                Next::Respond(response) => ResponseFuture::ready(response),
+                Next::Refuse => {
+                    // The request goes first: the refusal then reuses its
+                    // freed memory (measurably cheaper under a flood).
+                    drop((parts, body));
+                    ResponseFuture::ready(refusal(settings, &result))
+                }
             };
         }
 
@@ -107,33 +112,39 @@ where
                     add_headers(&mut response, values);
                     Ok(response)
                 }
-                Next::Respond(response) => Ok(response),
+                Next::Refuse => {
+                    drop((parts, body));
+                    Ok(refusal(&settings, &result))
+                }
             }
         }))
     }
 }
 
 /// What becomes of a request once its check is done.
-enum Next<B> {
+enum Next {
     /// Pass it on; add these headers to the response.
     Admit(Option<HeaderValues>),
-    /// Answer it with this (a denial or a misconfiguration), headers included.
-    Respond(Response<B>),
+    /// Answer it with [`refusal`] (a denial or a misconfiguration).
+    Refuse,
 }
 
-fn after_check<B: From<String>>(settings: &Settings, result: &Result<Verdict, Error>) -> Next<B> {
+fn after_check(settings: &Settings, result: &Result<Verdict, Error>) -> Next {
+    match result {
+        Ok(verdict) if verdict.allowed() => Next::Admit(settings.headers.values(verdict)),
+        _ => Next::Refuse,
+    }
+}
+
+/// The response to a request the check refused, headers included.
+fn refusal<B: From<String>>(settings: &Settings, result: &Result<Verdict, Error>) -> Response<B> {
     let verdict = match result {
         Ok(verdict) => verdict,
-        Err(error) => return Next::Respond(convert(misconfigured(error))),
+        Err(error) => return convert(misconfigured(error)),
     };
-    let values = settings.headers.values(verdict);
-    if verdict.allowed() {
-        Next::Admit(values)
-    } else {
-        let mut response = convert((settings.on_denied)(verdict));
-        add_headers(&mut response, values);
-        Next::Respond(response)
-    }
+    let mut response = convert((settings.on_denied)(verdict));
+    add_headers(&mut response, settings.headers.values(verdict));
+    response
 }
 
 fn convert<B: From<String>>(response: Response<String>) -> Response<B> {
