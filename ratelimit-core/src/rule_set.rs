@@ -57,7 +57,13 @@ impl Deref for ActiveRule {
 }
 
 /// A rule chosen for a check, with the counter it uses for the caller.
-pub(crate) type Selected<'c> = SmallVec<[(Arc<ActiveRule>, Subject<'c>); 4]>;
+///
+/// Room for two inline, as in [`Verdict`](crate::Verdict) and
+/// [`Outcome`](crate::Outcome): most checks cover one or two rules (a
+/// route's own and a global one), and every move of these values copies the
+/// whole inline array — four slots made a one-rule check 14% slower (250 vs
+/// 215 ns) for a 6% gain on three-rule checks, which now spill to the heap.
+pub(crate) type Selected<'c> = SmallVec<[(Arc<ActiveRule>, Subject<'c>); 2]>;
 
 impl RuleSet {
     /// An empty set at version 0.

@@ -53,7 +53,7 @@ pub struct Outcome {
     /// enforced item, and every conforming shadow item, was charged).
     pub allowed: bool,
     /// One decision per item, in order.
-    pub decisions: SmallVec<[Decision; 4]>,
+    pub decisions: SmallVec<[Decision; 2]>,
 }
 
 /// Where counters live. Implementations: [`MemoryStore`](crate::MemoryStore)

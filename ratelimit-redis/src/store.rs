@@ -209,7 +209,7 @@ impl RedisStore {
                 }
             }
         }
-        let decisions: SmallVec<[Decision; 4]> = decisions.into_iter().flatten().collect();
+        let decisions: SmallVec<[Decision; 2]> = decisions.into_iter().flatten().collect();
         if decisions.len() != items.len() {
             return Err(Error::InvalidResponse("a slot went unanswered".into()));
         }

@@ -162,7 +162,7 @@ impl Denials {
         cost: u32,
     ) -> Option<Verdict> {
         let mut now = None;
-        let mut denials: SmallVec<[RuleDecision; 4]> = SmallVec::new();
+        let mut denials: SmallVec<[RuleDecision; 2]> = SmallVec::new();
         for ((rule, _), key) in selected.iter().zip(keys) {
             if rule.is_shadow() {
                 continue;

@@ -141,7 +141,7 @@ struct Prepared<'c> {
 
 impl Prepared<'_> {
     /// The store's items: each rule's key, quota and the request's cost.
-    fn items(&self, cost: u32) -> SmallVec<[CheckItem<'_>; 4]> {
+    fn items(&self, cost: u32) -> SmallVec<[CheckItem<'_>; 2]> {
         self.selected
             .iter()
             .zip(self.keys.iter())
@@ -951,7 +951,7 @@ impl DistributedRateLimiter {
             };
         }
         give_back(prepared, &batched);
-        let decisions: SmallVec<[RuleDecision; 4]> = waiting
+        let decisions: SmallVec<[RuleDecision; 2]> = waiting
             .iter()
             .filter_map(|&(i, until, tat)| {
                 let (rule, _) = prepared.selected.get(i)?;

@@ -46,7 +46,7 @@ pub struct RuleDecision {
 pub struct Verdict {
     pub(crate) allowed: bool,
     pub(crate) source: Source,
-    pub(crate) decisions: SmallVec<[RuleDecision; 4]>,
+    pub(crate) decisions: SmallVec<[RuleDecision; 2]>,
     pub(crate) retry_after: Duration,
     pub(crate) error: Option<Arc<Error>>,
 }
