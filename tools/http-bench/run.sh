@@ -6,7 +6,10 @@
 # non-2xx answers and the server's CPU time per request, then per regime and
 # limiter the median of the rounds and its ratio to the median of `none`
 # (variants take turns within each round, so slow drifts of a shared machine
-# hit them alike; more, shorter rounds give steadier medians).
+# hit them alike; more, shorter rounds give steadier medians), and the best
+# round of each (most requests/s, least CPU per request): a neighbour on the
+# host only ever slows a round down, so the best rounds are the least
+# disturbed ones.
 #
 #   bash tools/http-bench/run.sh            (DURATION=5 ROUNDS=2 by default;
 #   REGIMES="allowed flood" and LIMITERS="none static-headers ratelimit
@@ -64,24 +67,36 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-# The median of column $3 over the rounds of regime $1 and limiter $2.
-median() {
+# Column $3 over the rounds of regime $1 and limiter $2, summarised by $4:
+# median, max or min.
+summary() {
   awk -v r="$1" -v l="$2" -v c="$3" '$1 == r && $2 == l { print $c }' "$results" | sort -g |
-    awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    awk -v how="$4" '{ v[NR] = $1 } END {
+      if (how == "max") print v[NR]
+      else if (how == "min") print v[1]
+      else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# One table: requests/s summarised by $1 and CPU per request by $2.
+table() {
+  printf '%-8s %-22s %12s %8s %14s %8s\n' regime limiter "requests/s" ratio "server CPU/req" ratio
+  for regime in $REGIMES; do
+    base_rps=""; base_cpu=""
+    for limiter in $LIMITERS; do
+      rps=$(summary "$regime" "$limiter" 3 "$1")
+      cpu=$(summary "$regime" "$limiter" 4 "$2")
+      if [ "$limiter" = none ]; then base_rps=$rps; base_cpu=$cpu; fi
+      awk -v r="$regime" -v l="$limiter" -v rps="$rps" -v cpu="$cpu" -v br="$base_rps" -v bc="$base_cpu" 'BEGIN {
+        rr = (br == "") ? "-" : sprintf("%.3f", rps / br)
+        cr = (bc == "") ? "-" : sprintf("%.3f", cpu / bc)
+        printf "%-8s %-22s %12.0f %8s %11.2f us %8s\n", r, l, rps, rr, cpu, cr }'
+    done
+  done
 }
 
 echo
 echo "medians of $ROUNDS rounds (ratio: to the same regime's none)"
-printf '%-8s %-22s %12s %8s %14s %8s\n' regime limiter "requests/s" ratio "server CPU/req" ratio
-for regime in $REGIMES; do
-  base_rps=""; base_cpu=""
-  for limiter in $LIMITERS; do
-    rps=$(median "$regime" "$limiter" 3)
-    cpu=$(median "$regime" "$limiter" 4)
-    if [ "$limiter" = none ]; then base_rps=$rps; base_cpu=$cpu; fi
-    awk -v r="$regime" -v l="$limiter" -v rps="$rps" -v cpu="$cpu" -v br="$base_rps" -v bc="$base_cpu" 'BEGIN {
-      rr = (br == "") ? "-" : sprintf("%.3f", rps / br)
-      cr = (bc == "") ? "-" : sprintf("%.3f", cpu / bc)
-      printf "%-8s %-22s %12.0f %8s %11.2f us %8s\n", r, l, rps, rr, cpu, cr }'
-  done
-done
+table median median
+echo
+echo "best of $ROUNDS rounds (most requests/s, least CPU per request)"
+table max min
