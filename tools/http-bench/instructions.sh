@@ -18,12 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-3}
 REGIMES=${REGIMES:-allowed flood}
-FRAMEWORK=${FRAMEWORK:-axum}
-case "$FRAMEWORK" in
-  axum) bin=target/release/ratelimit-http-bench; peer=tower-governor ;;
-  actix) bin=target/release/ratelimit-http-bench-actix; peer=actix-governor ;;
-  *) echo "FRAMEWORK is axum or actix"; exit 1 ;;
-esac
+. tools/http-bench/common.sh
 LIMITERS=${LIMITERS:-none static-headers ratelimit ratelimit-denials-only $peer $peer-headers}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)"; exit 1; }
@@ -37,14 +32,8 @@ for regime in $REGIMES; do
     valgrind --tool=callgrind --callgrind-out-file="$dir/profile.%p" \
       "$bin" --limiter "$limiter" --regime "$regime" >"$dir/log" 2>&1 &
     pid=$!
-    addr=""
-    for _ in $(seq 1 400); do
-      addr=$(sed -n 's|^listening on http://||p' "$dir/log")
-      [ -n "$addr" ] && break
-      sleep 0.05
-    done
-    [ -n "$addr" ] || { cat "$dir/log"; kill "$pid"; exit 1; }
-    case "$addr" in 127.0.0.1:*) ;; *) echo "refusing non-loopback $addr"; kill "$pid"; exit 1;; esac
+    # Slower to start under valgrind.
+    await_address "$dir/log" 400
     wrk -t1 -c1 -d1s "http://$addr/" >/dev/null
     callgrind_control --zero "$pid" >/dev/null 2>&1
     out=$(wrk -t1 -c1 -d"${DURATION}s" "http://$addr/")

@@ -22,12 +22,7 @@ cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-2}
 REGIMES=${REGIMES:-allowed flood}
-FRAMEWORK=${FRAMEWORK:-axum}
-case "$FRAMEWORK" in
-  axum) bin=target/release/ratelimit-http-bench; peer=tower-governor ;;
-  actix) bin=target/release/ratelimit-http-bench-actix; peer=actix-governor ;;
-  *) echo "FRAMEWORK is axum or actix"; exit 1 ;;
-esac
+. tools/http-bench/common.sh
 LIMITERS=${LIMITERS:-none static-headers ratelimit $peer}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
 cargo build --release -q -p ratelimit-http-bench
@@ -42,14 +37,7 @@ for round in $(seq 1 "$ROUNDS"); do
       log=$(mktemp)
       "$bin" --limiter "$limiter" --regime "$regime" >"$log" 2>&1 &
       pid=$!
-      addr=""
-      for _ in $(seq 1 100); do
-        addr=$(sed -n 's|^listening on http://||p' "$log")
-        [ -n "$addr" ] && break
-        sleep 0.05
-      done
-      [ -n "$addr" ] || { cat "$log"; kill "$pid"; exit 1; }
-      case "$addr" in 127.0.0.1:*) ;; *) echo "refusing non-loopback $addr"; kill "$pid"; exit 1;; esac
+      await_address "$log" 100
       cpu_before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
       out=$(wrk -t1 -c32 -d"${DURATION}s" "http://$addr/")
       cpu_after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
