@@ -1,10 +1,11 @@
 # Shared by run.sh and instructions.sh (sourced, not run).
 
 # The app binary for $FRAMEWORK, its governor peer's variant name, and the
-# app built in release mode.
+# app built with the `http-bench` profile (release, one codegen unit, fat
+# LTO: see Cargo.toml).
 case "${FRAMEWORK:=axum}" in
-  axum) bin=target/release/ratelimit-http-bench; peer=tower-governor ;;
-  actix) bin=target/release/ratelimit-http-bench-actix; peer=actix-governor ;;
+  axum) bin=target/http-bench/ratelimit-http-bench; peer=tower-governor ;;
+  actix) bin=target/http-bench/ratelimit-http-bench-actix; peer=actix-governor ;;
   *) echo "FRAMEWORK is axum or actix"; exit 1 ;;
 esac
 

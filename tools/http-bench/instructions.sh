@@ -22,7 +22,7 @@ REGIMES=${REGIMES:-allowed flood}
 LIMITERS=${LIMITERS:-none static-headers ratelimit ratelimit-denials-only $peer $peer-headers}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)"; exit 1; }
-cargo build --release -q -p ratelimit-http-bench
+cargo build --profile http-bench -q -p ratelimit-http-bench
 
 printf '%-8s %-24s %10s %16s %8s\n' regime limiter requests "instructions/req" ratio
 for regime in $REGIMES; do

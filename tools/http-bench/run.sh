@@ -25,7 +25,7 @@ REGIMES=${REGIMES:-allowed flood}
 . tools/http-bench/common.sh
 LIMITERS=${LIMITERS:-none static-headers ratelimit $peer}
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
-cargo build --release -q -p ratelimit-http-bench
+cargo build --profile http-bench -q -p ratelimit-http-bench
 ticks=$(getconf CLK_TCK)
 
 results=$(mktemp)
