@@ -62,11 +62,10 @@ where
             .as_ref()
             .map_or(1, |cost| cost(request.request()));
 
-        let ids = settings.rules.ids();
-        let selection = ids.selection();
-        if let Some(result) = settings
-            .limiter
-            .try_check_now(identity.caller(), selection, cost)
+        if let Some(result) =
+            settings
+                .limiter
+                .try_check_choice(identity.caller(), &settings.rules, cost)
         {
             return match after_check(settings, &result) {
                 Next::Admit(values) => ResponseFuture::admitted(self.service.call(request), values),
@@ -79,15 +78,10 @@ where
         let service = Rc::clone(&self.service);
         let settings = Arc::clone(&self.settings);
         ResponseFuture::checking(Box::pin(async move {
-            let result = {
-                let ids = settings.rules.ids();
-                let selection = ids.selection();
-                let caller = identity.caller();
-                settings
-                    .limiter
-                    .check_selection(caller, selection, cost)
-                    .await
-            };
+            let result = settings
+                .limiter
+                .check_choice(identity.caller(), &settings.rules, cost)
+                .await;
             match after_check(&settings, &result) {
                 Next::Admit(values) => {
                     let mut response = service.call(request).await?;

@@ -89,6 +89,16 @@ impl KeyPrefix {
 
     /// Appends the storage key of `rule`'s counter for `subject` to `out`.
     pub fn write_key(&self, rule: &RuleId, subject: Subject<'_>, out: &mut Vec<u8>) {
+        self.write_key_to(rule, subject, out);
+    }
+
+    /// [`write_key`](Self::write_key) into any [`KeyBytes`] buffer.
+    pub(crate) fn write_key_to(
+        &self,
+        rule: &RuleId,
+        subject: Subject<'_>,
+        out: &mut impl KeyBytes,
+    ) {
         out.extend_from_slice(self.0.as_bytes());
         match subject {
             Subject::Global => out.push(b'g'),
@@ -102,6 +112,23 @@ impl KeyPrefix {
         }
         out.extend_from_slice(b"}:");
         out.extend_from_slice(rule.as_str().as_bytes());
+    }
+}
+
+/// A buffer keys are written into: a `Vec`, or the inline buffer a check
+/// keeps on its stack.
+pub(crate) trait KeyBytes {
+    fn push(&mut self, byte: u8);
+    fn extend_from_slice(&mut self, bytes: &[u8]);
+}
+
+impl KeyBytes for Vec<u8> {
+    fn push(&mut self, byte: u8) {
+        Vec::push(self, byte);
+    }
+
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Vec::extend_from_slice(self, bytes);
     }
 }
 
@@ -120,7 +147,7 @@ fn is_plain(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'@' | b'-'))
 }
 
-fn push_id(key: &mut Vec<u8>, kind: u8, id: &[u8]) {
+fn push_id(key: &mut impl KeyBytes, kind: u8, id: &[u8]) {
     key.push(kind);
     if is_plain(id) {
         key.extend_from_slice(b"=");
@@ -137,7 +164,7 @@ fn push_id(key: &mut Vec<u8>, kind: u8, id: &[u8]) {
 
 /// An address as `Display` writes it; IPv4 (the common case) without
 /// `core::fmt`, which costs more than the rest of the key.
-fn push_ip(key: &mut Vec<u8>, ip: IpAddr) {
+fn push_ip(key: &mut impl KeyBytes, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             // Dotted decimal into one stack buffer, then one copy.

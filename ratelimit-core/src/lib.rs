@@ -59,7 +59,7 @@ pub use identity::Identity;
 pub use key::{KeyPrefix, MAX_PLAIN_ID_LEN, MAX_PREFIX_LEN, Subject};
 pub use limiter::{
     CircuitBreakerConfig, CircuitState, DenyCache, DistributedRateLimiter, LimiterConfig,
-    RateLimiter, RuleChoice, RuleDecision, RuleIds, RuleSelection, Source, Verdict,
+    RateLimiter, RuleChoice, RuleDecision, RuleSelection, Source, Verdict,
 };
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use policy::FailurePolicy;

@@ -69,11 +69,10 @@ where
         // A store that answers in place (the in-memory one) is decided right
         // here: no future, no task wake-up, no clone of the inner service.
         let settings = &self.settings;
-        let ids = settings.rules.ids();
-        let selection = ids.selection();
-        if let Some(result) = settings
-            .limiter
-            .try_check_now(identity.caller(), selection, cost)
+        if let Some(result) =
+            settings
+                .limiter
+                .try_check_choice(identity.caller(), &settings.rules, cost)
         {
             return match after_check(settings, &result) {
                 Next::Admit(values) => {
@@ -97,15 +96,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let settings = Arc::clone(&self.settings);
         ResponseFuture::checking(Box::pin(async move {
-            let result = {
-                let ids = settings.rules.ids();
-                let selection = ids.selection();
-                let caller = identity.caller();
-                settings
-                    .limiter
-                    .check_selection(caller, selection, cost)
-                    .await
-            };
+            let result = settings
+                .limiter
+                .check_choice(identity.caller(), &settings.rules, cost)
+                .await;
             match after_check(&settings, &result) {
                 Next::Admit(values) => {
                     let mut response = inner.call(Request::from_parts(parts, body)).await?;

@@ -157,7 +157,7 @@ impl Denials {
     /// `keys`, in the same order) if a cached bound already denies it.
     pub(crate) fn answer<'k>(
         &self,
-        selected: &Selected<'_>,
+        selected: &Selected<'_, '_>,
         keys: impl Iterator<Item = &'k [u8]>,
         cost: u32,
     ) -> Option<Verdict> {

@@ -15,9 +15,10 @@ use tracing::Instrument;
 
 use super::breaker::{CircuitBreaker, CircuitState, Permit};
 use super::deny_cache::Denials;
+use super::keys::Keys;
 use super::reservation::{self, Take, Units};
 use super::verdict::{RuleDecision, Source, Verdict};
-use super::{LimiterConfig, RuleSelection};
+use super::{LimiterConfig, RuleChoice, RuleSelection, Selector};
 use crate::rule_set::{ActiveRule, Selected};
 use crate::store::{CheckItem, Outcome};
 use crate::telemetry;
@@ -109,50 +110,40 @@ struct Inner {
     clock: Arc<dyn Clock>,
 }
 
-/// The storage keys of one check, in one buffer (one allocation per check).
-struct Keys {
-    bytes: Vec<u8>,
-    ends: SmallVec<[usize; 4]>,
-}
-
-impl Keys {
-    fn iter(&self) -> impl Iterator<Item = &[u8]> + Clone {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(&self.ends)
-            .filter_map(|(start, &end)| self.bytes.get(start..end))
-    }
-}
-
-/// What [`DistributedRateLimiter::prepare`] found.
-enum Preparation<'c> {
-    /// Ask the store.
-    Ready(Prepared<'c>),
+/// What [`prepare`] found.
+enum Preparation<'r, 'c> {
+    /// Ask the store about these rules.
+    Ready(Selected<'r, 'c>),
     /// The check's answer, without asking the store (an error, or no rule
     /// applies).
     Answered(Result<Verdict, Error>),
 }
 
-/// A check's rules and keys, ready for the store.
-struct Prepared<'c> {
-    selected: Selected<'c>,
-    keys: Keys,
+/// A check's rules and keys, ready for the store. Both live on the stack
+/// of the function running the check; this only borrows them.
+#[derive(Clone, Copy)]
+struct Prepared<'p, 'r, 'c> {
+    selected: &'p Selected<'r, 'c>,
+    keys: &'p Keys,
 }
 
-impl Prepared<'_> {
+impl<'p> Prepared<'p, '_, '_> {
     /// The store's items: each rule's key, quota and the request's cost.
-    fn items(&self, cost: u32) -> SmallVec<[CheckItem<'_>; 2]> {
-        self.selected
-            .iter()
-            .zip(self.keys.iter())
-            .map(|((rule, _), key)| CheckItem {
+    #[inline]
+    fn items(self, cost: u32) -> SmallVec<[CheckItem<'p>; 2]> {
+        // Pushed, not collected: `SmallVec`'s `collect` costs more than the
+        // copies for one or two items.
+        let mut items = SmallVec::new();
+        for ((rule, _), key) in self.selected.iter().zip(self.keys.iter()) {
+            items.push(CheckItem {
                 key,
                 quota: *rule.quota(),
                 cost,
                 shadow: rule.is_shadow(),
                 reserve: 0,
-            })
-            .collect()
+            });
+        }
+        items
     }
 
     /// Whether a rule of this check is in hot-key mode.
@@ -522,7 +513,8 @@ impl DistributedRateLimiter {
     /// callers together, and a user or service rule applies only to that
     /// caller (otherwise [`Error::RuleNotApplicable`]).
     pub async fn check(&self, caller: Caller<'_>, rule_id: &str) -> Result<Verdict, Error> {
-        self.run(caller, RuleSelection::One(rule_id), 1, true).await
+        self.run(caller, RuleSelection::One(rule_id).into(), 1, true)
+            .await
     }
 
     /// Checks one request of `cost` against one rule.
@@ -532,7 +524,7 @@ impl DistributedRateLimiter {
         rule_id: &str,
         cost: u32,
     ) -> Result<Verdict, Error> {
-        self.run(caller, RuleSelection::One(rule_id), cost, true)
+        self.run(caller, RuleSelection::One(rule_id).into(), cost, true)
             .await
     }
 
@@ -544,7 +536,7 @@ impl DistributedRateLimiter {
         rule_ids: &[&str],
         cost: u32,
     ) -> Result<Verdict, Error> {
-        self.run(caller, RuleSelection::Named(rule_ids), cost, true)
+        self.run(caller, RuleSelection::Named(rule_ids).into(), cost, true)
             .await
     }
 
@@ -560,12 +552,13 @@ impl DistributedRateLimiter {
     ///
     /// With no applicable rule the request is admitted and nothing is charged.
     pub async fn check_all(&self, caller: Caller<'_>) -> Result<Verdict, Error> {
-        self.run(caller, RuleSelection::Applicable, 1, true).await
+        self.run(caller, RuleSelection::Applicable.into(), 1, true)
+            .await
     }
 
     /// [`check_all`](Self::check_all) for a request of `cost`.
     pub async fn check_all_cost(&self, caller: Caller<'_>, cost: u32) -> Result<Verdict, Error> {
-        self.run(caller, RuleSelection::Applicable, cost, true)
+        self.run(caller, RuleSelection::Applicable.into(), cost, true)
             .await
     }
 
@@ -581,14 +574,14 @@ impl DistributedRateLimiter {
         route_rules: &[&str],
         cost: u32,
     ) -> Result<Verdict, Error> {
-        self.run(caller, RuleSelection::Route(route_rules), cost, true)
+        self.run(caller, RuleSelection::Route(route_rules).into(), cost, true)
             .await
     }
 
     /// What [`check`](Self::check) would answer now, without charging. A store
     /// failure is returned as an error (no failure policy applies).
     pub async fn peek(&self, caller: Caller<'_>, rule_id: &str) -> Result<Verdict, Error> {
-        self.run(caller, RuleSelection::One(rule_id), 1, false)
+        self.run(caller, RuleSelection::One(rule_id).into(), 1, false)
             .await
     }
 
@@ -597,11 +590,10 @@ impl DistributedRateLimiter {
     /// store, the reset is announced as a new rules version (no rule
     /// changes), so every instance drops its cached denials too.
     pub async fn reset(&self, caller: Caller<'_>, rule_id: &str) -> Result<(), Error> {
-        let rules = self.inner.rules.load();
-        let selected = select(&rules, caller, &RuleSelection::One(rule_id))?;
-        drop(rules);
-        let keys = self.keys(&selected);
-        let keys: SmallVec<[&[u8]; 4]> = keys.iter().collect();
+        let rules = self.inner.rules.load_full();
+        let selected = select(&rules, caller, Selector::<&str>::One(rule_id))?;
+        let keys = Keys::new(&self.inner.key_prefix, &selected);
+        let keys: SmallVec<[&[u8]; 2]> = keys.iter().collect();
         self.with_timeout(self.inner.store.reset(&keys)).await?;
         if let Some(denials) = &self.inner.denials {
             denials.clear();
@@ -613,27 +605,13 @@ impl DistributedRateLimiter {
                 reservations.clear();
             }
         }
+        drop(selected);
         // Other instances drop their cached denials when they hear of a new
         // rules version.
         if let Some(store) = &self.inner.rule_store {
             self.write_shared(store, RuleWrite::Touch).await?;
         }
         Ok(())
-    }
-
-    #[inline]
-    fn keys(&self, selected: &Selected<'_>) -> Keys {
-        let mut keys = Keys {
-            bytes: Vec::with_capacity(selected.len().saturating_mul(64)),
-            ends: SmallVec::new(),
-        };
-        for (rule, subject) in selected {
-            self.inner
-                .key_prefix
-                .write_key(rule.id(), *subject, &mut keys.bytes);
-            keys.ends.push(keys.bytes.len());
-        }
-        keys
     }
 
     /// Runs a store call under the per-check timeout. The timer is armed
@@ -670,7 +648,19 @@ impl DistributedRateLimiter {
         selection: RuleSelection<'_>,
         cost: u32,
     ) -> Result<Verdict, Error> {
-        self.run(caller, selection, cost, true).await
+        self.run(caller, selection.into(), cost, true).await
+    }
+
+    /// [`check_selection`](Self::check_selection) for the rules an adapter
+    /// keeps as a [`RuleChoice`] (its ids are read where they are, not
+    /// first collected into a list).
+    pub async fn check_choice(
+        &self,
+        caller: Caller<'_>,
+        choice: &RuleChoice,
+        cost: u32,
+    ) -> Result<Verdict, Error> {
+        self.run(caller, choice.selector(), cost, true).await
     }
 
     /// The verdict of [`check_selection`](Self::check_selection) computed
@@ -704,43 +694,71 @@ impl DistributedRateLimiter {
         selection: RuleSelection<'_>,
         cost: u32,
     ) -> Option<Result<Verdict, Error>> {
+        self.try_check(caller, selection.into(), cost)
+    }
+
+    /// [`try_check_now`](Self::try_check_now) for the rules an adapter keeps
+    /// as a [`RuleChoice`]; `None` when the caller has to await
+    /// [`check_choice`](Self::check_choice) instead.
+    #[inline]
+    pub fn try_check_choice(
+        &self,
+        caller: Caller<'_>,
+        choice: &RuleChoice,
+        cost: u32,
+    ) -> Option<Result<Verdict, Error>> {
+        self.try_check(caller, choice.selector(), cost)
+    }
+
+    #[inline]
+    fn try_check<S: AsRef<str>>(
+        &self,
+        caller: Caller<'_>,
+        selector: Selector<'_, S>,
+        cost: u32,
+    ) -> Option<Result<Verdict, Error>> {
         // While the circuit is open the breaker decides who probes; leave
         // that to the asynchronous path (when closed, `permit` is `Call`
         // and has no side effect, so skipping it here changes nothing).
         if self.inner.breaker.state() == CircuitState::Open {
             return None;
         }
-        let prepared = match self.prepare(caller, selection, cost) {
-            Preparation::Ready(prepared) => prepared,
+        // No `.await` follows: the snapshot is held until the verdict.
+        let rules = self.inner.rules.load();
+        let selected = match prepare(&rules, caller, selector, cost) {
+            Preparation::Ready(selected) => selected,
             Preparation::Answered(answer) => return Some(answer),
         };
-        if let Some(verdict) = self.cached_denial(&prepared, cost, true) {
+        let keys = Keys::new(&self.inner.key_prefix, &selected);
+        let prepared = Prepared {
+            selected: &selected,
+            keys: &keys,
+        };
+        if let Some(verdict) = self.cached_denial(prepared, cost, true) {
             return Some(Ok(verdict));
         }
         if prepared.has_batches() {
-            return self.try_check_batched_now(caller, &prepared, cost);
+            return self.try_check_batched_now(caller, prepared, cost);
         }
         let items = prepared.items(cost);
         let asked = self.inner.denials.as_ref().map(Denials::ask);
         let result = self.inner.store.try_check_now(&items)?;
-        let verdict = self.settle(
-            caller,
-            &prepared.selected,
-            &items,
-            Permit::Call,
-            result,
-            true,
-        );
-        self.remember(&verdict, &prepared, asked);
+        let verdict = self.settle(caller, &selected, &items, Permit::Call, result, true);
+        self.remember(&verdict, prepared, asked);
         Some(verdict)
     }
 
     /// A denial the deny cache can answer without the store, counted.
-    fn cached_denial(&self, prepared: &Prepared<'_>, cost: u32, charge: bool) -> Option<Verdict> {
+    fn cached_denial(
+        &self,
+        prepared: Prepared<'_, '_, '_>,
+        cost: u32,
+        charge: bool,
+    ) -> Option<Verdict> {
         let denials = self.inner.denials.as_ref()?;
-        let verdict = denials.answer(&prepared.selected, prepared.keys.iter(), cost)?;
+        let verdict = denials.answer(prepared.selected, prepared.keys.iter(), cost)?;
         if charge {
-            for (rule, _) in &prepared.selected {
+            for (rule, _) in prepared.selected {
                 if verdict.decisions().iter().any(|d| d.rule == *rule.id()) {
                     rule.counters.count(telemetry::Outcome::Denied);
                 }
@@ -753,7 +771,7 @@ impl DistributedRateLimiter {
     fn remember(
         &self,
         verdict: &Result<Verdict, Error>,
-        prepared: &Prepared<'_>,
+        prepared: Prepared<'_, '_, '_>,
         asked: Option<super::deny_cache::Asked>,
     ) {
         if let (Some(denials), Some(asked), Ok(verdict)) = (&self.inner.denials, asked, verdict) {
@@ -761,91 +779,56 @@ impl DistributedRateLimiter {
         }
     }
 
-    /// What every check does before asking the store: take the rules from the
-    /// snapshot (and let it go: a rule change meanwhile applies from the next
-    /// check), validate the cost, build the keys — or answer at once when
-    /// the store need not be asked.
-    #[inline]
-    fn prepare<'c>(
-        &self,
-        caller: Caller<'c>,
-        selection: RuleSelection<'_>,
-        cost: u32,
-    ) -> Preparation<'c> {
-        let rules = self.inner.rules.load();
-        let mut selected = match select(&rules, caller, &selection) {
-            Ok(selected) => selected,
-            Err(error) => return Preparation::Answered(Err(error)),
-        };
-        drop(rules);
-        if cost == 0 {
-            return Preparation::Answered(Err(Error::ZeroCost));
-        }
-        for (rule, _) in selected.iter().filter(|(rule, _)| !rule.is_shadow()) {
-            if let Err(error) = rule.quota().check_cost(cost) {
-                return Preparation::Answered(Err(error));
-            }
-        }
-        // A shadow rule that could never admit this cost is left out: it
-        // must not turn a request into an error.
-        selected.retain(|(rule, _)| !rule.is_shadow() || rule.quota().check_cost(cost).is_ok());
-        if selected.is_empty() {
-            return Preparation::Answered(Ok(verdict(
-                Source::Store,
-                true,
-                &selected,
-                &[],
-                Duration::ZERO,
-                None,
-            )));
-        }
-        let keys = self.keys(&selected);
-        Preparation::Ready(Prepared { selected, keys })
-    }
-
-    async fn run(
+    async fn run<S: AsRef<str> + Sync>(
         &self,
         caller: Caller<'_>,
-        selection: RuleSelection<'_>,
+        selector: Selector<'_, S>,
         cost: u32,
         charge: bool,
     ) -> Result<Verdict, Error> {
-        let prepared = match self.prepare(caller, selection, cost) {
-            Preparation::Ready(prepared) => prepared,
+        // An owned snapshot: the check may wait for the store.
+        let rules = self.inner.rules.load_full();
+        let selected = match prepare(&rules, caller, selector, cost) {
+            Preparation::Ready(selected) => selected,
             Preparation::Answered(answer) => return answer,
+        };
+        let keys = Keys::new(&self.inner.key_prefix, &selected);
+        let prepared = Prepared {
+            selected: &selected,
+            keys: &keys,
         };
         // Before the breaker: a cached denial holds whether or not the store
         // answers now.
-        if let Some(verdict) = self.cached_denial(&prepared, cost, charge) {
+        if let Some(verdict) = self.cached_denial(prepared, cost, charge) {
             return Ok(verdict);
         }
         if charge && prepared.has_batches() {
-            return self.run_batched(caller, &prepared, cost).await;
+            return self.run_batched(caller, prepared, cost).await;
         }
         let items = prepared.items(cost);
         let store = &self.inner.store;
         let permit = self.inner.breaker.permit();
         if permit == Permit::Skip {
             let result = Err(Error::CircuitOpen);
-            return self.settle(caller, &prepared.selected, &items, permit, result, charge);
+            return self.settle(caller, prepared.selected, &items, permit, result, charge);
         }
         let asked = self.inner.denials.as_ref().map(Denials::ask);
         let verdict = if !charge {
             let result = self.with_timeout(store.peek(&items)).await;
-            self.settle(caller, &prepared.selected, &items, permit, result, charge)
+            self.settle(caller, prepared.selected, &items, permit, result, charge)
         } else if let Some(result) = store.try_check_now(&items) {
             // A store that answers in place needs no future, no timer and
             // no timing.
-            self.settle(caller, &prepared.selected, &items, permit, result, charge)
+            self.settle(caller, prepared.selected, &items, permit, result, charge)
         } else {
             let started = quanta::Instant::now();
             let result = self.awaited_check(&items).await;
             self.inner.store_duration.record(started.elapsed());
-            let verdict = self.settle(caller, &prepared.selected, &items, permit, result, charge);
+            let verdict = self.settle(caller, prepared.selected, &items, permit, result, charge);
             self.inner.check_duration.record(started.elapsed());
             verdict
         };
-        self.remember(&verdict, &prepared, asked);
+        self.remember(&verdict, prepared, asked);
         verdict
     }
 
@@ -855,7 +838,7 @@ impl DistributedRateLimiter {
     async fn run_batched(
         &self,
         caller: Caller<'_>,
-        prepared: &Prepared<'_>,
+        prepared: Prepared<'_, '_, '_>,
         cost: u32,
     ) -> Result<Verdict, Error> {
         let batched = match self.plan_batches(prepared, cost) {
@@ -868,7 +851,7 @@ impl DistributedRateLimiter {
         if permit == Permit::Skip {
             give_back(prepared, &batched);
             let result = Err(Error::CircuitOpen);
-            return self.settle(caller, &prepared.selected, &items, permit, result, true);
+            return self.settle(caller, prepared.selected, &items, permit, result, true);
         }
         let asked = self.inner.denials.as_ref().map(Denials::ask);
         let started = quanta::Instant::now();
@@ -878,7 +861,7 @@ impl DistributedRateLimiter {
         };
         self.inner.store_duration.record(started.elapsed());
         let result = finish_batched(prepared, &batched, result);
-        let verdict = self.settle(caller, &prepared.selected, &items, permit, result, true);
+        let verdict = self.settle(caller, prepared.selected, &items, permit, result, true);
         self.inner.check_duration.record(started.elapsed());
         self.remember(&verdict, prepared, asked);
         verdict
@@ -889,7 +872,7 @@ impl DistributedRateLimiter {
     fn try_check_batched_now(
         &self,
         caller: Caller<'_>,
-        prepared: &Prepared<'_>,
+        prepared: Prepared<'_, '_, '_>,
         cost: u32,
     ) -> Option<Result<Verdict, Error>> {
         let batched = match self.plan_batches(prepared, cost) {
@@ -907,7 +890,7 @@ impl DistributedRateLimiter {
         let result = finish_batched(prepared, &batched, result);
         let verdict = self.settle(
             caller,
-            &prepared.selected,
+            prepared.selected,
             &items,
             Permit::Call,
             result,
@@ -920,7 +903,7 @@ impl DistributedRateLimiter {
     /// Takes units for each rule in hot-key mode. Answers at once when the
     /// units pay for every rule (admitted), or when a rule has no unit and
     /// waits for a batch (denied).
-    fn plan_batches(&self, prepared: &Prepared<'_>, cost: u32) -> Plan {
+    fn plan_batches(&self, prepared: Prepared<'_, '_, '_>, cost: u32) -> Plan {
         let now = self.inner.clock.now_micros();
         let mut waiting: SmallVec<[(usize, u64, u64); 1]> = SmallVec::new();
         let steps = prepared
@@ -997,7 +980,7 @@ impl DistributedRateLimiter {
     fn settle(
         &self,
         caller: Caller<'_>,
-        selected: &Selected<'_>,
+        selected: &Selected<'_, '_>,
         items: &[CheckItem<'_>],
         permit: Permit,
         result: Result<Outcome, Error>,
@@ -1079,7 +1062,7 @@ impl DistributedRateLimiter {
     /// Answers a check the store could not, by the rules' failure policies.
     fn on_failure(
         &self,
-        selected: &Selected<'_>,
+        selected: &Selected<'_, '_>,
         items: &[CheckItem<'_>],
         error: Error,
     ) -> Verdict {
@@ -1108,7 +1091,7 @@ impl DistributedRateLimiter {
             .map(|(i, _)| i)
             .collect();
         if !fallback.is_empty() {
-            let picked: Selected<'_> = fallback
+            let picked: Selected<'_, '_> = fallback
                 .iter()
                 .filter_map(|&i| selected.get(i).cloned())
                 .collect();
@@ -1141,7 +1124,7 @@ impl DistributedRateLimiter {
 }
 
 /// The verdict when units held here pay for every rule of the check.
-fn all_local(prepared: &Prepared<'_>, batched: &Batched) -> Option<Verdict> {
+fn all_local(prepared: Prepared<'_, '_, '_>, batched: &Batched) -> Option<Verdict> {
     let mut decisions = SmallVec::with_capacity(batched.steps.len());
     for ((rule, _), step) in prepared.selected.iter().zip(&batched.steps) {
         let Step::Local { tat, .. } = step else {
@@ -1154,7 +1137,7 @@ fn all_local(prepared: &Prepared<'_>, batched: &Batched) -> Option<Verdict> {
             None,
         ));
     }
-    for (rule, _) in &prepared.selected {
+    for (rule, _) in prepared.selected {
         rule.counters.count(telemetry::Outcome::Allowed);
     }
     let outcome = Outcome {
@@ -1163,7 +1146,7 @@ fn all_local(prepared: &Prepared<'_>, batched: &Batched) -> Option<Verdict> {
     };
     Some(from_outcome(
         Source::Batch,
-        &prepared.selected,
+        prepared.selected,
         &outcome,
         None,
     ))
@@ -1186,7 +1169,7 @@ fn store_items<'i>(items: &[CheckItem<'i>], batched: &Batched) -> SmallVec<[Chec
 }
 
 /// Returns the units a check took, when it is not admitted after all.
-fn give_back(prepared: &Prepared<'_>, batched: &Batched) {
+fn give_back(prepared: Prepared<'_, '_, '_>, batched: &Batched) {
     let rules = prepared.selected.iter().zip(prepared.keys.iter());
     for (((rule, _), key), step) in rules.zip(&batched.steps) {
         if let (Some(reservations), Step::Local { units, .. }) = (&rule.reservations, step) {
@@ -1199,7 +1182,7 @@ fn give_back(prepared: &Prepared<'_>, batched: &Batched) {
 /// locally) together with the local part: keeps the units the store
 /// reserved, and gives back the spent ones when the check is not admitted.
 fn finish_batched(
-    prepared: &Prepared<'_>,
+    prepared: Prepared<'_, '_, '_>,
     batched: &Batched,
     result: Result<Outcome, Error>,
 ) -> Result<Outcome, Error> {
@@ -1257,15 +1240,56 @@ fn finish_batched(
     })
 }
 
-/// The rules a check covers, with their counters.
-fn select<'c>(
-    rules: &RuleSet,
+/// What every check does before asking the store: select the rules from
+/// the snapshot the check holds (a rule change meanwhile applies from the
+/// next check) and validate the cost — or answer at once when the store
+/// need not be asked.
+#[inline]
+fn prepare<'r, 'c, S: AsRef<str>>(
+    rules: &'r RuleSet,
     caller: Caller<'c>,
-    selection: &RuleSelection<'_>,
-) -> Result<Selected<'c>, Error> {
+    selector: Selector<'_, S>,
+    cost: u32,
+) -> Preparation<'r, 'c> {
+    let mut selected = match select(rules, caller, selector) {
+        Ok(selected) => selected,
+        Err(error) => return Preparation::Answered(Err(error)),
+    };
+    if cost == 0 {
+        return Preparation::Answered(Err(Error::ZeroCost));
+    }
+    for (rule, _) in selected.iter().filter(|(rule, _)| !rule.is_shadow()) {
+        if let Err(error) = rule.quota().check_cost(cost) {
+            return Preparation::Answered(Err(error));
+        }
+    }
+    // A shadow rule that could never admit this cost is left out: it
+    // must not turn a request into an error.
+    if selected.iter().any(|(rule, _)| rule.is_shadow()) {
+        selected.retain(|(rule, _)| !rule.is_shadow() || rule.quota().check_cost(cost).is_ok());
+    }
+    if selected.is_empty() {
+        return Preparation::Answered(Ok(verdict(
+            Source::Store,
+            true,
+            &selected,
+            &[],
+            Duration::ZERO,
+            None,
+        )));
+    }
+    Preparation::Ready(selected)
+}
+
+/// The rules a check covers, with their counters.
+fn select<'r, 'c, S: AsRef<str>>(
+    rules: &'r RuleSet,
+    caller: Caller<'c>,
+    selector: Selector<'_, S>,
+) -> Result<Selected<'r, 'c>, Error> {
     let one = |id: &str| {
         let rule = rules
-            .get_shared(id)
+            .get_active(id)
             .ok_or_else(|| Error::UnknownRule(id.to_owned()))?;
         let subject =
             rule.target()
@@ -1274,20 +1298,24 @@ fn select<'c>(
                     rule: id.to_owned(),
                     caller: caller.to_string(),
                 })?;
-        Ok((Arc::clone(rule), subject))
+        Ok((rule, subject))
     };
-    match selection {
-        RuleSelection::One(id) => Ok(SmallVec::from_iter([one(id)?])),
-        RuleSelection::Named(ids) => ids.iter().map(|id| one(id)).collect(),
-        RuleSelection::Applicable => Ok(rules.applicable(caller)),
-        RuleSelection::Route(names) => rules.applicable_on_route(caller, names),
+    match selector {
+        Selector::One(id) => {
+            let mut selected = SmallVec::new();
+            selected.push(one(id)?);
+            Ok(selected)
+        }
+        Selector::Named(ids) => ids.iter().map(|id| one(id.as_ref())).collect(),
+        Selector::Applicable => Ok(rules.applicable(caller)),
+        Selector::Route(names) => rules.applicable_on_route(caller, names),
     }
 }
 
 #[inline]
 fn from_outcome(
     source: Source,
-    selected: &Selected<'_>,
+    selected: &Selected<'_, '_>,
     outcome: &Outcome,
     error: Option<Arc<Error>>,
 ) -> Verdict {
@@ -1316,24 +1344,25 @@ fn from_outcome(
 fn verdict(
     source: Source,
     allowed: bool,
-    selected: &[(Arc<ActiveRule>, crate::Subject<'_>)],
+    selected: &[(&ActiveRule, crate::Subject<'_>)],
     decisions: &[crate::Decision],
     retry_after: Duration,
     error: Option<Arc<Error>>,
 ) -> Verdict {
-    Verdict {
+    let mut verdict = Verdict {
         allowed,
         source,
-        decisions: selected
-            .iter()
-            .zip(decisions)
-            .map(|((rule, _), decision)| RuleDecision {
-                rule: rule.id().clone(),
-                shadow: rule.is_shadow(),
-                decision: *decision,
-            })
-            .collect(),
+        decisions: SmallVec::new(),
         retry_after,
         error,
+    };
+    // Pushed, not collected (see `Prepared::items`).
+    for ((rule, _), decision) in selected.iter().zip(decisions) {
+        verdict.decisions.push(RuleDecision {
+            rule: rule.id().clone(),
+            shadow: rule.is_shadow(),
+            decision: *decision,
+        });
     }
+    verdict
 }

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use smallvec::SmallVec;
-
 /// Which rules one check covers — the argument of
 /// [`DistributedRateLimiter::check_selection`](crate::DistributedRateLimiter::check_selection)
 /// and [`try_check_now`](crate::DistributedRateLimiter::try_check_now), for
@@ -26,15 +24,28 @@ pub enum RuleSelection<'a> {
 }
 
 /// An owned [`RuleSelection`], as an HTTP adapter keeps one per route or
-/// scope (every adapter uses this one, so they resolve rules alike).
+/// scope (every adapter uses this one, so they resolve rules alike), and
+/// checks with
+/// [`check_choice`](crate::DistributedRateLimiter::check_choice) or
+/// [`try_check_choice`](crate::DistributedRateLimiter::try_check_choice).
 ///
 /// ```
-/// use ratelimit_core::{RuleChoice, RuleSelection};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use ratelimit_core::{Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, RuleChoice, Target};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ratelimit_core::Error> {
+/// let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
+/// limiter.add_rule("default", Target::Each, 10, Duration::from_secs(1)).await?;
+/// limiter.add_rule("login", Target::Each, 1, Duration::from_secs(60)).await?;
 ///
 /// let login = RuleChoice::route(["login", "default"]);
-/// let ids = login.ids();
-/// assert_eq!(ids.selection(), RuleSelection::Route(&["login", "default"]));
-/// assert_eq!(RuleChoice::Applicable.ids().selection(), RuleSelection::Applicable);
+/// let first = limiter.check_choice(Caller::user("7"), &login, 1).await?;
+/// assert!(first.allowed());
+/// assert_eq!(first.decisions().len(), 2);
+/// assert!(!limiter.check_choice(Caller::user("7"), &login, 1).await?.allowed());
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -66,31 +77,44 @@ impl RuleChoice {
         Self::Route(rules.into_iter().map(Into::into).collect())
     }
 
-    /// The ids borrowed for one check (no allocation for up to four); its
-    /// [`selection`](RuleIds::selection) is what the limiter takes.
-    pub fn ids(&self) -> RuleIds<'_> {
-        let ids = match self {
-            Self::Applicable => SmallVec::new(),
-            Self::Named(rules) | Self::Route(rules) => rules.iter().map(String::as_str).collect(),
-        };
-        RuleIds { choice: self, ids }
+    /// The selection this choice stands for, as the limiter reads it
+    /// (borrowing the ids: nothing is built per check).
+    pub(crate) fn selector(&self) -> Selector<'_, String> {
+        match self {
+            Self::Applicable => Selector::Applicable,
+            Self::Named(rules) => Selector::Named(rules),
+            Self::Route(rules) => Selector::Route(rules),
+        }
     }
 }
 
-/// A [`RuleChoice`]'s ids, borrowed for one check.
+/// A [`RuleSelection`] or a [`RuleChoice`], as the limiter reads either:
+/// generic over how the ids are held, so an adapter's owned ids are
+/// checked without first being borrowed into a list of `&str`.
 #[derive(Debug)]
-pub struct RuleIds<'a> {
-    choice: &'a RuleChoice,
-    ids: SmallVec<[&'a str; 4]>,
+pub(crate) enum Selector<'a, S> {
+    One(&'a str),
+    Named(&'a [S]),
+    Applicable,
+    Route(&'a [S]),
 }
 
-impl RuleIds<'_> {
-    /// The selection to check.
-    pub fn selection(&self) -> RuleSelection<'_> {
-        match self.choice {
-            RuleChoice::Applicable => RuleSelection::Applicable,
-            RuleChoice::Named(_) => RuleSelection::Named(&self.ids),
-            RuleChoice::Route(_) => RuleSelection::Route(&self.ids),
+// By hand: a derive would ask `S: Copy`, and only references are held.
+impl<S> Clone for Selector<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for Selector<'_, S> {}
+
+impl<'a> From<RuleSelection<'a>> for Selector<'a, &'a str> {
+    fn from(selection: RuleSelection<'a>) -> Self {
+        match selection {
+            RuleSelection::One(id) => Self::One(id),
+            RuleSelection::Named(ids) => Self::Named(ids),
+            RuleSelection::Applicable => Self::Applicable,
+            RuleSelection::Route(ids) => Self::Route(ids),
         }
     }
 }
