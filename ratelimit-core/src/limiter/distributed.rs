@@ -605,7 +605,6 @@ impl DistributedRateLimiter {
                 reservations.clear();
             }
         }
-        drop(selected);
         // Other instances drop their cached denials when they hear of a new
         // rules version.
         if let Some(store) = &self.inner.rule_store {
