@@ -127,7 +127,10 @@ fn digits(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
-/// One structured-field list member: `"RULE";a=N;b=M`.
+/// One structured-field list member, `"RULE";a=N;b=M`: the rule id and
+/// two parameters, each given as the text before its number, the closing
+/// quote joined to the first (`"\";q="`, `";w="`): fewer, longer pieces
+/// cost less to append.
 struct Item<'a> {
     rule: &'a str,
     a: (&'static str, u64),
@@ -139,27 +142,20 @@ impl Item<'_> {
     fn len(&self, first: bool) -> usize {
         let separator = if first { 0 } else { 2 };
         separator
+            + 1
             + self.rule.len()
             + self.a.0.len()
             + self.b.0.len()
-            + 6
             + digits(self.a.1)
             + digits(self.b.1)
     }
 
     fn push_to(&self, out: &mut String) {
-        if !out.is_empty() {
-            out.push_str(", ");
-        }
-        out.push('"');
+        out.push_str(if out.is_empty() { "\"" } else { ", \"" });
         out.push_str(self.rule);
-        out.push_str("\";");
         out.push_str(self.a.0);
-        out.push('=');
         out.push_str(itoa::Buffer::new().format(self.a.1));
-        out.push(';');
         out.push_str(self.b.0);
-        out.push('=');
         out.push_str(itoa::Buffer::new().format(self.b.1));
     }
 }
@@ -258,8 +254,8 @@ pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
     let enforced = verdict.decisions().iter().filter(|d| !d.shadow);
     let policy = enforced.clone().map(|d| Item {
         rule: d.rule.as_str(),
-        a: ("q", u64::from(d.decision.limit())),
-        b: ("w", seconds_up(d.decision.window()).max(1)),
+        a: ("\";q=", u64::from(d.decision.limit())),
+        b: (";w=", seconds_up(d.decision.window()).max(1)),
     });
     let limit = enforced.map(|d| {
         let decision = &d.decision;
@@ -270,8 +266,8 @@ pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
         };
         Item {
             rule: d.rule.as_str(),
-            a: ("r", decision.remaining()),
-            b: ("t", seconds_up(t)),
+            a: ("\";r=", decision.remaining()),
+            b: (";t=", seconds_up(t)),
         }
     });
     let number = |n: u64| itoa::Buffer::new().format(n).to_owned();
@@ -314,18 +310,18 @@ mod tests {
         let items = [
             Item {
                 rule: "a",
-                a: ("r", 0),
-                b: ("t", 9),
+                a: ("\";r=", 0),
+                b: (";t=", 9),
             },
             Item {
                 rule: "login",
-                a: ("r", 1_000_000),
-                b: ("t", u64::MAX),
+                a: ("\";r=", 1_000_000),
+                b: (";t=", u64::MAX),
             },
             Item {
                 rule: "x.y-z",
-                a: ("q", 10),
-                b: ("w", 3_600),
+                a: ("\";q=", 10),
+                b: (";w=", 3_600),
             },
         ];
         let out = list(items.iter().map(|i| Item { ..*i })).unwrap();
@@ -335,5 +331,29 @@ mod tests {
         );
         assert_eq!(out.capacity(), out.len());
         assert_eq!(list(std::iter::empty()), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lists_read_as_format_writes_them(
+            members in proptest::collection::vec(
+                ("[a-zA-Z0-9._-]{1,64}", proptest::num::u64::ANY, proptest::num::u64::ANY),
+                1..4,
+            ),
+        ) {
+            let expected = members
+                .iter()
+                .map(|(rule, a, b)| format!("\"{rule}\";r={a};t={b}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let items = members.iter().map(|(rule, a, b)| Item {
+                rule,
+                a: ("\";r=", *a),
+                b: (";t=", *b),
+            });
+            let out = list(items).unwrap();
+            proptest::prop_assert_eq!(&out, &expected);
+            proptest::prop_assert_eq!(out.capacity(), out.len());
+        }
     }
 }

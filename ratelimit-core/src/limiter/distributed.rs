@@ -129,7 +129,9 @@ struct Prepared<'p, 'r, 'c> {
 
 impl<'p> Prepared<'p, '_, '_> {
     /// The store's items: each rule's key, quota and the request's cost.
-    #[inline]
+    /// Always inlined: returned from a call, the items were copied once
+    /// more.
+    #[inline(always)]
     fn items(self, cost: u32) -> SmallVec<[CheckItem<'p>; 2]> {
         // Pushed, not collected: `SmallVec`'s `collect` costs more than the
         // copies for one or two items.
@@ -986,18 +988,19 @@ impl DistributedRateLimiter {
         charge: bool,
     ) -> Result<Verdict, Error> {
         let breaker = &self.inner.breaker;
-        // A store that answers for other items than it was asked about is broken.
-        let result = result.and_then(|outcome| {
-            if outcome.decisions.len() == items.len() {
-                Ok(outcome)
-            } else {
-                Err(Error::InvalidResponse(format!(
-                    "{} decisions for {} items",
-                    outcome.decisions.len(),
-                    items.len()
-                )))
-            }
-        });
+        // A store that answers for other items than it was asked about is
+        // broken. (Checked in place: re-wrapping the outcome in a new
+        // `Result` copied it twice on every check.)
+        let mut result = result;
+        if let Ok(outcome) = &result
+            && outcome.decisions.len() != items.len()
+        {
+            result = Err(Error::InvalidResponse(format!(
+                "{} decisions for {} items",
+                outcome.decisions.len(),
+                items.len()
+            )));
+        }
         let failed = matches!(&result, Err(error) if error.is_store_failure());
         if permit != Permit::Skip {
             let changed = if failed {
@@ -1019,7 +1022,8 @@ impl DistributedRateLimiter {
             tracing::info!("rate limit store answers again");
         }
         let verdict = match result {
-            Ok(outcome) => {
+            // By reference: moving the outcome out would copy it.
+            Ok(ref outcome) => {
                 if charge {
                     for ((rule, _), decision) in selected.iter().zip(&outcome.decisions) {
                         let outcome =
@@ -1027,7 +1031,7 @@ impl DistributedRateLimiter {
                         rule.counters.count(outcome);
                     }
                 }
-                from_outcome(Source::Store, selected, &outcome, None)
+                from_outcome(Source::Store, selected, outcome, None)
             }
             Err(error) if charge && failed => self.on_failure(selected, items, error),
             Err(error) => return Err(error),
