@@ -140,7 +140,7 @@ fn digits(n: u64) -> usize {
     // gives 0 its one digit.
     let n = n | 1;
     let bits = (64 - n.leading_zeros()) as usize;
-    let estimate = bits * 1233 >> 12;
+    let estimate = (bits * 1233) >> 12;
     estimate + usize::from(POWERS.get(estimate).is_some_and(|&power| n >= power))
 }
 
