@@ -129,8 +129,9 @@ struct Prepared<'p, 'r, 'c> {
 
 impl<'p> Prepared<'p, '_, '_> {
     /// The store's items: each rule's key, quota and the request's cost.
-    /// Always inlined: returned from a call, the items were copied once
-    /// more.
+    /// Always inlined: left to the compiler it stayed a call (about 30
+    /// instructions a check in the HTTP bench; the returned items are
+    /// still copied once).
     #[inline(always)]
     fn items(self, cost: u32) -> SmallVec<[CheckItem<'p>; 2]> {
         // Pushed, not collected: `SmallVec`'s `collect` costs more than the
