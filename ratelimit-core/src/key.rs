@@ -167,24 +167,19 @@ fn push_id(key: &mut impl KeyBytes, kind: u8, id: &[u8]) {
 fn push_ip(key: &mut impl KeyBytes, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            // Dotted decimal into one stack buffer, then one copy.
-            let mut text = [0_u8; 15];
+            // Dotted decimal into one stack buffer, then one copy. Each
+            // octet's digits come from a table: three bytes are written and
+            // the length advances by the digit count.
+            let mut text = [0_u8; 18];
             let mut len = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
+                let [a, b, c, digits] = OCTETS[usize::from(octet)];
+                text[len..len + 3].copy_from_slice(&[a, b, c]);
+                len += usize::from(digits);
+                if i < 3 {
                     text[len] = b'.';
                     len += 1;
                 }
-                if octet >= 100 {
-                    text[len] = b'0' + octet / 100;
-                    len += 1;
-                }
-                if octet >= 10 {
-                    text[len] = b'0' + octet / 10 % 10;
-                    len += 1;
-                }
-                text[len] = b'0' + octet % 10;
-                len += 1;
             }
             key.extend_from_slice(&text[..len]);
         }
@@ -201,6 +196,28 @@ fn push_ip(key: &mut impl KeyBytes, ip: IpAddr) {
 }
 
 const HEX: [u8; 16] = *b"0123456789abcdef";
+
+/// Every octet's decimal digits (left-aligned, zero-padded) and their count.
+static OCTETS: [[u8; 4]; 256] = octets();
+
+const fn octets() -> [[u8; 4]; 256] {
+    let mut table = [[0_u8; 4]; 256];
+    let mut n = 0;
+    while n < 256 {
+        // `n < 256`, so each digit fits a u8.
+        #[allow(clippy::cast_possible_truncation)]
+        let (hundreds, tens, ones) = ((n / 100) as u8, (n / 10 % 10) as u8, (n % 10) as u8);
+        table[n] = if n >= 100 {
+            [b'0' + hundreds, b'0' + tens, b'0' + ones, 3]
+        } else if n >= 10 {
+            [b'0' + tens, b'0' + ones, 0, 2]
+        } else {
+            [b'0' + ones, 0, 0, 1]
+        };
+        n += 1;
+    }
+    table
+}
 
 #[cfg(test)]
 mod tests {

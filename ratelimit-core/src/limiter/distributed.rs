@@ -977,8 +977,9 @@ impl DistributedRateLimiter {
 
     /// What every check does with the store's answer: hold the store to
     /// answering for what it was asked, tell the breaker, and let the
-    /// failure policy answer a failed check.
-    #[inline]
+    /// failure policy answer a failed check. Always inlined: as a call it
+    /// returned the verdict through one more copy.
+    #[inline(always)]
     fn settle(
         &self,
         caller: Caller<'_>,
