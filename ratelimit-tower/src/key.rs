@@ -7,7 +7,7 @@
 //! | [`UserServiceOrIp`] | `x-user-id` → that user; else `x-service-id` → that service; else [`PeerIp`] |
 //! | [`ExtensionId`] | an identity an earlier (authentication) layer put in the request extensions |
 //! | [`Everyone`] | one caller for all requests |
-//! | any `Fn(&request::Parts) -> Result<Identity, KeyError>` | your own |
+//! | any `Fn(&RequestHead<'_>) -> Result<Identity, KeyError>` | your own |
 //!
 //! **Forwarding headers are spoofable.** `Forwarded`, `X-Forwarded-For` and
 //! `X-Real-IP` are read only when the TCP peer is one of the proxies you
@@ -19,10 +19,11 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use http::request::Parts;
 use http::{HeaderName, StatusCode};
 use ipnet::IpNet;
 use ratelimit_core::ClientIp;
+
+use crate::RequestHead;
 
 pub use ratelimit_core::Identity;
 
@@ -62,16 +63,16 @@ impl std::error::Error for KeyError {}
 
 /// Finds the caller of a request.
 pub trait KeyExtractor: Send + Sync + 'static {
-    /// The caller of the request whose head is `parts`.
-    fn extract(&self, parts: &Parts) -> Result<Identity, KeyError>;
+    /// The caller of the request whose head is `request`.
+    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity, KeyError>;
 }
 
 impl<F> KeyExtractor for F
 where
-    F: Fn(&Parts) -> Result<Identity, KeyError> + Send + Sync + 'static,
+    F: Fn(&RequestHead<'_>) -> Result<Identity, KeyError> + Send + Sync + 'static,
 {
-    fn extract(&self, parts: &Parts) -> Result<Identity, KeyError> {
-        self(parts)
+    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity, KeyError> {
+        self(request)
     }
 }
 
@@ -80,7 +81,7 @@ where
 pub struct Everyone;
 
 impl KeyExtractor for Everyone {
-    fn extract(&self, _: &Parts) -> Result<Identity, KeyError> {
+    fn extract(&self, _: &RequestHead<'_>) -> Result<Identity, KeyError> {
         Ok(Identity::Key(b"*".to_vec()))
     }
 }
@@ -115,10 +116,10 @@ impl PeerIp {
     }
 
     /// The client address for a request whose TCP peer is `peer`.
-    pub fn client_ip(&self, peer: IpAddr, parts: &Parts) -> IpAddr {
+    pub fn client_ip(&self, peer: IpAddr, request: &RequestHead<'_>) -> IpAddr {
         self.resolver.resolve(peer, |name| {
-            parts
-                .headers
+            request
+                .headers()
                 .get_all(name)
                 .into_iter()
                 .map(|v| v.as_bytes())
@@ -127,24 +128,24 @@ impl PeerIp {
 }
 
 /// The TCP peer of a request, from axum's `ConnectInfo<SocketAddr>`.
-fn peer_of(parts: &Parts) -> Option<IpAddr> {
+fn peer_of(request: &RequestHead<'_>) -> Option<IpAddr> {
     #[cfg(feature = "axum")]
-    if let Some(info) = parts
-        .extensions
+    if let Some(info) = request
+        .extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
     {
         return Some(info.0.ip());
     }
-    parts.extensions.get::<SocketAddr>().map(SocketAddr::ip)
+    request.extensions().get::<SocketAddr>().map(SocketAddr::ip)
 }
 
 impl KeyExtractor for PeerIp {
-    fn extract(&self, parts: &Parts) -> Result<Identity, KeyError> {
-        let peer = peer_of(parts).ok_or(KeyError::new(
+    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity, KeyError> {
+        let peer = peer_of(request).ok_or(KeyError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no peer address: serve with into_make_service_with_connect_info::<SocketAddr>()",
         ))?;
-        Ok(Identity::Ip(self.client_ip(peer, parts)))
+        Ok(Identity::Ip(self.client_ip(peer, request)))
     }
 }
 
@@ -171,8 +172,8 @@ impl HeaderId {
         Self { name, kind }
     }
 
-    fn read(&self, parts: &Parts) -> Option<Identity> {
-        let value = parts.headers.get(&self.name)?.as_bytes();
+    fn read(&self, request: &RequestHead<'_>) -> Option<Identity> {
+        let value = request.headers().get(&self.name)?.as_bytes();
         if value.is_empty() {
             return None;
         }
@@ -184,8 +185,8 @@ impl HeaderId {
 }
 
 impl KeyExtractor for HeaderId {
-    fn extract(&self, parts: &Parts) -> Result<Identity, KeyError> {
-        self.read(parts).ok_or(KeyError::new(
+    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity, KeyError> {
+        self.read(request).ok_or(KeyError::new(
             StatusCode::BAD_REQUEST,
             "the identity header is missing or empty",
         ))
@@ -219,11 +220,15 @@ impl Default for UserServiceOrIp {
 }
 
 impl KeyExtractor for UserServiceOrIp {
-    fn extract(&self, parts: &Parts) -> Result<Identity, KeyError> {
-        if let Some(id) = self.user.read(parts).or_else(|| self.service.read(parts)) {
+    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity, KeyError> {
+        if let Some(id) = self
+            .user
+            .read(request)
+            .or_else(|| self.service.read(request))
+        {
             return Ok(id);
         }
-        self.ip.extract(parts)
+        self.ip.extract(request)
     }
 }
 
@@ -233,9 +238,9 @@ impl KeyExtractor for UserServiceOrIp {
 pub struct ExtensionId;
 
 impl KeyExtractor for ExtensionId {
-    fn extract(&self, parts: &Parts) -> Result<Identity, KeyError> {
-        parts
-            .extensions
+    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity, KeyError> {
+        request
+            .extensions()
             .get::<Identity>()
             .cloned()
             .ok_or(KeyError::new(

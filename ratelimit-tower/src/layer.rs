@@ -3,18 +3,18 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::request::Parts;
 use http::{Response, StatusCode};
 use ratelimit_core::headers::HeaderOptions;
 use ratelimit_core::{DistributedRateLimiter, RuleChoice, Verdict};
 use tower::Layer;
 
+use crate::RequestHead;
 use crate::key::{KeyError, KeyExtractor, UserServiceOrIp};
 use crate::service::RateLimit;
 
 type DenialFn = dyn Fn(&Verdict) -> Response<String> + Send + Sync;
 type KeyErrorFn = dyn Fn(&KeyError) -> Response<String> + Send + Sync;
-type CostFn = dyn Fn(&Parts) -> u32 + Send + Sync;
+type CostFn = dyn Fn(&RequestHead<'_>) -> u32 + Send + Sync;
 
 /// Everything a [`RateLimit`] service needs, shared by its clones.
 #[derive(Clone)]
@@ -114,7 +114,7 @@ impl RateLimitLayer {
 
     /// The cost of a request (default 1), from its head — e.g. by route or
     /// by a header the client cannot forge.
-    pub fn cost(self, cost: impl Fn(&Parts) -> u32 + Send + Sync + 'static) -> Self {
+    pub fn cost(self, cost: impl Fn(&RequestHead<'_>) -> u32 + Send + Sync + 'static) -> Self {
         self.with(|s| s.cost = Some(Arc::new(cost)))
     }
 

@@ -43,11 +43,13 @@
 #[cfg(feature = "admin")]
 pub mod admin;
 mod future;
+mod head;
 pub mod key;
 mod layer;
 mod service;
 
 pub use future::ResponseFuture;
+pub use head::RequestHead;
 pub use key::{Identity, KeyError, KeyExtractor};
 pub use layer::RateLimitLayer;
 pub use service::RateLimit;

@@ -9,6 +9,7 @@ use ratelimit_core::headers::{self, HeaderValues};
 use ratelimit_core::{Error, Verdict};
 use tower::Service;
 
+use crate::RequestHead;
 use crate::future::ResponseFuture;
 use crate::layer::Settings;
 
@@ -57,14 +58,16 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let (parts, body) = request.into_parts();
-        let identity = match self.settings.extractor.extract(&parts) {
+        // Borrowed where it is: splitting the request into parts and joining
+        // them again copied its whole head twice.
+        let head = RequestHead::from(&request);
+        let identity = match self.settings.extractor.extract(&head) {
             Ok(identity) => identity,
             Err(error) => {
                 return ResponseFuture::ready(convert((self.settings.on_missing_key)(&error)));
             }
         };
-        let cost = self.settings.cost.as_ref().map_or(1, |cost| cost(&parts));
+        let cost = self.settings.cost.as_ref().map_or(1, |cost| cost(&head));
 
         // A store that answers in place (the in-memory one) is decided right
         // here: no future, no task wake-up, no clone of the inner service.
@@ -76,13 +79,13 @@ where
         {
             return match after_check(settings, &result) {
                 Next::Admit(values) => {
-                    let future = self.inner.call(Request::from_parts(parts, body));
+                    let future = self.inner.call(request);
                     ResponseFuture::admitted(future, values)
                 }
                 Next::Refuse => {
                     // The request goes first: the refusal then reuses its
                     // freed memory (measurably cheaper under a flood).
-                    drop((parts, body));
+                    drop(request);
                     ResponseFuture::ready(refusal(settings, &result))
                 }
             };
@@ -102,12 +105,12 @@ where
                 .await;
             match after_check(&settings, &result) {
                 Next::Admit(values) => {
-                    let mut response = inner.call(Request::from_parts(parts, body)).await?;
+                    let mut response = inner.call(request).await?;
                     add_headers(&mut response, values);
                     Ok(response)
                 }
                 Next::Refuse => {
-                    drop((parts, body));
+                    drop(request);
                     Ok(refusal(&settings, &result))
                 }
             }

@@ -12,15 +12,15 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use ratelimit_core::{
     DistributedRateLimiter, FailurePolicy, FakeClock, LimiterConfig, MemoryStore, Quota, Rule,
     Target,
 };
 use ratelimit_test_support::stores::FailingStore;
-use ratelimit_tower::RateLimitLayer;
 use ratelimit_tower::key::{HeaderId, IdKind, PeerIp, UserServiceOrIp};
+use ratelimit_tower::{Identity, KeyError, RateLimitLayer, RequestHead};
 use tower::ServiceExt;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -268,6 +268,38 @@ async fn a_missing_identity_gets_a_clear_response() {
 }
 
 #[tokio::test]
+async fn a_closure_extracts_from_the_request_head() {
+    let clock = FakeClock::at_micros(1_000_000_000);
+    // Keyed by tenant header; GETs without one share a key, other methods
+    // without one are refused.
+    let by_tenant = |request: &RequestHead<'_>| match request.headers().get("x-tenant") {
+        Some(value) => Ok(Identity::Key(value.as_bytes().to_vec())),
+        None if request.method() == Method::GET && request.uri().path() == "/" => {
+            Ok(Identity::Key(b"anonymous".to_vec()))
+        }
+        None => Err(KeyError::new(StatusCode::FORBIDDEN, "tenant required")),
+    };
+    let app = Router::new()
+        .route("/", get(|| async { "hello" }).post(|| async { "posted" }))
+        .layer(RateLimitLayer::new(limiter(&clock).await).key_extractor(by_tenant));
+    let tenant = |t: &str| with_header(request("10.0.0.1"), "x-tenant", t);
+    assert_eq!(
+        statuses(&app, || tenant("a"), 4).await,
+        [200, 200, 200, 429]
+    );
+    assert_eq!(statuses(&app, || tenant("b"), 1).await, [200]);
+    // Different peers, one anonymous key.
+    assert_eq!(statuses(&app, || request("10.0.0.2"), 2).await, [200, 200]);
+    assert_eq!(statuses(&app, || request("10.0.0.3"), 2).await, [200, 429]);
+    let post = || {
+        let mut request = request("10.0.0.4");
+        *request.method_mut() = Method::POST;
+        request
+    };
+    assert_eq!(statuses(&app, post, 1).await, [403]);
+}
+
+#[tokio::test]
 async fn costs_shadow_rules_legacy_headers_and_custom_denials() {
     let clock = FakeClock::at_micros(1_000_000_000);
     let limiter = limiter(&clock).await;
@@ -281,8 +313,8 @@ async fn costs_shadow_rules_legacy_headers_and_custom_denials() {
         .unwrap();
     let app = app(RateLimitLayer::new(limiter)
         .key_extractor(UserServiceOrIp::default())
-        .cost(|parts| {
-            if parts.headers.contains_key("x-bulk") {
+        .cost(|request| {
+            if request.headers().contains_key("x-bulk") {
                 2
             } else {
                 1

@@ -81,8 +81,8 @@ fn tower_app(limiter: &DistributedRateLimiter) -> Router {
         RateLimitLayer::new(limiter.clone())
             .route_rules(rules.iter().copied())
             .legacy_headers(true)
-            .cost(|parts| {
-                if parts.headers.contains_key("x-bulk") {
+            .cost(|request| {
+                if request.headers().contains_key("x-bulk") {
                     2
                 } else {
                     1
