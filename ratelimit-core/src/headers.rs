@@ -66,7 +66,10 @@ pub struct HeaderValues {
     /// `Retry-After` (delay-seconds), for a denied request.
     pub retry_after: Option<String>,
     /// The legacy `X-RateLimit-*` trio, when asked for and a rule decided.
-    pub legacy: Option<LegacyValues>,
+    /// Boxed: off by default, and inline it tripled the size of a value
+    /// every admitted request carries to its response (so moves of it were
+    /// calls to `memcpy`).
+    pub legacy: Option<Box<LegacyValues>>,
 }
 
 /// `X-RateLimit-Limit`, `-Remaining` and `-Reset`, for the binding rule.
@@ -84,7 +87,7 @@ impl HeaderValues {
     /// Every header to send, owned, as `(lower-case name, value)` pairs, in
     /// the order of [`pairs`](Self::pairs).
     pub fn into_pairs(self) -> impl Iterator<Item = (&'static str, String)> {
-        let (limit, remaining, reset) = match self.legacy {
+        let (limit, remaining, reset) = match self.legacy.map(|l| *l) {
             Some(l) => (Some(l.limit), Some(l.remaining), Some(l.reset)),
             None => (None, None, None),
         };
@@ -290,10 +293,12 @@ pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
     let number = |n: u64| itoa::Buffer::new().format(n).to_owned();
     let retry_after = (!verdict.allowed()).then(|| number(seconds_up(verdict.retry_after())));
     let legacy = if legacy {
-        verdict.binding().map(|d| LegacyValues {
-            limit: number(u64::from(d.decision.limit())),
-            remaining: number(d.decision.remaining()),
-            reset: number(seconds_up(d.decision.reset_after())),
+        verdict.binding().map(|d| {
+            Box::new(LegacyValues {
+                limit: number(u64::from(d.decision.limit())),
+                remaining: number(d.decision.remaining()),
+                reset: number(seconds_up(d.decision.reset_after())),
+            })
         })
     } else {
         None

@@ -176,7 +176,7 @@ pub(crate) fn add_headers<B>(response: &mut Response<B>, values: Option<HeaderVa
     insert(target, RATE_LIMIT_POLICY, values.rate_limit_policy);
     insert(target, RATE_LIMIT, values.rate_limit);
     insert(target, RETRY_AFTER, values.retry_after);
-    if let Some(legacy) = values.legacy {
+    if let Some(legacy) = values.legacy.map(|l| *l) {
         insert(target, X_LIMIT, Some(legacy.limit));
         insert(target, X_REMAINING, Some(legacy.remaining));
         insert(target, X_RESET, Some(legacy.reset));
