@@ -98,6 +98,25 @@ impl RuleSet {
         self.by_id.get(id).map(Arc::as_ref)
     }
 
+    /// The rule `id` in force, shared (for a plan to hold).
+    pub(crate) fn active(&self, id: &str) -> Option<Arc<ActiveRule>> {
+        self.by_id.get(id).cloned()
+    }
+
+    /// Whether some rule targets one user or one service.
+    pub(crate) fn has_caller_rules(&self) -> bool {
+        !self.users.is_empty() || !self.services.is_empty()
+    }
+
+    /// Whether a rule targets `caller` itself.
+    pub(crate) fn has_rules_of(&self, caller: Caller<'_>) -> bool {
+        match caller {
+            Caller::User(id) => self.users.contains_key(id),
+            Caller::Service(id) => self.services.contains_key(id),
+            Caller::Ip(_) | Caller::Key(_) => false,
+        }
+    }
+
     /// All rules, ordered by id.
     pub fn iter(&self) -> impl Iterator<Item = &Rule> {
         self.by_id.values().map(|active| &active.rule)

@@ -68,7 +68,7 @@ impl RateLimitLayer {
             settings: Arc::new(Settings {
                 limiter,
                 extractor: Arc::new(UserServiceOrIp::default()),
-                rules: RuleChoice::Applicable,
+                rules: RuleChoice::applicable(),
                 cost: None,
                 headers: HeaderOptions::new(),
                 on_denied: Arc::new(default_denial),

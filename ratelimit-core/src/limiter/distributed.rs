@@ -3,7 +3,7 @@
 
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use tracing::Instrument;
 use super::breaker::{CircuitBreaker, CircuitState, Permit};
 use super::deny_cache::Denials;
 use super::keys::Keys;
+use super::plan::Plan;
 use super::reservation::{self, Take, Units};
 use super::verdict::{RuleDecision, Source, Verdict};
 use super::{LimiterConfig, RuleChoice, RuleSelection, Selector};
@@ -88,8 +89,13 @@ pub struct DistributedRateLimiter {
 
 #[derive(Debug)]
 struct Inner {
+    /// Tells this limiter's plans from another's (see [`Plan`]).
+    id: u64,
     store: Arc<dyn Store>,
     rules: ArcSwap<RuleSet>,
+    /// Counts the rule sets put in force, so that a plan knows whether the
+    /// one it was made from is still the one in force.
+    generation: AtomicU64,
     /// Serializes rule changes (read-modify-swap); never held across `.await`.
     changes: Mutex<()>,
     timeout: Duration,
@@ -109,6 +115,9 @@ struct Inner {
     /// Hot-key mode's clock (see [`Rule::with_batch`]).
     clock: Arc<dyn Clock>,
 }
+
+/// Numbers the limiters of this process (see [`Inner::id`]).
+static NEXT_LIMITER_ID: AtomicU64 = AtomicU64::new(0);
 
 /// What [`prepare`] found.
 enum Preparation<'r, 'c> {
@@ -166,7 +175,7 @@ struct Batched {
 }
 
 /// What [`DistributedRateLimiter::plan_batches`] found.
-enum Plan {
+enum BatchPlan {
     /// Ask the store about the rules not paid for locally.
     Ask(Batched),
     /// Answered here: admitted by units held, or denied while a rule
@@ -194,8 +203,10 @@ impl DistributedRateLimiter {
             .unwrap_or_else(|| MemoryStore::builder().metrics_label("fallback").build());
         Self {
             inner: Arc::new(Inner {
+                id: NEXT_LIMITER_ID.fetch_add(1, Ordering::Relaxed),
                 store: config.store,
                 rules: ArcSwap::from_pointee(rules),
+                generation: AtomicU64::new(0),
                 changes: Mutex::new(()),
                 timeout: config.timeout,
                 failure_policy: config.failure_policy,
@@ -487,6 +498,9 @@ impl DistributedRateLimiter {
     /// rules, so they go.
     fn install(&self, set: RuleSet) {
         self.inner.rules.store(Arc::new(set));
+        // After the store: a plan made from a generation is made from its
+        // rule set or a later one (see `replan`).
+        self.inner.generation.fetch_add(1, Ordering::Release);
         if let Some(denials) = &self.inner.denials {
             denials.clear();
         }
@@ -662,7 +676,45 @@ impl DistributedRateLimiter {
         choice: &RuleChoice,
         cost: u32,
     ) -> Result<Verdict, Error> {
+        // An owned plan: the check may wait for the store.
+        let plan = choice.plan().get().load_full();
+        let current = self.current(plan.as_deref());
+        if let Some(selected) = current.and_then(|plan| plan.selected(caller, cost)) {
+            return self.run_selected(caller, &selected, cost, true).await;
+        }
+        if current.is_none() {
+            self.replan(choice);
+        }
         self.run(caller, choice.selector(), cost, true).await
+    }
+
+    /// `plan` if it was made for this limiter from the rules in force.
+    #[inline]
+    fn current<'p>(&self, plan: Option<&'p Plan>) -> Option<&'p Plan> {
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        plan.filter(|plan| plan.is_current(self.inner.id, generation))
+    }
+
+    /// Resolves `choice` against the rules in force and keeps the plan in
+    /// it for the next checks.
+    #[cold]
+    fn replan(&self, choice: &RuleChoice) {
+        // The generation first: if the rules change in between, the plan
+        // is labelled with the older generation and simply made again.
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let rules = self.inner.rules.load_full();
+        let selector = choice.selector();
+        let picks_caller_rules = matches!(selector, Selector::Applicable | Selector::Route(_));
+        // A caller with no rules of its own: a key never has any.
+        let selected = select(&rules, Caller::Key(b""), selector).ok();
+        let plan = Plan::new(
+            self.inner.id,
+            generation,
+            Arc::clone(&rules),
+            selected.as_ref(),
+            picks_caller_rules,
+        );
+        choice.plan().get().store(Some(Arc::new(plan)));
     }
 
     /// The verdict of [`check_selection`](Self::check_selection) computed
@@ -709,6 +761,18 @@ impl DistributedRateLimiter {
         choice: &RuleChoice,
         cost: u32,
     ) -> Option<Result<Verdict, Error>> {
+        if self.inner.breaker.state() == CircuitState::Open {
+            return None;
+        }
+        // No `.await` follows: the plan is held until the verdict.
+        let plan = choice.plan().get().load();
+        let current = self.current(plan.as_deref());
+        if let Some(selected) = current.and_then(|plan| plan.selected(caller, cost)) {
+            return self.try_check_selected(caller, &selected, cost);
+        }
+        if current.is_none() {
+            self.replan(choice);
+        }
         self.try_check(caller, choice.selector(), cost)
     }
 
@@ -731,9 +795,21 @@ impl DistributedRateLimiter {
             Preparation::Ready(selected) => selected,
             Preparation::Answered(answer) => return Some(answer),
         };
-        let keys = Keys::new(&self.inner.key_prefix, &selected);
+        self.try_check_selected(caller, &selected, cost)
+    }
+
+    /// [`try_check`](Self::try_check) once the rules are selected (by
+    /// [`prepare`] or a [`Plan`]).
+    #[inline]
+    fn try_check_selected(
+        &self,
+        caller: Caller<'_>,
+        selected: &Selected<'_, '_>,
+        cost: u32,
+    ) -> Option<Result<Verdict, Error>> {
+        let keys = Keys::new(&self.inner.key_prefix, selected);
         let prepared = Prepared {
-            selected: &selected,
+            selected,
             keys: &keys,
         };
         if let Some(verdict) = self.cached_denial(prepared, cost, true) {
@@ -745,7 +821,7 @@ impl DistributedRateLimiter {
         let items = prepared.items(cost);
         let asked = self.inner.denials.as_ref().map(Denials::ask);
         let result = self.inner.store.try_check_now(&items)?;
-        let verdict = self.settle(caller, &selected, &items, Permit::Call, result, true);
+        let verdict = self.settle(caller, selected, &items, Permit::Call, result, true);
         self.remember(&verdict, prepared, asked);
         Some(verdict)
     }
@@ -794,9 +870,21 @@ impl DistributedRateLimiter {
             Preparation::Ready(selected) => selected,
             Preparation::Answered(answer) => return answer,
         };
-        let keys = Keys::new(&self.inner.key_prefix, &selected);
+        self.run_selected(caller, &selected, cost, charge).await
+    }
+
+    /// [`run`](Self::run) once the rules are selected (by [`prepare`] or a
+    /// [`Plan`]).
+    async fn run_selected(
+        &self,
+        caller: Caller<'_>,
+        selected: &Selected<'_, '_>,
+        cost: u32,
+        charge: bool,
+    ) -> Result<Verdict, Error> {
+        let keys = Keys::new(&self.inner.key_prefix, selected);
         let prepared = Prepared {
-            selected: &selected,
+            selected,
             keys: &keys,
         };
         // Before the breaker: a cached denial holds whether or not the store
@@ -844,8 +932,8 @@ impl DistributedRateLimiter {
         cost: u32,
     ) -> Result<Verdict, Error> {
         let batched = match self.plan_batches(prepared, cost) {
-            Plan::Ask(batched) => batched,
-            Plan::Answered(verdict) => return Ok(verdict),
+            BatchPlan::Ask(batched) => batched,
+            BatchPlan::Answered(verdict) => return Ok(verdict),
         };
         let items = prepared.items(cost);
         let store_items = store_items(&items, &batched);
@@ -878,8 +966,8 @@ impl DistributedRateLimiter {
         cost: u32,
     ) -> Option<Result<Verdict, Error>> {
         let batched = match self.plan_batches(prepared, cost) {
-            Plan::Ask(batched) => batched,
-            Plan::Answered(verdict) => return Some(Ok(verdict)),
+            BatchPlan::Ask(batched) => batched,
+            BatchPlan::Answered(verdict) => return Some(Ok(verdict)),
         };
         let items = prepared.items(cost);
         let store_items = store_items(&items, &batched);
@@ -905,7 +993,7 @@ impl DistributedRateLimiter {
     /// Takes units for each rule in hot-key mode. Answers at once when the
     /// units pay for every rule (admitted), or when a rule has no unit and
     /// waits for a batch (denied).
-    fn plan_batches(&self, prepared: Prepared<'_, '_, '_>, cost: u32) -> Plan {
+    fn plan_batches(&self, prepared: Prepared<'_, '_, '_>, cost: u32) -> BatchPlan {
         let now = self.inner.clock.now_micros();
         let mut waiting: SmallVec<[(usize, u64, u64); 1]> = SmallVec::new();
         let steps = prepared
@@ -931,8 +1019,8 @@ impl DistributedRateLimiter {
         };
         if waiting.is_empty() {
             return match all_local(prepared, &batched) {
-                Some(verdict) => Plan::Answered(verdict),
-                None => Plan::Ask(batched),
+                Some(verdict) => BatchPlan::Answered(verdict),
+                None => BatchPlan::Ask(batched),
             };
         }
         give_back(prepared, &batched);
@@ -953,7 +1041,7 @@ impl DistributedRateLimiter {
             .map(|d| d.decision.retry_after())
             .max()
             .unwrap_or_default();
-        Plan::Answered(Verdict {
+        BatchPlan::Answered(Verdict {
             allowed: false,
             source: Source::Batch,
             decisions,
@@ -1317,7 +1405,9 @@ fn select<'r, 'c, S: AsRef<str>>(
     }
 }
 
-#[inline]
+// Always inlined, like `verdict`: as calls, each returned the verdict
+// through one more copy.
+#[inline(always)]
 fn from_outcome(
     source: Source,
     selected: &Selected<'_, '_>,
@@ -1345,7 +1435,7 @@ fn from_outcome(
     )
 }
 
-#[inline]
+#[inline(always)]
 fn verdict(
     source: Source,
     allowed: bool,

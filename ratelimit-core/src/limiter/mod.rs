@@ -5,6 +5,7 @@ mod config;
 mod deny_cache;
 mod distributed;
 mod keys;
+mod plan;
 mod reservation;
 mod selection;
 mod simple;

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use super::plan::PlanSlot;
+
 /// Which rules one check covers — the argument of
 /// [`DistributedRateLimiter::check_selection`](crate::DistributedRateLimiter::check_selection)
 /// and [`try_check_now`](crate::DistributedRateLimiter::try_check_now), for
@@ -29,6 +31,10 @@ pub enum RuleSelection<'a> {
 /// [`check_choice`](crate::DistributedRateLimiter::check_choice) or
 /// [`try_check_choice`](crate::DistributedRateLimiter::try_check_choice).
 ///
+/// A choice also remembers what it last resolved to (its *plan*: which
+/// rules, in which order, up to which cost), so that a check need not look
+/// its rules up again until the rules change. Clones share that memory.
+///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
@@ -47,46 +53,89 @@ pub enum RuleSelection<'a> {
 /// # Ok(())
 /// # }
 /// ```
+#[derive(Debug, Clone)]
+pub struct RuleChoice {
+    kind: ChoiceKind,
+    plan: Arc<PlanSlot>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RuleChoice {
-    /// Every rule that applies to the caller.
+enum ChoiceKind {
     Applicable,
-    /// These rules, atomically; each must exist and apply.
     Named(Arc<[String]>),
-    /// A route's `*` rules, plus the caller's own and the global ones.
     Route(Arc<[String]>),
 }
 
 impl RuleChoice {
-    /// [`RuleChoice::Named`] from any list of ids.
+    /// Every rule that applies to the caller (what
+    /// [`check_all`](crate::DistributedRateLimiter::check_all) checks).
+    pub fn applicable() -> Self {
+        Self::of(ChoiceKind::Applicable)
+    }
+
+    /// These rules, atomically; each must exist and apply to the caller
+    /// (what [`check_rules`](crate::DistributedRateLimiter::check_rules)
+    /// checks).
     pub fn named<I, S>(rules: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self::Named(rules.into_iter().map(Into::into).collect())
+        Self::of(ChoiceKind::Named(
+            rules.into_iter().map(Into::into).collect(),
+        ))
     }
 
-    /// [`RuleChoice::Route`] from any list of ids.
+    /// A route's `*` rules, plus the caller's own and the global ones (what
+    /// [`check_route`](crate::DistributedRateLimiter::check_route) checks).
     pub fn route<I, S>(rules: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self::Route(rules.into_iter().map(Into::into).collect())
+        Self::of(ChoiceKind::Route(
+            rules.into_iter().map(Into::into).collect(),
+        ))
+    }
+
+    fn of(kind: ChoiceKind) -> Self {
+        Self {
+            kind,
+            plan: Arc::default(),
+        }
     }
 
     /// The selection this choice stands for, as the limiter reads it
     /// (borrowing the ids: nothing is built per check).
     pub(crate) fn selector(&self) -> Selector<'_, String> {
-        match self {
-            Self::Applicable => Selector::Applicable,
-            Self::Named(rules) => Selector::Named(rules),
-            Self::Route(rules) => Selector::Route(rules),
+        match &self.kind {
+            ChoiceKind::Applicable => Selector::Applicable,
+            ChoiceKind::Named(rules) => Selector::Named(rules),
+            ChoiceKind::Route(rules) => Selector::Route(rules),
         }
     }
+
+    /// Where the limiter keeps this choice's plan.
+    pub(crate) fn plan(&self) -> &PlanSlot {
+        &self.plan
+    }
 }
+
+impl Default for RuleChoice {
+    fn default() -> Self {
+        Self::applicable()
+    }
+}
+
+/// Two choices are equal when they select the same rules (whatever each
+/// remembers).
+impl PartialEq for RuleChoice {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+    }
+}
+
+impl Eq for RuleChoice {}
 
 /// A [`RuleSelection`] or a [`RuleChoice`], as the limiter reads either:
 /// generic over how the ids are held, so an adapter's owned ids are
