@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::FutureExt;
 use ratelimit_core::{
-    Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, RateLimiter, RuleSelection, Target,
+    Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, RateLimiter, RuleChoice,
+    RuleSelection, Target,
 };
 
 fn front_doors(c: &mut Criterion) {
@@ -75,6 +76,23 @@ fn front_doors(c: &mut Criterion) {
                     .unwrap()
                     .allowed(),
             )
+        })
+    });
+    // What the HTTP adapters run: a route's rules (here `default`, with
+    // `global`), resolved per check, or through a `RuleChoice`, which keeps
+    // the resolution while the rules stay the same.
+    group.bench_function("try_check_now, route (2 rules)", |b| {
+        b.iter(|| {
+            let rules = RuleSelection::Route(&["default"]);
+            let v = limiter.try_check_now(caller, rules, 1);
+            black_box(v.unwrap().unwrap().allowed())
+        })
+    });
+    let route = RuleChoice::route(["default"]);
+    group.bench_function("try_check_choice, route (2 rules)", |b| {
+        b.iter(|| {
+            let v = limiter.try_check_choice(caller, &route, 1);
+            black_box(v.unwrap().unwrap().allowed())
         })
     });
     group.bench_function("check_rules, 3 rules", |b| {
