@@ -62,12 +62,13 @@ where
             .as_ref()
             .map_or(1, |cost| cost(request.request()));
 
-        if let Some(result) =
-            settings
-                .limiter
-                .try_check_choice(identity.caller(), &settings.rules, cost)
-        {
-            return match after_check(settings, &result) {
+        // Read where it was returned: binding the verdict by value copied
+        // it out of the `Option`.
+        let checked = settings
+            .limiter
+            .try_check_choice(identity.caller(), &settings.rules, cost);
+        if let Some(result) = &checked {
+            return match after_check(settings, result) {
                 Next::Admit(values) => ResponseFuture::admitted(self.service.call(request), values),
                 Next::Respond(response) => {
                     ResponseFuture::ready(request.into_response(response).map_into_right_body())

@@ -72,12 +72,13 @@ where
         // A store that answers in place (the in-memory one) is decided right
         // here: no future, no task wake-up, no clone of the inner service.
         let settings = &self.settings;
-        if let Some(result) =
-            settings
-                .limiter
-                .try_check_choice(identity.caller(), &settings.rules, cost)
-        {
-            return match after_check(settings, &result) {
+        // Read where it was returned: binding the verdict by value copied
+        // it out of the `Option`.
+        let checked = settings
+            .limiter
+            .try_check_choice(identity.caller(), &settings.rules, cost);
+        if let Some(result) = &checked {
+            return match after_check(settings, result) {
                 Next::Admit(values) => {
                     let future = self.inner.call(request);
                     ResponseFuture::admitted(future, values)
@@ -86,7 +87,7 @@ where
                     // The request goes first: the refusal then reuses its
                     // freed memory (measurably cheaper under a flood).
                     drop(request);
-                    ResponseFuture::ready(refusal(settings, &result))
+                    ResponseFuture::ready(refusal(settings, result))
                 }
             };
         }

@@ -143,9 +143,16 @@ impl<'p> Prepared<'p, '_, '_> {
     /// still copied once).
     #[inline(always)]
     fn items(self, cost: u32) -> SmallVec<[CheckItem<'p>; 2]> {
+        let mut items = SmallVec::new();
+        self.push_items(cost, &mut items);
+        items
+    }
+
+    /// [`items`](Self::items), pushed onto `items`.
+    #[inline(always)]
+    fn push_items(self, cost: u32, items: &mut SmallVec<[CheckItem<'p>; 2]>) {
         // Pushed, not collected: `SmallVec`'s `collect` costs more than the
         // copies for one or two items.
-        let mut items = SmallVec::new();
         for ((rule, _), key) in self.selected.iter().zip(self.keys.iter()) {
             items.push(CheckItem {
                 key,
@@ -155,7 +162,6 @@ impl<'p> Prepared<'p, '_, '_> {
                 reserve: 0,
             });
         }
-        items
     }
 
     /// Whether a rule of this check is in hot-key mode.
@@ -818,12 +824,18 @@ impl DistributedRateLimiter {
         if prepared.has_batches() {
             return self.try_check_batched_now(caller, prepared, cost);
         }
-        let items = prepared.items(cost);
+        // Filled in place: returned from a function, the items were copied.
+        let mut items = SmallVec::new();
+        prepared.push_items(cost, &mut items);
         let asked = self.inner.denials.as_ref().map(Denials::ask);
         let result = self.inner.store.try_check_now(&items)?;
-        let verdict = self.settle(caller, selected, &items, Permit::Call, result, true);
-        self.remember(&verdict, prepared, asked);
-        Some(verdict)
+        // Built where it is returned: a verdict made first and then wrapped
+        // in `Some` was copied once more.
+        let answer = Some(self.settle(caller, selected, &items, Permit::Call, result, true));
+        if let Some(verdict) = &answer {
+            self.remember(verdict, prepared, asked);
+        }
+        answer
     }
 
     /// A denial the deny cache can answer without the store, counted.
@@ -1111,7 +1123,9 @@ impl DistributedRateLimiter {
         {
             tracing::info!("rate limit store answers again");
         }
-        let verdict = match result {
+        // Built where it is returned (a verdict made first and then wrapped
+        // in `Ok` was copied once more).
+        let answer = match result {
             // By reference: moving the outcome out would copy it.
             Ok(ref outcome) => {
                 if charge {
@@ -1121,19 +1135,21 @@ impl DistributedRateLimiter {
                         rule.counters.count(outcome);
                     }
                 }
-                from_outcome(Source::Store, selected, outcome, None)
+                Ok(from_outcome(Source::Store, selected, outcome, None))
             }
-            Err(error) if charge && failed => self.on_failure(selected, items, error),
-            Err(error) => return Err(error),
+            Err(error) if charge && failed => Ok(self.on_failure(selected, items, error)),
+            Err(error) => Err(error),
         };
-        tracing::debug!(
-            %caller,
-            allowed = verdict.allowed(),
-            source = ?verdict.source(),
-            rules = selected.len(),
-            "rate limit check"
-        );
-        Ok(verdict)
+        if let Ok(verdict) = &answer {
+            tracing::debug!(
+                %caller,
+                allowed = verdict.allowed(),
+                source = ?verdict.source(),
+                rules = selected.len(),
+                "rate limit check"
+            );
+        }
+        answer
     }
 
     /// Reports a store failure: counted by kind, a warning when the store
