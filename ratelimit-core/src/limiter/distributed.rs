@@ -684,21 +684,32 @@ impl DistributedRateLimiter {
     ) -> Result<Verdict, Error> {
         // An owned plan: the check may wait for the store.
         let plan = choice.plan().get().load_full();
-        let current = self.current(plan.as_deref());
-        if let Some(selected) = current.and_then(|plan| plan.selected(caller, cost)) {
+        if let Some(selected) = self.planned(choice, plan.as_deref(), caller, cost) {
             return self.run_selected(caller, &selected, cost, true).await;
-        }
-        if current.is_none() {
-            self.replan(choice);
         }
         self.run(caller, choice.selector(), cost, true).await
     }
 
-    /// `plan` if it was made for this limiter from the rules in force.
+    /// The rules of `caller`'s check from `choice`'s plan, or `None` when
+    /// the check takes the general path: the plan does not cover it, or it
+    /// was made from other rules (then a new one is made for the next
+    /// checks).
     #[inline]
-    fn current<'p>(&self, plan: Option<&'p Plan>) -> Option<&'p Plan> {
+    fn planned<'p, 'c>(
+        &self,
+        choice: &RuleChoice,
+        plan: Option<&'p Plan>,
+        caller: Caller<'c>,
+        cost: u32,
+    ) -> Option<Selected<'p, 'c>> {
         let generation = self.inner.generation.load(Ordering::Acquire);
-        plan.filter(|plan| plan.is_current(self.inner.id, generation))
+        match plan.filter(|plan| plan.is_current(self.inner.id, generation)) {
+            Some(plan) => plan.selected(caller, cost),
+            None => {
+                self.replan(choice);
+                None
+            }
+        }
     }
 
     /// Resolves `choice` against the rules in force and keeps the plan in
@@ -772,12 +783,8 @@ impl DistributedRateLimiter {
         }
         // No `.await` follows: the plan is held until the verdict.
         let plan = choice.plan().get().load();
-        let current = self.current(plan.as_deref());
-        if let Some(selected) = current.and_then(|plan| plan.selected(caller, cost)) {
+        if let Some(selected) = self.planned(choice, plan.as_deref(), caller, cost) {
             return self.try_check_selected(caller, &selected, cost);
-        }
-        if current.is_none() {
-            self.replan(choice);
         }
         self.try_check(caller, choice.selector(), cost)
     }
