@@ -1,35 +1,34 @@
 //! [`ClientIp`]: which address a request counts against, for every HTTP
 //! adapter alike.
-//!
-//! **Forwarding headers are spoofable.** `Forwarded`, `X-Forwarded-For` and
-//! `X-Real-IP` are read only when the TCP peer is one of the proxies
-//! configured with [`ClientIp::trust_proxy`]; otherwise any client could
-//! pick its own key by sending them. IPv4-mapped IPv6 addresses are
-//! normalised to IPv4, and IPv6 clients are grouped by prefix (default /64),
-//! so one host cannot escape its limit by rotating addresses in its subnet.
-//!
-//! ```
-//! use std::net::IpAddr;
-//! use ratelimit_core::ClientIp;
-//!
-//! let direct = ClientIp::new();
-//! let behind_lb = ClientIp::new().trust_proxy("10.0.0.0/8".parse().unwrap());
-//! let peer: IpAddr = "10.1.2.3".parse().unwrap();
-//! let headers = |name: &str| -> Vec<&[u8]> {
-//!     if name == "x-forwarded-for" { vec![b"203.0.113.9, 10.9.9.9"] } else { vec![] }
-//! };
-//! // Without trust the header is ignored; with it, the first untrusted hop
-//! // from the nearest end is the client.
-//! assert_eq!(direct.resolve(peer, headers), peer);
-//! assert_eq!(behind_lb.resolve(peer, headers), "203.0.113.9".parse::<IpAddr>().unwrap());
-//! ```
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use ipnet::IpNet;
 
 /// How a request's client address is found from its TCP peer and headers.
-/// See the [module docs](self).
+///
+/// **Forwarding headers are spoofable.** `Forwarded`, `X-Forwarded-For` and
+/// `X-Real-IP` are read only when the TCP peer is one of the proxies
+/// configured with [`ClientIp::trust_proxy`]; otherwise any client could
+/// pick its own key by sending them. IPv4-mapped IPv6 addresses are
+/// normalised to IPv4, and IPv6 clients are grouped by prefix (default /64),
+/// so one host cannot escape its limit by rotating addresses in its subnet.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use ratelimit_core::ClientIp;
+///
+/// let direct = ClientIp::new();
+/// let behind_lb = ClientIp::new().trust_proxy("10.0.0.0/8".parse().unwrap());
+/// let peer: IpAddr = "10.1.2.3".parse().unwrap();
+/// let headers = |name: &str| -> Vec<&[u8]> {
+///     if name == "x-forwarded-for" { vec![b"203.0.113.9, 10.9.9.9"] } else { vec![] }
+/// };
+/// // Without trust the header is ignored; with it, the first untrusted hop
+/// // from the nearest end is the client.
+/// assert_eq!(direct.resolve(peer, headers), peer);
+/// assert_eq!(behind_lb.resolve(peer, headers), "203.0.113.9".parse::<IpAddr>().unwrap());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIp {
     trusted: Vec<IpNet>,

@@ -15,7 +15,7 @@
 //! Every time value is an integer count of microseconds. The functions here
 //! use saturating arithmetic, so they are total: no input makes them panic or
 //! wrap. Stores (the in-memory one here, the Lua script in `ratelimit-redis`)
-//! call [`test`] and [`Decision::from_state`](crate::Decision::from_state) and nothing else, so they cannot
+//! call [`test()`] and [`Decision::from_state`](crate::Decision::from_state) and nothing else, so they cannot
 //! disagree about the algorithm.
 //!
 //! ```

@@ -1,64 +1,5 @@
 //! [`DenyCache`]: denials answered locally, without a store round trip,
 //! and exactly as the store would answer them.
-//!
-//! Under GCRA a key's TAT only moves forward (until its rule changes or an
-//! operator resets it). So when the store denies a check because of a key,
-//! the instance knows a lower bound of that key's TAT — the TAT the store
-//! reported, placed on the instance's own clock as read *before* the store
-//! was asked (the store decided later than that, so the bound can only be
-//! early, never late). Until the clock passes that bound, any later check of
-//! the same key, of the same or a greater cost, would be denied by the store
-//! too: the cache answers it in place. A check of a smaller cost, or one
-//! whose bound no longer denies it, goes to the store as usual — the cache
-//! never admits anything, and never denies what the store would admit.
-//!
-//! The cache is emptied whenever the limiter's rules change (locally or by
-//! a reload from the shared rule store) and when a counter is reset
-//! ([`DistributedRateLimiter::reset`](crate::DistributedRateLimiter::reset)
-//! announces the reset to the fleet through the rule store, so every
-//! instance drops its cached denials). Between a change on one instance and
-//! the announcement reaching another (milliseconds), the other may still
-//! deny from its cache — the same window in which it still applies the old
-//! rules.
-//!
-//! A cached denial reports the rules that denied it, with their figures
-//! computed from the cached bound: `Retry-After` may read earlier than the
-//! store would say (never later), and rules that did not deny are not in
-//! the verdict.
-//!
-//! One corner is not identical. A key left more than one burst ahead of the
-//! clock (its rule's quota was just lowered, or the store's clock stepped
-//! back) is capped by the store when a check visits it. A check answered
-//! from the cache visits none of its keys, so when it names such a key
-//! together with a cached one (two routes sharing a global rule, say), that
-//! key is capped at the next check the store sees instead, so it may wait
-//! up to as long as the cached denial lasted before it admits again. It
-//! never admits more.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use std::time::Duration;
-//! use ratelimit_core::{
-//!     Caller, DenyCache, DistributedRateLimiter, FakeClock, LimiterConfig, MemoryStore, Source,
-//!     Target,
-//! };
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), ratelimit_core::Error> {
-//! let clock = FakeClock::new();
-//! let store = Arc::new(MemoryStore::with_clock(clock.clone()));
-//! let limiter = DistributedRateLimiter::new(
-//!     LimiterConfig::new(store).deny_cache(DenyCache::new(100_000).clock(clock.clone())),
-//! );
-//! limiter.add_rule("api", Target::Each, 1, Duration::from_secs(1)).await?;
-//! let caller = Caller::user("7");
-//! assert!(limiter.check(caller, "api").await?.allowed());
-//! assert_eq!(limiter.check(caller, "api").await?.source(), Source::Store); // denied, remembered
-//! assert_eq!(limiter.check(caller, "api").await?.source(), Source::DenyCache);
-//! clock.advance(Duration::from_secs(1));
-//! assert!(limiter.check(caller, "api").await?.allowed());
-//! # Ok(())
-//! # }
-//! ```
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,14 +12,74 @@ use crate::memory::table::{MAX_NOW, Table, Write};
 use crate::rule_set::Selected;
 use crate::{Clock, Decision, SystemClock, gcra, telemetry};
 
-/// Settings of a limiter's local deny cache (see the [module
-/// docs](self)): how many keys it may remember and the clock it reads.
+/// Settings of a limiter's local deny cache: denials answered locally,
+/// without a store round trip, and exactly as the store would answer them.
+/// The settings are how many keys it may remember and the clock it reads.
 ///
 /// Off unless configured with
 /// [`LimiterConfig::deny_cache`](crate::LimiterConfig::deny_cache). Worth it
 /// in front of a remote store (Redis), where it turns a flood of denied
 /// requests into local lookups; in front of the in-memory store it only
 /// adds a lookup.
+///
+/// Under GCRA a key's TAT only moves forward (until its rule changes or an
+/// operator resets it). So when the store denies a check because of a key,
+/// the instance knows a lower bound of that key's TAT — the TAT the store
+/// reported, placed on the instance's own clock as read *before* the store
+/// was asked (the store decided later than that, so the bound can only be
+/// early, never late). Until the clock passes that bound, any later check of
+/// the same key, of the same or a greater cost, would be denied by the store
+/// too: the cache answers it in place. A check of a smaller cost, or one
+/// whose bound no longer denies it, goes to the store as usual — the cache
+/// never admits anything, and never denies what the store would admit.
+///
+/// The cache is emptied whenever the limiter's rules change (locally or by
+/// a reload from the shared rule store) and when a counter is reset
+/// ([`DistributedRateLimiter::reset`](crate::DistributedRateLimiter::reset)
+/// announces the reset to the fleet through the rule store, so every
+/// instance drops its cached denials). Between a change on one instance and
+/// the announcement reaching another (milliseconds), the other may still
+/// deny from its cache — the same window in which it still applies the old
+/// rules.
+///
+/// A cached denial reports the rules that denied it, with their figures
+/// computed from the cached bound: `Retry-After` may read earlier than the
+/// store would say (never later), and rules that did not deny are not in
+/// the verdict.
+///
+/// One corner is not identical. A key left more than one burst ahead of the
+/// clock (its rule's quota was just lowered, or the store's clock stepped
+/// back) is capped by the store when a check visits it. A check answered
+/// from the cache visits none of its keys, so when it names such a key
+/// together with a cached one (two routes sharing a global rule, say), that
+/// key is capped at the next check the store sees instead, so it may wait
+/// up to as long as the cached denial lasted before it admits again. It
+/// never admits more.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use ratelimit_core::{
+///     Caller, DenyCache, DistributedRateLimiter, FakeClock, LimiterConfig, MemoryStore, Source,
+///     Target,
+/// };
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ratelimit_core::Error> {
+/// let clock = FakeClock::new();
+/// let store = Arc::new(MemoryStore::with_clock(clock.clone()));
+/// let limiter = DistributedRateLimiter::new(
+///     LimiterConfig::new(store).deny_cache(DenyCache::new(100_000).clock(clock.clone())),
+/// );
+/// limiter.add_rule("api", Target::Each, 1, Duration::from_secs(1)).await?;
+/// let caller = Caller::user("7");
+/// assert!(limiter.check(caller, "api").await?.allowed());
+/// assert_eq!(limiter.check(caller, "api").await?.source(), Source::Store); // denied, remembered
+/// assert_eq!(limiter.check(caller, "api").await?.source(), Source::DenyCache);
+/// clock.advance(Duration::from_secs(1));
+/// assert!(limiter.check(caller, "api").await?.allowed());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct DenyCache {
