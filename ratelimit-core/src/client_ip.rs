@@ -79,7 +79,8 @@ impl ClientIp {
         I: IntoIterator<Item = &'h [u8]>,
     {
         let peer = peer.to_canonical();
-        let client = if self.is_trusted(peer) {
+        // Most services trust no proxy: no forwarding header is read then.
+        let client = if !self.trusted.is_empty() && self.is_trusted(peer) {
             self.forwarded_client(&headers).unwrap_or(peer)
         } else {
             peer

@@ -264,6 +264,7 @@ impl HeaderOptions {
 
     /// The header values to add to the response for `verdict`, or `None`
     /// when this response carries none.
+    #[inline]
     pub fn values(&self, verdict: &Verdict) -> Option<HeaderValues> {
         (self.admitted || !verdict.allowed()).then(|| values(verdict, self.legacy))
     }

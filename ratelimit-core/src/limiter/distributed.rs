@@ -825,7 +825,10 @@ impl DistributedRateLimiter {
             selected,
             keys: &keys,
         };
-        if let Some(verdict) = self.cached_denial(prepared, cost, true) {
+        // The deny cache is asked only when there is one: calls that find
+        // none still cost the hot path of a limiter without it.
+        let denials = self.inner.denials.is_some();
+        if denials && let Some(verdict) = self.cached_denial(prepared, cost, true) {
             return Some(Ok(verdict));
         }
         if prepared.has_batches() {
@@ -839,7 +842,7 @@ impl DistributedRateLimiter {
         // Built where it is returned: a verdict made first and then wrapped
         // in `Some` was copied once more.
         let answer = Some(self.settle(caller, selected, &items, Permit::Call, result, true));
-        if let Some(verdict) = &answer {
+        if denials && let Some(verdict) = &answer {
             self.remember(verdict, prepared, asked);
         }
         answer
