@@ -42,6 +42,8 @@ use std::time::Duration;
 
 use crate::Verdict;
 
+mod policy_memo;
+
 /// `RateLimit-Policy`.
 pub const RATE_LIMIT_POLICY: &str = "ratelimit-policy";
 /// `RateLimit`.
@@ -305,7 +307,7 @@ pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
         None
     };
     HeaderValues {
-        rate_limit_policy: list(policy),
+        rate_limit_policy: policy_memo::policy(policy),
         rate_limit: list(limit),
         retry_after,
         legacy,
