@@ -2,12 +2,12 @@
 //!
 //! The policy field depends only on the enforced rules — their ids, limits
 //! and windows — so nearly every response of a route repeats the previous
-//! one's. Formatting it cost about as much as the rest of the check's
-//! header work; comparing the rules with the last few seen costs a tenth of
-//! that. Each thread keeps its own few entries: nothing is shared between
-//! threads (no lock, no contended counter), and an entry is a pure function
-//! of its key, so a rule changed at run time simply misses and is formatted
-//! anew.
+//! one's. Formatting it cost ~440 instructions per response (the HTTP
+//! bench, one rule); finding it among the last few seen and copying it out
+//! costs about half that. Each thread keeps its own few entries: nothing is
+//! shared between threads (no lock, no contended counter), and an entry is
+//! a pure function of its key, so a rule changed at run time simply misses
+//! and is formatted anew.
 
 use std::cell::RefCell;
 
