@@ -8,8 +8,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, forward_ready};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use bytes::Bytes;
-use ratelimit_core::headers::{self, HeaderValues};
+use ratelimit_core::headers::{self, FieldValue, HeaderValues};
 use ratelimit_core::{Error, Verdict};
 
 use crate::future::ResponseFuture;
@@ -158,10 +157,10 @@ fn insert_all(target: &mut HeaderMap, values: HeaderValues) {
 }
 
 #[inline]
-fn insert(target: &mut HeaderMap, name: HeaderName, value: Option<String>) {
-    // `from_maybe_shared` takes the String's buffer instead of copying it.
+fn insert(target: &mut HeaderMap, name: HeaderName, value: Option<FieldValue>) {
+    // `from_maybe_shared` keeps the value's buffer instead of copying it.
     // The values `headers::values` makes are always valid.
-    if let Some(Ok(value)) = value.map(|v| HeaderValue::from_maybe_shared(Bytes::from(v))) {
+    if let Some(Ok(value)) = value.map(|v| HeaderValue::from_maybe_shared(v.into_bytes())) {
         target.insert(name, value);
     }
 }

@@ -42,7 +42,10 @@ use std::time::Duration;
 
 use crate::Verdict;
 
+mod field_value;
 mod policy_memo;
+
+pub use field_value::FieldValue;
 
 /// `RateLimit-Policy`.
 pub const RATE_LIMIT_POLICY: &str = "ratelimit-policy";
@@ -62,11 +65,11 @@ pub const X_RATE_LIMIT_RESET: &str = "x-ratelimit-reset";
 #[non_exhaustive]
 pub struct HeaderValues {
     /// `RateLimit-Policy`, when any enforced rule decided.
-    pub rate_limit_policy: Option<String>,
+    pub rate_limit_policy: Option<FieldValue>,
     /// `RateLimit`, when any enforced rule decided.
-    pub rate_limit: Option<String>,
+    pub rate_limit: Option<FieldValue>,
     /// `Retry-After` (delay-seconds), for a denied request.
-    pub retry_after: Option<String>,
+    pub retry_after: Option<FieldValue>,
     /// The legacy `X-RateLimit-*` trio, when asked for and a rule decided.
     /// Boxed: off by default, and inline it tripled the size of a value
     /// every admitted request carries to its response (so moves of it were
@@ -78,17 +81,17 @@ pub struct HeaderValues {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyValues {
     /// `X-RateLimit-Limit`.
-    pub limit: String,
+    pub limit: FieldValue,
     /// `X-RateLimit-Remaining`.
-    pub remaining: String,
+    pub remaining: FieldValue,
     /// `X-RateLimit-Reset`: seconds until the caller's counter is rested.
-    pub reset: String,
+    pub reset: FieldValue,
 }
 
 impl HeaderValues {
     /// Every header to send, owned, as `(lower-case name, value)` pairs, in
     /// the order of [`pairs`](Self::pairs).
-    pub fn into_pairs(self) -> impl Iterator<Item = (&'static str, String)> {
+    pub fn into_pairs(self) -> impl Iterator<Item = (&'static str, FieldValue)> {
         let (limit, remaining, reset) = match self.legacy.map(|l| *l) {
             Some(l) => (Some(l.limit), Some(l.remaining), Some(l.reset)),
             None => (None, None, None),
@@ -293,7 +296,7 @@ pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
             b: (";t=", seconds_up(t)),
         }
     });
-    let number = |n: u64| itoa::Buffer::new().format(n).to_owned();
+    let number = |n: u64| FieldValue::from(itoa::Buffer::new().format(n).to_owned());
     let retry_after = (!verdict.allowed()).then(|| number(seconds_up(verdict.retry_after())));
     let legacy = if legacy {
         verdict.binding().map(|d| {
@@ -308,7 +311,7 @@ pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
     };
     HeaderValues {
         rate_limit_policy: policy_memo::policy(policy),
-        rate_limit: list(limit),
+        rate_limit: list(limit).map(FieldValue::from),
         retry_after,
         legacy,
     }

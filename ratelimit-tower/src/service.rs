@@ -3,9 +3,8 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use ratelimit_core::headers::{self, HeaderValues};
+use ratelimit_core::headers::{self, FieldValue, HeaderValues};
 use ratelimit_core::{Error, Verdict};
 use tower::Service;
 
@@ -190,10 +189,10 @@ fn insert_all(target: &mut HeaderMap, values: HeaderValues) {
 }
 
 #[inline]
-fn insert(target: &mut HeaderMap, name: HeaderName, value: Option<String>) {
-    // `from_maybe_shared` takes the String's buffer instead of copying it.
+fn insert(target: &mut HeaderMap, name: HeaderName, value: Option<FieldValue>) {
+    // `from_maybe_shared` keeps the value's buffer instead of copying it.
     // The values `headers::values` makes are always valid.
-    if let Some(Ok(value)) = value.map(|v| HeaderValue::from_maybe_shared(Bytes::from(v))) {
+    if let Some(Ok(value)) = value.map(|v| HeaderValue::from_maybe_shared(v.into_bytes())) {
         target.insert(name, value);
     }
 }

@@ -3,15 +3,15 @@
 //! The policy field depends only on the enforced rules — their ids, limits
 //! and windows — so nearly every response of a route repeats the previous
 //! one's. Formatting it cost ~440 instructions per response (the HTTP
-//! bench, one rule); finding it among the last few seen and copying it out
-//! costs about half that. Each thread keeps its own few entries: nothing is
+//! bench, one rule); finding it among the last few seen costs a fraction
+//! of that, and handing it out shares its buffer (a [`FieldValue`]). Each thread keeps its own few entries: nothing is
 //! shared between threads (no lock, no contended counter), and an entry is
 //! a pure function of its key, so a rule changed at run time simply misses
 //! and is formatted anew.
 
 use std::cell::RefCell;
 
-use super::{Item, list};
+use super::{FieldValue, Item, list};
 
 /// Distinct policies a thread remembers: an app's routes each have one.
 /// Past this, the oldest entry is replaced.
@@ -23,7 +23,7 @@ thread_local! {
 
 /// The policy list of `items` (each `"RULE";q=LIMIT;w=WINDOW`), as
 /// [`list`] formats it.
-pub(super) fn policy<'a>(items: impl Iterator<Item = Item<'a>> + Clone) -> Option<String> {
+pub(super) fn policy<'a>(items: impl Iterator<Item = Item<'a>> + Clone) -> Option<FieldValue> {
     // No TLS while the thread shuts down, and no second borrow: format.
     MEMO.try_with(|memo| {
         let mut memo = memo.try_borrow_mut().ok()?;
@@ -31,7 +31,7 @@ pub(super) fn policy<'a>(items: impl Iterator<Item = Item<'a>> + Clone) -> Optio
     })
     .ok()
     .flatten()
-    .unwrap_or_else(|| list(items))
+    .unwrap_or_else(|| list(items).map(FieldValue::from))
 }
 
 struct Memo {
@@ -44,7 +44,7 @@ struct Memo {
 /// the text they make.
 struct Entry {
     rules: Vec<(Box<str>, u64, u64)>,
-    text: String,
+    text: FieldValue,
 }
 
 impl Entry {
@@ -65,11 +65,11 @@ impl Memo {
         }
     }
 
-    fn policy<'a>(&mut self, items: impl Iterator<Item = Item<'a>> + Clone) -> Option<String> {
+    fn policy<'a>(&mut self, items: impl Iterator<Item = Item<'a>> + Clone) -> Option<FieldValue> {
         if let Some(entry) = self.entries.iter().find(|e| e.matches(items.clone())) {
             return Some(entry.text.clone());
         }
-        let text = list(items.clone())?;
+        let text = FieldValue::from(list(items.clone())?);
         let entry = Entry {
             rules: items
                 .map(|item| (Box::from(item.rule), item.a.1, item.b.1))
@@ -145,7 +145,7 @@ mod tests {
         let mut memo = Memo::new();
         for q in 0..(ENTRIES as u64 + 3) {
             let text = memo.policy(items(&[("r", q, 1)]));
-            assert_eq!(text, Some(format!("\"r\";q={q};w=1")));
+            assert_eq!(text.as_deref(), Some(format!("\"r\";q={q};w=1").as_str()));
         }
         assert_eq!(memo.entries.len(), ENTRIES);
         // The three oldest (q = 0, 1, 2) made room for the newest.
