@@ -6,7 +6,10 @@ use std::ops::Deref;
 
 use bytes::Bytes;
 
-/// A header field's value: visible ASCII text in a [`Bytes`] buffer.
+/// A header field's value: text in a [`Bytes`] buffer. The values
+/// [`values`](super::values) makes are always visible ASCII; one made from
+/// any other `String` is checked by the header type it is handed to (the
+/// adapters skip a value their `HeaderValue` rejects).
 ///
 /// Adapters take the buffer with [`into_bytes`](Self::into_bytes) (http's
 /// and actix-web's `HeaderValue::from_maybe_shared` keep it without
