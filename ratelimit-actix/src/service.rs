@@ -1,6 +1,7 @@
 //! [`RateLimitMiddleware`]: the service the middleware wraps around yours.
 
 use std::rc::Rc;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use actix_web::HttpResponse;
@@ -8,7 +9,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, forward_ready};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use ratelimit_core::headers::{self, FieldValue, HeaderValues};
+use ratelimit_core::headers::{self, ConvertedValues, FieldValue, HeaderValues};
 use ratelimit_core::{Error, Verdict};
 
 use crate::future::ResponseFuture;
@@ -135,6 +136,12 @@ pub(crate) fn add_headers(target: &mut HeaderMap, values: Option<HeaderValues>) 
     }
 }
 
+thread_local! {
+    /// The `RateLimit-Policy` values this thread made, by shared buffer.
+    static POLICIES: RefCell<ConvertedValues<HeaderValue>> =
+        const { RefCell::new(ConvertedValues::new()) };
+}
+
 fn insert_all(target: &mut HeaderMap, values: HeaderValues) {
     const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static(headers::RATE_LIMIT_POLICY);
     const RATE_LIMIT: HeaderName = HeaderName::from_static(headers::RATE_LIMIT);
@@ -146,7 +153,13 @@ fn insert_all(target: &mut HeaderMap, values: HeaderValues) {
     // One by one, not through an array of `(name, Option<String>)`: the
     // admitted path sends two fields, and moving six through an array cost
     // more than inserting them.
-    insert(target, RATE_LIMIT_POLICY, values.rate_limit_policy);
+    // The policy's buffer is shared from response to response: its header
+    // value is made once per thread and cloned after that.
+    if let Some(value) = values.rate_limit_policy.and_then(|field| {
+        ConvertedValues::convert_in(&POLICIES, field, |b| HeaderValue::from_maybe_shared(b).ok())
+    }) {
+        target.insert(RATE_LIMIT_POLICY, value);
+    }
     insert(target, RATE_LIMIT, values.rate_limit);
     insert(target, RETRY_AFTER, values.retry_after);
     if let Some(legacy) = values.legacy.map(|l| *l) {

@@ -42,9 +42,11 @@ use std::time::Duration;
 
 use crate::Verdict;
 
+mod converted;
 mod field_value;
 mod policy_memo;
 
+pub use converted::ConvertedValues;
 pub use field_value::FieldValue;
 
 /// `RateLimit-Policy`.

@@ -1,10 +1,11 @@
 //! [`RateLimit`]: the service the layer wraps around yours.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use ratelimit_core::headers::{self, FieldValue, HeaderValues};
+use ratelimit_core::headers::{self, ConvertedValues, FieldValue, HeaderValues};
 use ratelimit_core::{Error, Verdict};
 use tower::Service;
 
@@ -165,6 +166,12 @@ pub(crate) fn add_headers<B>(response: &mut Response<B>, values: Option<HeaderVa
     }
 }
 
+thread_local! {
+    /// The `RateLimit-Policy` values this thread made, by shared buffer.
+    static POLICIES: RefCell<ConvertedValues<HeaderValue>> =
+        const { RefCell::new(ConvertedValues::new()) };
+}
+
 fn insert_all(target: &mut HeaderMap, values: HeaderValues) {
     // The names are built at compile time (`from_static` at run time would
     // validate them on every request).
@@ -178,7 +185,13 @@ fn insert_all(target: &mut HeaderMap, values: HeaderValues) {
     // One by one, not through an array of `(name, Option<String>)`: the
     // admitted path sends two fields, and moving six through an array cost
     // more than inserting them.
-    insert(target, RATE_LIMIT_POLICY, values.rate_limit_policy);
+    // The policy's buffer is shared from response to response: its header
+    // value is made once per thread and cloned after that.
+    if let Some(value) = values.rate_limit_policy.and_then(|field| {
+        ConvertedValues::convert_in(&POLICIES, field, |b| HeaderValue::from_maybe_shared(b).ok())
+    }) {
+        target.insert(RATE_LIMIT_POLICY, value);
+    }
     insert(target, RATE_LIMIT, values.rate_limit);
     insert(target, RETRY_AFTER, values.retry_after);
     if let Some(legacy) = values.legacy.map(|l| *l) {
