@@ -177,6 +177,7 @@ impl Item<'_> {
             + digits(self.b.1)
     }
 
+    #[inline(always)]
     fn push_to(&self, out: &mut String) {
         out.push_str(if out.is_empty() { "\"" } else { ", \"" });
         out.push_str(self.rule);
