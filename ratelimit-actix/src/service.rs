@@ -1,7 +1,7 @@
 //! [`RateLimitMiddleware`]: the service the middleware wraps around yours.
 
-use std::rc::Rc;
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::HttpResponse;
