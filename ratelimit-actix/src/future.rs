@@ -9,7 +9,6 @@ use std::task::{Context, Poll, ready};
 use actix_web::body::EitherBody;
 use actix_web::dev::ServiceResponse;
 use pin_project_lite::pin_project;
-use ratelimit_core::headers::HeaderValues;
 
 type Output<B> = Result<ServiceResponse<EitherBody<B>>, actix_web::Error>;
 
@@ -32,7 +31,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B> {
         Ready { response: Option<ServiceResponse<EitherBody<B>>> },
-        Admitted { #[pin] future: F, headers: Option<HeaderValues> },
+        Admitted { #[pin] future: F, headers: Option<crate::service::Values> },
         Checking { future: Boxed<B> },
     }
 }
@@ -46,7 +45,7 @@ impl<F, B> ResponseFuture<F, B> {
         }
     }
 
-    pub(crate) fn admitted(future: F, headers: Option<HeaderValues>) -> Self {
+    pub(crate) fn admitted(future: F, headers: Option<crate::service::Values>) -> Self {
         Self {
             state: State::Admitted { future, headers },
         }

@@ -1,6 +1,5 @@
 //! [`RateLimitMiddleware`]: the service the middleware wraps around yours.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -9,7 +8,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, forward_ready};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use ratelimit_core::headers::{self, ConvertedValues, FieldValue, HeaderValues};
+use ratelimit_core::headers::{self, FieldValue};
 use ratelimit_core::{Error, Verdict};
 
 use crate::future::ResponseFuture;
@@ -100,7 +99,7 @@ where
 /// What becomes of a request once its check is done.
 enum Next {
     /// Pass it on; add these headers to the response.
-    Admit(Option<HeaderValues>),
+    Admit(Option<Values>),
     /// Answer it with this (a denial or a misconfiguration), headers included.
     Respond(HttpResponse),
 }
@@ -110,7 +109,7 @@ fn after_check(settings: &Settings, result: &Result<Verdict, Error>) -> Next {
         Ok(verdict) => verdict,
         Err(error) => return Next::Respond(misconfigured(error)),
     };
-    let values = settings.headers.values(verdict);
+    let values = header_values(settings, verdict);
     if verdict.allowed() {
         Next::Admit(values)
     } else {
@@ -128,7 +127,7 @@ fn misconfigured(error: &Error) -> HttpResponse {
 }
 
 #[inline]
-pub(crate) fn add_headers(target: &mut HeaderMap, values: Option<HeaderValues>) {
+pub(crate) fn add_headers(target: &mut HeaderMap, values: Option<Values>) {
     // Inlined to this test: most admitted responses carry no fields when
     // `admitted_headers` is off, and a call to find that out cost more.
     if let Some(values) = values {
@@ -136,13 +135,21 @@ pub(crate) fn add_headers(target: &mut HeaderMap, values: Option<HeaderValues>) 
     }
 }
 
-thread_local! {
-    /// The `RateLimit-Policy` values this thread made, by shared buffer.
-    static POLICIES: RefCell<ConvertedValues<HeaderValue>> =
-        const { RefCell::new(ConvertedValues::new()) };
+/// The header values of a response, the `RateLimit-Policy` one already
+/// a `HeaderValue`.
+pub(crate) type Values = headers::HeaderValues<HeaderValue>;
+
+/// The header values for `verdict` on this response, if any. The policy
+/// value is made through core's per-thread memo: a clone of the one made
+/// before, its bytes checked once per policy instead of on every response.
+#[inline]
+fn header_values(settings: &Settings, verdict: &Verdict) -> Option<Values> {
+    settings.headers.values_with(verdict, |policy| {
+        HeaderValue::from_maybe_shared(policy.into_bytes()).ok()
+    })
 }
 
-fn insert_all(target: &mut HeaderMap, values: HeaderValues) {
+fn insert_all(target: &mut HeaderMap, values: Values) {
     const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static(headers::RATE_LIMIT_POLICY);
     const RATE_LIMIT: HeaderName = HeaderName::from_static(headers::RATE_LIMIT);
     const RETRY_AFTER: HeaderName = HeaderName::from_static(headers::RETRY_AFTER);
@@ -153,11 +160,7 @@ fn insert_all(target: &mut HeaderMap, values: HeaderValues) {
     // One by one, not through an array of `(name, Option<String>)`: the
     // admitted path sends two fields, and moving six through an array cost
     // more than inserting them.
-    // The policy's buffer is shared from response to response: its header
-    // value is made once per thread and cloned after that.
-    if let Some(value) = values.rate_limit_policy.and_then(|field| {
-        ConvertedValues::convert_in(&POLICIES, field, |b| HeaderValue::from_maybe_shared(b).ok())
-    }) {
+    if let Some(value) = values.rate_limit_policy {
         target.insert(RATE_LIMIT_POLICY, value);
     }
     insert(target, RATE_LIMIT, values.rate_limit);

@@ -42,11 +42,9 @@ use std::time::Duration;
 
 use crate::Verdict;
 
-mod converted;
 mod field_value;
 mod policy_memo;
 
-pub use converted::ConvertedValues;
 pub use field_value::FieldValue;
 
 /// `RateLimit-Policy`.
@@ -63,11 +61,14 @@ pub const X_RATE_LIMIT_REMAINING: &str = "x-ratelimit-remaining";
 pub const X_RATE_LIMIT_RESET: &str = "x-ratelimit-reset";
 
 /// The header values for one verdict. `None` means "do not send".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// `P` is the type of the `RateLimit-Policy` value: a [`FieldValue`] from
+/// [`values`], or an adapter's own header type from [`values_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct HeaderValues {
+pub struct HeaderValues<P = FieldValue> {
     /// `RateLimit-Policy`, when any enforced rule decided.
-    pub rate_limit_policy: Option<FieldValue>,
+    pub rate_limit_policy: Option<P>,
     /// `RateLimit`, when any enforced rule decided.
     pub rate_limit: Option<FieldValue>,
     /// `Retry-After` (delay-seconds), for a denied request.
@@ -88,6 +89,17 @@ pub struct LegacyValues {
     pub remaining: FieldValue,
     /// `X-RateLimit-Reset`: seconds until the caller's counter is rested.
     pub reset: FieldValue,
+}
+
+impl<P> Default for HeaderValues<P> {
+    fn default() -> Self {
+        Self {
+            rate_limit_policy: None,
+            rate_limit: None,
+            retry_after: None,
+            legacy: None,
+        }
+    }
 }
 
 impl HeaderValues {
@@ -274,12 +286,63 @@ impl HeaderOptions {
     /// when this response carries none.
     #[inline]
     pub fn values(&self, verdict: &Verdict) -> Option<HeaderValues> {
-        (self.admitted || !verdict.allowed()).then(|| values(verdict, self.legacy))
+        self.values_with(verdict, Some)
+    }
+
+    /// [`values`](Self::values) with the `RateLimit-Policy` value made by
+    /// `make_policy`, as in [`values_with`].
+    #[inline]
+    pub fn values_with<P: Clone + 'static>(
+        &self,
+        verdict: &Verdict,
+        make_policy: impl FnOnce(FieldValue) -> Option<P>,
+    ) -> Option<HeaderValues<P>> {
+        (self.admitted || !verdict.allowed())
+            .then(|| values_with(verdict, self.legacy, make_policy))
     }
 }
 
 /// The header values for `verdict`; `legacy` adds the `X-RateLimit-*` trio.
 pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
+    values_with(verdict, legacy, Some)
+}
+
+/// [`values`], with the `RateLimit-Policy` value turned into an adapter's
+/// header type by `make_policy`.
+///
+/// The policy depends only on the enforced rules, so each thread remembers
+/// the last few — the text, and what `make_policy` made of it — and a
+/// response whose policy was seen before gets a clone of the value made
+/// then: `make_policy` runs once per policy and thread (and again only if
+/// it refused, or was last asked for another type). An HTTP library's
+/// header type checks every byte it is given; this way it checks the
+/// policy's once.
+///
+/// ```
+/// use std::sync::Arc;
+/// use ratelimit_core::{headers, Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, Target};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ratelimit_core::Error> {
+/// let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
+/// limiter.add_rule("api", Target::Each, 10, std::time::Duration::from_secs(1)).await?;
+/// let mut made = 0;
+/// for _ in 0..3 {
+///     let verdict = limiter.check(Caller::user("1"), "api").await?;
+///     let values = headers::values_with(&verdict, false, |policy| {
+///         made += 1;
+///         Some(policy.into_bytes()) // an HTTP library's `HeaderValue` here
+///     });
+///     assert_eq!(values.rate_limit_policy.as_deref(), Some(&b"\"api\";q=10;w=1"[..]));
+/// }
+/// assert_eq!(made, 1);
+/// # Ok(())
+/// # }
+/// ```
+pub fn values_with<P: Clone + 'static>(
+    verdict: &Verdict,
+    legacy: bool,
+    make_policy: impl FnOnce(FieldValue) -> Option<P>,
+) -> HeaderValues<P> {
     let enforced = verdict.decisions().iter().filter(|d| !d.shadow);
     let policy = enforced.clone().map(|d| Item {
         rule: d.rule.as_str(),
@@ -313,7 +376,7 @@ pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
         None
     };
     HeaderValues {
-        rate_limit_policy: policy_memo::policy(policy),
+        rate_limit_policy: policy_memo::policy(policy, make_policy),
         rate_limit: list(limit).map(FieldValue::from),
         retry_after,
         legacy,

@@ -7,7 +7,6 @@ use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
-use ratelimit_core::headers::HeaderValues;
 
 /// The slow path: a check the store did not answer at once, then the inner
 /// call.
@@ -33,7 +32,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B, E> {
         Ready { response: Option<Response<B>> },
-        Admitted { #[pin] future: F, headers: Option<HeaderValues> },
+        Admitted { #[pin] future: F, headers: Option<crate::service::Values> },
         Checking { future: Boxed<B, E> },
     }
 }
@@ -47,7 +46,7 @@ impl<F, B, E> ResponseFuture<F, B, E> {
         }
     }
 
-    pub(crate) fn admitted(future: F, headers: Option<HeaderValues>) -> Self {
+    pub(crate) fn admitted(future: F, headers: Option<crate::service::Values>) -> Self {
         Self {
             state: State::Admitted { future, headers },
         }

@@ -1,11 +1,10 @@
 //! [`RateLimit`]: the service the layer wraps around yours.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use ratelimit_core::headers::{self, ConvertedValues, FieldValue, HeaderValues};
+use ratelimit_core::headers::{self, FieldValue};
 use ratelimit_core::{Error, Verdict};
 use tower::Service;
 
@@ -122,14 +121,14 @@ where
 /// What becomes of a request once its check is done.
 enum Next {
     /// Pass it on; add these headers to the response.
-    Admit(Option<HeaderValues>),
+    Admit(Option<Values>),
     /// Answer it with [`refusal`] (a denial or a misconfiguration).
     Refuse,
 }
 
 fn after_check(settings: &Settings, result: &Result<Verdict, Error>) -> Next {
     match result {
-        Ok(verdict) if verdict.allowed() => Next::Admit(settings.headers.values(verdict)),
+        Ok(verdict) if verdict.allowed() => Next::Admit(header_values(settings, verdict)),
         _ => Next::Refuse,
     }
 }
@@ -141,7 +140,7 @@ fn refusal<B: From<String>>(settings: &Settings, result: &Result<Verdict, Error>
         Err(error) => return convert(misconfigured(error)),
     };
     let mut response = convert((settings.on_denied)(verdict));
-    add_headers(&mut response, settings.headers.values(verdict));
+    add_headers(&mut response, header_values(settings, verdict));
     response
 }
 
@@ -158,7 +157,7 @@ fn misconfigured(error: &Error) -> Response<String> {
 }
 
 #[inline]
-pub(crate) fn add_headers<B>(response: &mut Response<B>, values: Option<HeaderValues>) {
+pub(crate) fn add_headers<B>(response: &mut Response<B>, values: Option<Values>) {
     // Inlined to this test: most admitted responses carry no fields when
     // `admitted_headers` is off, and a call to find that out cost more.
     if let Some(values) = values {
@@ -166,13 +165,21 @@ pub(crate) fn add_headers<B>(response: &mut Response<B>, values: Option<HeaderVa
     }
 }
 
-thread_local! {
-    /// The `RateLimit-Policy` values this thread made, by shared buffer.
-    static POLICIES: RefCell<ConvertedValues<HeaderValue>> =
-        const { RefCell::new(ConvertedValues::new()) };
+/// The header values of a response, the `RateLimit-Policy` one already
+/// a `HeaderValue`.
+pub(crate) type Values = headers::HeaderValues<HeaderValue>;
+
+/// The header values for `verdict` on this response, if any. The policy
+/// value is made through core's per-thread memo: a clone of the one made
+/// before, its bytes checked once per policy instead of on every response.
+#[inline]
+fn header_values(settings: &Settings, verdict: &Verdict) -> Option<Values> {
+    settings.headers.values_with(verdict, |policy| {
+        HeaderValue::from_maybe_shared(policy.into_bytes()).ok()
+    })
 }
 
-fn insert_all(target: &mut HeaderMap, values: HeaderValues) {
+fn insert_all(target: &mut HeaderMap, values: Values) {
     // The names are built at compile time (`from_static` at run time would
     // validate them on every request).
     const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static(headers::RATE_LIMIT_POLICY);
@@ -185,11 +192,7 @@ fn insert_all(target: &mut HeaderMap, values: HeaderValues) {
     // One by one, not through an array of `(name, Option<String>)`: the
     // admitted path sends two fields, and moving six through an array cost
     // more than inserting them.
-    // The policy's buffer is shared from response to response: its header
-    // value is made once per thread and cloned after that.
-    if let Some(value) = values.rate_limit_policy.and_then(|field| {
-        ConvertedValues::convert_in(&POLICIES, field, |b| HeaderValue::from_maybe_shared(b).ok())
-    }) {
+    if let Some(value) = values.rate_limit_policy {
         target.insert(RATE_LIMIT_POLICY, value);
     }
     insert(target, RATE_LIMIT, values.rate_limit);
