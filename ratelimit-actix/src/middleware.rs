@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::StatusCode;
+use actix_web::http::header::HeaderValue;
 use actix_web::{HttpRequest, HttpResponse};
 use ratelimit_core::headers::HeaderOptions;
 use ratelimit_core::{DistributedRateLimiter, RuleChoice, Source, Verdict};
@@ -168,9 +169,13 @@ where
     }
 }
 
+/// Made at compile time: as a `&str` it was checked and copied into a new
+/// buffer on every denial.
+const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+
 fn plain(status: StatusCode, body: &'static str) -> HttpResponse {
     HttpResponse::build(status)
-        .content_type("text/plain; charset=utf-8")
+        .content_type(TEXT_PLAIN)
         .body(body)
 }
 
@@ -189,6 +194,6 @@ pub(crate) fn default_denial(verdict: &Verdict) -> HttpResponse {
 
 pub(crate) fn default_key_error(error: &KeyError) -> HttpResponse {
     HttpResponse::build(error.status())
-        .content_type("text/plain; charset=utf-8")
+        .content_type(TEXT_PLAIN)
         .body(format!("{}\n", error.reason()))
 }

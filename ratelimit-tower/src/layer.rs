@@ -1,5 +1,6 @@
 //! [`RateLimitLayer`]: the layer and its settings.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -12,7 +13,9 @@ use crate::RequestHead;
 use crate::key::{KeyError, KeyExtractor, UserServiceOrIp};
 use crate::service::RateLimit;
 
-type DenialFn = dyn Fn(&Verdict) -> Response<String> + Send + Sync;
+/// A denial's body is usually a constant: kept borrowed, it costs no
+/// allocation and no copy per denied request.
+type DenialFn = dyn Fn(&Verdict) -> Response<Cow<'static, str>> + Send + Sync;
 type KeyErrorFn = dyn Fn(&KeyError) -> Response<String> + Send + Sync;
 type CostFn = dyn Fn(&RequestHead<'_>) -> u32 + Send + Sync;
 
@@ -137,7 +140,7 @@ impl RateLimitLayer {
         self,
         respond: impl Fn(&Verdict) -> Response<String> + Send + Sync + 'static,
     ) -> Self {
-        self.with(|s| s.on_denied = Arc::new(respond))
+        self.with(|s| s.on_denied = Arc::new(move |verdict| respond(verdict).map(Cow::Owned)))
     }
 
     /// The response for a request whose caller cannot be found (default: the
@@ -158,19 +161,22 @@ impl<S> Layer<S> for RateLimitLayer {
     }
 }
 
-fn plain(status: StatusCode, body: &str) -> Response<String> {
-    let mut response = Response::new(body.to_owned());
+fn plain<T: Into<Cow<'static, str>>>(status: StatusCode, body: T) -> Response<Cow<'static, str>> {
+    // Checked at compile time: `from_static` at run time checks every byte
+    // of it on every denial.
+    const TEXT_PLAIN: http::HeaderValue =
+        http::HeaderValue::from_static("text/plain; charset=utf-8");
+    let mut response = Response::new(body.into());
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, TEXT_PLAIN);
     response
 }
 
 /// 429 for a denial by the rules, 503 when the store is down and the
 /// failure policy denied.
-pub(crate) fn default_denial(verdict: &Verdict) -> Response<String> {
+pub(crate) fn default_denial(verdict: &Verdict) -> Response<Cow<'static, str>> {
     if verdict.source() == ratelimit_core::Source::FailClosed {
         plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -182,5 +188,5 @@ pub(crate) fn default_denial(verdict: &Verdict) -> Response<String> {
 }
 
 pub(crate) fn default_key_error(error: &KeyError) -> Response<String> {
-    plain(error.status(), &format!("{}\n", error.reason()))
+    plain(error.status(), format!("{}\n", error.reason())).map(Cow::into_owned)
 }

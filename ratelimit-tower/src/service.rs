@@ -1,5 +1,6 @@
 //! [`RateLimit`]: the service the layer wraps around yours.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -20,6 +21,10 @@ use crate::layer::Settings;
 /// never in `poll_ready`: the service stays `Clone`, and a slow store delays
 /// only the request that waits on it, never longer than the limiter's
 /// timeout.
+///
+/// The inner service's response body must be buildable from a `String`
+/// and a `&'static str` (axum's `Body` and http-body-util's `Full` are):
+/// refusals are written in it, the default 429's body without allocating.
 #[derive(Debug)]
 pub struct RateLimit<S> {
     inner: S,
@@ -46,7 +51,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ReqBody: Send + 'static,
-    ResBody: From<String> + Send + 'static,
+    ResBody: From<String> + From<&'static str> + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -134,12 +139,19 @@ fn after_check(settings: &Settings, result: &Result<Verdict, Error>) -> Next {
 }
 
 /// The response to a request the check refused, headers included.
-fn refusal<B: From<String>>(settings: &Settings, result: &Result<Verdict, Error>) -> Response<B> {
+fn refusal<B: From<String> + From<&'static str>>(
+    settings: &Settings,
+    result: &Result<Verdict, Error>,
+) -> Response<B> {
     let verdict = match result {
         Ok(verdict) => verdict,
         Err(error) => return convert(misconfigured(error)),
     };
-    let mut response = convert((settings.on_denied)(verdict));
+    let mut response = (settings.on_denied)(verdict).map(|body| match body {
+        // The default denial's body: no allocation, no copy.
+        Cow::Borrowed(text) => B::from(text),
+        Cow::Owned(text) => B::from(text),
+    });
     add_headers(&mut response, header_values(settings, verdict));
     response
 }
