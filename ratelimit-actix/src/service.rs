@@ -135,19 +135,17 @@ pub(crate) fn add_headers(target: &mut HeaderMap, values: Option<Values>) {
     }
 }
 
-/// The header values of a response, `RateLimit-Policy` and `RateLimit`
-/// already `HeaderValue`s.
+/// The header values of a response, the `RateLimit-Policy` one already
+/// a `HeaderValue`.
 pub(crate) type Values = headers::HeaderValues<HeaderValue>;
 
-/// The header values for `verdict` on this response, if any. The two
-/// fields every response carries come from core's per-thread memo: a
-/// response that repeats a value sent before gets a clone of the
-/// `HeaderValue` made then, instead of formatting it and checking its bytes
-/// again.
+/// The header values for `verdict` on this response, if any. The policy
+/// value is made through core's per-thread memo: a clone of the one made
+/// before, its bytes checked once per policy instead of on every response.
 #[inline]
 fn header_values(settings: &Settings, verdict: &Verdict) -> Option<Values> {
-    settings.headers.values_with(verdict, |text| {
-        HeaderValue::from_maybe_shared(text.into_bytes()).ok()
+    settings.headers.values_with(verdict, |policy| {
+        HeaderValue::from_maybe_shared(policy.into_bytes()).ok()
     })
 }
 
@@ -165,9 +163,7 @@ fn insert_all(target: &mut HeaderMap, values: Values) {
     if let Some(value) = values.rate_limit_policy {
         target.insert(RATE_LIMIT_POLICY, value);
     }
-    if let Some(value) = values.rate_limit {
-        target.insert(RATE_LIMIT, value);
-    }
+    insert(target, RATE_LIMIT, values.rate_limit);
     insert(target, RETRY_AFTER, values.retry_after);
     if let Some(legacy) = values.legacy.map(|l| *l) {
         insert(target, X_LIMIT, Some(legacy.limit));

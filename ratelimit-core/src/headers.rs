@@ -43,7 +43,7 @@ use std::time::Duration;
 use crate::Verdict;
 
 mod field_value;
-mod memo;
+mod policy_memo;
 
 pub use field_value::FieldValue;
 
@@ -62,16 +62,15 @@ pub const X_RATE_LIMIT_RESET: &str = "x-ratelimit-reset";
 
 /// The header values for one verdict. `None` means "do not send".
 ///
-/// `P` is the type of the `RateLimit-Policy` and `RateLimit` values: a
-/// [`FieldValue`] from [`values`], or an adapter's own header type from
-/// [`values_with`].
+/// `P` is the type of the `RateLimit-Policy` value: a [`FieldValue`] from
+/// [`values`], or an adapter's own header type from [`values_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HeaderValues<P = FieldValue> {
     /// `RateLimit-Policy`, when any enforced rule decided.
     pub rate_limit_policy: Option<P>,
     /// `RateLimit`, when any enforced rule decided.
-    pub rate_limit: Option<P>,
+    pub rate_limit: Option<FieldValue>,
     /// `Retry-After` (delay-seconds), for a denied request.
     pub retry_after: Option<FieldValue>,
     /// The legacy `X-RateLimit-*` trio, when asked for and a rule decided.
@@ -290,15 +289,16 @@ impl HeaderOptions {
         self.values_with(verdict, Some)
     }
 
-    /// [`values`](Self::values) with the `RateLimit-Policy` and
-    /// `RateLimit` values made by `make`, as in [`values_with`].
+    /// [`values`](Self::values) with the `RateLimit-Policy` value made by
+    /// `make_policy`, as in [`values_with`].
     #[inline]
     pub fn values_with<P: Clone + 'static>(
         &self,
         verdict: &Verdict,
-        make: impl Fn(FieldValue) -> Option<P>,
+        make_policy: impl FnOnce(FieldValue) -> Option<P>,
     ) -> Option<HeaderValues<P>> {
-        (self.admitted || !verdict.allowed()).then(|| values_with(verdict, self.legacy, make))
+        (self.admitted || !verdict.allowed())
+            .then(|| values_with(verdict, self.legacy, make_policy))
     }
 }
 
@@ -307,17 +307,16 @@ pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
     values_with(verdict, legacy, Some)
 }
 
-/// [`values`], with the `RateLimit-Policy` and `RateLimit` values turned
-/// into an adapter's header type by `make`.
+/// [`values`], with the `RateLimit-Policy` value turned into an adapter's
+/// header type by `make_policy`.
 ///
-/// Both values repeat from response to response: the policy depends only
-/// on the enforced rules, and every caller under its limit finds its
-/// counter rested and is sent the same `RateLimit` value. So each thread
-/// remembers the last few texts of each — and what `make` made of them —
-/// and a response that repeats one gets a clone of the value made then:
-/// no formatting, and `make` (an HTTP library's header type checks every
-/// byte it is given) runs once per text and thread. It runs again for a
-/// text it refused, or after it was asked for another type.
+/// The policy depends only on the enforced rules, so each thread remembers
+/// the last few — the text, and what `make_policy` made of it — and a
+/// response whose policy was seen before gets a clone of the value made
+/// then: `make_policy` runs once per policy and thread (and again only if
+/// it refused, or was last asked for another type). An HTTP library's
+/// header type checks every byte it is given; this way it checks the
+/// policy's once.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -326,25 +325,23 @@ pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
 /// # async fn main() -> Result<(), ratelimit_core::Error> {
 /// let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
 /// limiter.add_rule("api", Target::Each, 10, std::time::Duration::from_secs(1)).await?;
-/// let made = std::cell::Cell::new(0);
-/// for user in ["1", "2", "3"] {
-///     let verdict = limiter.check(Caller::user(user), "api").await?;
-///     let values = headers::values_with(&verdict, false, |text| {
-///         made.set(made.get() + 1);
-///         Some(text.into_bytes()) // an HTTP library's `HeaderValue` here
+/// let mut made = 0;
+/// for _ in 0..3 {
+///     let verdict = limiter.check(Caller::user("1"), "api").await?;
+///     let values = headers::values_with(&verdict, false, |policy| {
+///         made += 1;
+///         Some(policy.into_bytes()) // an HTTP library's `HeaderValue` here
 ///     });
 ///     assert_eq!(values.rate_limit_policy.as_deref(), Some(&b"\"api\";q=10;w=1"[..]));
-///     assert_eq!(values.rate_limit.as_deref(), Some(&b"\"api\";r=9;t=1"[..]));
 /// }
-/// // Each text was made once: three callers, each with a rested counter.
-/// assert_eq!(made.get(), 2);
+/// assert_eq!(made, 1);
 /// # Ok(())
 /// # }
 /// ```
 pub fn values_with<P: Clone + 'static>(
     verdict: &Verdict,
     legacy: bool,
-    make: impl Fn(FieldValue) -> Option<P>,
+    make_policy: impl FnOnce(FieldValue) -> Option<P>,
 ) -> HeaderValues<P> {
     let enforced = verdict.decisions().iter().filter(|d| !d.shadow);
     let policy = enforced.clone().map(|d| Item {
@@ -365,7 +362,6 @@ pub fn values_with<P: Clone + 'static>(
             b: (";t=", seconds_up(t)),
         }
     });
-    let (rate_limit_policy, rate_limit) = memo::fields(policy, limit, make);
     let number = |n: u64| FieldValue::from(itoa::Buffer::new().format(n).to_owned());
     let retry_after = (!verdict.allowed()).then(|| number(seconds_up(verdict.retry_after())));
     let legacy = if legacy {
@@ -380,8 +376,8 @@ pub fn values_with<P: Clone + 'static>(
         None
     };
     HeaderValues {
-        rate_limit_policy,
-        rate_limit,
+        rate_limit_policy: policy_memo::policy(policy, make_policy),
+        rate_limit: list(limit).map(FieldValue::from),
         retry_after,
         legacy,
     }
