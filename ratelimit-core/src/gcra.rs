@@ -50,14 +50,15 @@ pub struct Test {
     pub retry_after_micros: u64,
 }
 
-/// Tests a request of `cost` against a key whose stored TAT is `tat` (`None`
-/// for a key not seen, or forgotten) at time `now`.
+/// Tests a request of `cost` against a key whose TAT is `tat` (`None` for a
+/// key not seen, or forgotten) at time `now`. Stores pass the TAT a stored
+/// state stands for ([`booked_tat`]), not the raw stored one.
 ///
 /// Pure and total; for a cost above the quota's burst it reports a request
 /// that never conforms (callers refuse such costs first, see
 /// [`Quota::check_cost`]).
 pub fn test(quota: &Quota, tat: Option<u64>, now: u64, cost: u32) -> Test {
-    let base = effective_tat(quota, tat, now).max(now);
+    let base = tat.unwrap_or(0).max(now);
     let increment = quota.interval_micros().saturating_mul(u64::from(cost));
     let charged_tat = base.saturating_add(increment);
     let allowed_at = charged_tat.saturating_sub(quota.tolerance_micros());
@@ -68,19 +69,205 @@ pub fn test(quota: &Quota, tat: Option<u64>, now: u64, cost: u32) -> Test {
     }
 }
 
-/// The TAT a stored TAT stands for at `now`: the stored one (0 for an absent
-/// key), but never more than one full tolerance ahead of the clock.
-///
-/// A conforming check never leaves a key further ahead than its tolerance,
-/// so a key is only found further ahead when its rule's quota was lowered or
-/// the store's clock stepped backwards (a Redis failover to a replica whose
-/// clock lags). Capping it means such a key counts as fully used — it waits
-/// for the normal rate, from the current clock — instead of being locked out
-/// for the size of the jump. Stores write the capped TAT back (even when the
-/// check is denied), so the key then recovers at the normal rate.
+/// The TAT a stored TAT stands for at `now` for a rule that never changed
+/// its quota: [`booked_tat`] with the original [`Lineage`].
 pub fn effective_tat(quota: &Quota, tat: Option<u64>, now: u64) -> u64 {
-    tat.unwrap_or(0)
-        .min(now.saturating_add(quota.tolerance_micros()))
+    booked_tat(
+        quota,
+        &Lineage::ORIGINAL,
+        Stored {
+            tat: tat.unwrap_or(0),
+            revision: 0,
+        },
+        now,
+    )
+}
+
+/// The TAT a stored state stands for at `now`, under `quota` whose rule has
+/// the lineage `lineage`.
+///
+/// - A state charged under the rule's current revision is read as it is.
+/// - A state charged under the previous revision keeps its caller's usage:
+///   its lead (how far it is ahead of `now`) was booked at the previous
+///   emission interval, so it is rescaled to the current one — `k`
+///   requests' worth stays `k` requests' worth ([`convert_lead`]).
+/// - A state from an older revision (the rule changed more than once while
+///   the key was booked) is read at the current interval.
+///
+/// Whatever the revision, a key is never found further ahead than
+/// [`Lineage::cap_micros`]: one tolerance, or as many requests' worth as the
+/// previous quota allowed if that was more. Only a clock that stepped back
+/// (a Redis failover to a replica whose clock lags) pushes a key past that;
+/// capping it means it waits for the normal rate from the current clock
+/// instead of being locked out for the size of the jump. Stores write the
+/// booked TAT back, with the current revision, whenever it differs from
+/// what they hold (even when the check is denied).
+pub fn booked_tat(quota: &Quota, lineage: &Lineage, stored: Stored, now: u64) -> u64 {
+    if stored.tat <= now {
+        return stored.tat;
+    }
+    let lead = stored.tat.saturating_sub(now);
+    let lead = match lineage.previous_interval_micros() {
+        Some(previous)
+            if stored.revision != lineage.revision()
+                && stored.revision == lineage.previous_revision() =>
+        {
+            convert_lead(lead, previous, quota.interval_micros())
+        }
+        _ => lead,
+    };
+    now.saturating_add(lead.min(lineage.cap_micros(quota)))
+}
+
+/// A lead booked at emission interval `from` expressed at interval `to`:
+/// `⌈lead × to / from⌉`, computed in IEEE doubles in exactly this order, as
+/// the Redis script (Lua numbers are doubles) computes it — so both stores
+/// convert alike. Exact while `lead × to` stays below 2^53; beyond that the
+/// result is within a microsecond or so of the exact quotient.
+pub fn convert_lead(lead: u64, from: u64, to: u64) -> u64 {
+    if from == to || from == 0 {
+        return lead;
+    }
+    #[allow(clippy::cast_precision_loss, clippy::arithmetic_side_effects)]
+    let converted = (lead as f64 * to as f64 / from as f64).ceil();
+    // `as` saturates for values beyond u64 (and the cap bounds it anyway).
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let converted = converted as u64;
+    converted
+}
+
+/// How many rule revisions a stored state tells apart: a state carries its
+/// revision modulo this.
+pub const REVISIONS: u16 = 1000;
+
+/// The most a [`Lineage::cap_micros`] may be (2^50 µs), so that a booked TAT
+/// stays below 2^53 with a clock below 2^52 (exact in Lua, see
+/// [`MAX_TOLERANCE_MICROS`](crate::MAX_TOLERANCE_MICROS)).
+const MAX_CAP_MICROS: u64 = 1 << 50;
+
+/// Which quota a rule's counters were charged under: the rule's revision
+/// (bumped each time its quota changes) and the quota it had at the
+/// revision before.
+///
+/// A key's TAT says how far ahead its caller is booked, in time; how many
+/// requests that is depends on the emission interval it was booked at.
+/// Stores keep the revision beside each TAT, so a check under a changed
+/// quota converts a lead booked under the previous quota (see
+/// [`booked_tat`]) instead of re-reading it at the new interval: a caller
+/// who used 5 of 10 per minute, after the rule is lowered to 5 per minute,
+/// has used 5 of 5.
+///
+/// ```
+/// use std::time::Duration;
+/// use ratelimit_core::{gcra::Lineage, Quota};
+///
+/// let ten = Quota::per_minute(10)?;
+/// let five = Quota::per_minute(5)?;
+/// let lineage = Lineage::ORIGINAL.succeeded_by(&ten, &five);
+/// assert_eq!(lineage.revision(), 1);
+/// assert_eq!(lineage.previous_interval_micros(), Some(6_000_000));
+/// // The same quota again is no new revision.
+/// assert_eq!(lineage.succeeded_by(&five, &five), lineage);
+/// # Ok::<(), ratelimit_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Lineage {
+    revision: u16,
+    /// 0 for none.
+    previous_interval_micros: u64,
+    previous_burst: u32,
+}
+
+impl Lineage {
+    /// A rule whose quota never changed.
+    pub const ORIGINAL: Self = Self {
+        revision: 0,
+        previous_interval_micros: 0,
+        previous_burst: 0,
+    };
+
+    /// A lineage as a rule store recorded it: `revision` (below
+    /// [`REVISIONS`]) and the previous quota's emission interval and burst
+    /// (both 0 for none). `None` for values no lineage has.
+    pub fn from_parts(
+        revision: u16,
+        previous_interval_micros: u64,
+        previous_burst: u32,
+    ) -> Option<Self> {
+        let valid = revision < REVISIONS
+            && (previous_interval_micros == 0) == (previous_burst == 0)
+            && previous_interval_micros <= crate::MAX_TOLERANCE_MICROS;
+        valid.then_some(Self {
+            revision,
+            previous_interval_micros,
+            previous_burst,
+        })
+    }
+
+    /// The lineage after the rule's quota changes from `old` to `new`: the
+    /// next revision, remembering `old`, when the emission interval or the
+    /// burst changes; this one unchanged otherwise.
+    #[must_use]
+    pub fn succeeded_by(self, old: &Quota, new: &Quota) -> Self {
+        if old.interval_micros() == new.interval_micros() && old.burst() == new.burst() {
+            return self;
+        }
+        Self {
+            revision: self.revision.saturating_add(1) % REVISIONS,
+            previous_interval_micros: old.interval_micros(),
+            previous_burst: old.burst(),
+        }
+    }
+
+    /// The revision, below [`REVISIONS`].
+    pub const fn revision(&self) -> u16 {
+        self.revision
+    }
+
+    /// The revision before this one (modulo [`REVISIONS`]).
+    pub const fn previous_revision(&self) -> u16 {
+        match self.revision {
+            0 => REVISIONS - 1,
+            r => r - 1,
+        }
+    }
+
+    /// The previous quota's emission interval, if the quota ever changed.
+    pub fn previous_interval_micros(&self) -> Option<u64> {
+        (self.previous_interval_micros > 0).then_some(self.previous_interval_micros)
+    }
+
+    /// The previous quota's burst (0 if the quota never changed).
+    pub const fn previous_burst(&self) -> u32 {
+        self.previous_burst
+    }
+
+    /// Whether the quota never changed.
+    pub const fn is_original(&self) -> bool {
+        self.revision == 0 && self.previous_interval_micros == 0
+    }
+
+    /// The furthest ahead a key is read under `quota`: the larger of the
+    /// current and the previous burst, in requests of the current emission
+    /// interval (at most 2^50 µs, at least the tolerance).
+    pub fn cap_micros(&self, quota: &Quota) -> u64 {
+        let burst = quota.burst().max(self.previous_burst);
+        quota
+            .interval_micros()
+            .saturating_mul(u64::from(burst))
+            .min(MAX_CAP_MICROS)
+            .max(quota.tolerance_micros())
+    }
+}
+
+/// A counter's state as a store keeps it: its TAT (0 for an absent key)
+/// and the [`Lineage::revision`] it was last charged under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stored {
+    /// The theoretical arrival time, µs.
+    pub tat: u64,
+    /// The rule revision the TAT was charged under.
+    pub revision: u16,
 }
 
 /// How many units beyond a conforming request a reservation may take: as many
@@ -198,7 +385,7 @@ mod tests {
         let now = 10_000_000_000;
         let far = Some(now + 3_600_000_000);
         assert_eq!(effective_tat(&q, far, now), now + 1_000_000);
-        let denied = test(&q, far, now, 1);
+        let denied = test(&q, Some(effective_tat(&q, far, now)), now, 1);
         assert!(!denied.conforms);
         assert_eq!(denied.retry_after_micros, 500_000);
         // Stores write the capped TAT back, so the key recovers at the rate.
@@ -223,5 +410,99 @@ mod tests {
         }
         // A cost above the burst never conforms, however rested the key.
         assert!(!test(&q, None, 1_000, 9).conforms);
+    }
+
+    #[test]
+    fn a_changed_quota_keeps_each_callers_usage() {
+        // 10 per minute (T = 6 s), lowered to 5 (T = 12 s): 5 used stay 5 used.
+        let ten = quota(10, 60_000);
+        let five = quota(5, 60_000);
+        let now = 1_000_000_000;
+        let lineage = Lineage::ORIGINAL.succeeded_by(&ten, &five);
+        let used_five = Stored {
+            tat: now + 5 * 6_000_000,
+            revision: 0,
+        };
+        let booked = booked_tat(&five, &lineage, used_five, now);
+        assert_eq!(booked, now + 5 * 12_000_000);
+        assert!(!test(&five, Some(booked), now, 1).conforms);
+        // Raised back: 5 used of 10, so exactly 5 more.
+        let back = lineage.succeeded_by(&five, &ten);
+        let mut tat = booked_tat(
+            &ten,
+            &back,
+            Stored {
+                tat: booked,
+                revision: lineage.revision(),
+            },
+            now,
+        );
+        for _ in 0..5 {
+            let t = test(&ten, Some(tat), now, 1);
+            assert!(t.conforms);
+            tat = t.charged_tat;
+        }
+        assert!(!test(&ten, Some(tat), now, 1).conforms);
+    }
+
+    #[test]
+    fn a_lowered_quota_may_book_more_than_its_tolerance() {
+        // 10 used of 10 per minute, lowered to 5: 10 of 5 used, so the caller
+        // waits until 4 are left used (6 intervals of 12 s), then one more.
+        let ten = quota(10, 60_000);
+        let five = quota(5, 60_000);
+        let now = 1_000_000_000;
+        let lineage = Lineage::ORIGINAL.succeeded_by(&ten, &five);
+        let full = Stored {
+            tat: now + 60_000_000,
+            revision: 0,
+        };
+        let booked = booked_tat(&five, &lineage, full, now);
+        assert_eq!(booked, now + 120_000_000);
+        let denied = test(&five, Some(booked), now, 1);
+        assert_eq!(denied.retry_after_micros, 72_000_000);
+        assert!(test(&five, Some(booked), now + 72_000_000, 1).conforms);
+    }
+
+    #[test]
+    fn older_revisions_are_read_at_the_current_interval() {
+        let a = quota(10, 60_000);
+        let b = quota(5, 60_000);
+        let c = quota(20, 60_000);
+        let now = 1_000_000_000;
+        let lineage = Lineage::ORIGINAL.succeeded_by(&a, &b).succeeded_by(&b, &c);
+        assert_eq!(lineage.revision(), 2);
+        let old = Stored {
+            tat: now + 30_000_000,
+            revision: 0,
+        };
+        assert_eq!(booked_tat(&c, &lineage, old, now), now + 30_000_000);
+        // A rested key is left as it is, whatever its revision.
+        let rested = Stored {
+            tat: now - 5,
+            revision: 7,
+        };
+        assert_eq!(booked_tat(&c, &lineage, rested, now), now - 5);
+    }
+
+    #[test]
+    fn revisions_wrap_and_lineages_validate() {
+        let a = quota(10, 1_000);
+        let b = quota(20, 1_000);
+        let last = Lineage::from_parts(REVISIONS - 1, 1, 1).unwrap();
+        let next = last.succeeded_by(&a, &b);
+        assert_eq!(next.revision(), 0);
+        assert_eq!(next.previous_revision(), REVISIONS - 1);
+        assert!(Lineage::from_parts(REVISIONS, 0, 0).is_none());
+        assert!(Lineage::from_parts(1, 5, 0).is_none());
+        assert_eq!(Lineage::from_parts(0, 0, 0), Some(Lineage::ORIGINAL));
+    }
+
+    #[test]
+    fn conversion_rounds_up() {
+        assert_eq!(convert_lead(10, 3, 2), 7);
+        assert_eq!(convert_lead(9, 3, 2), 6);
+        assert_eq!(convert_lead(5, 7, 7), 5);
+        assert_eq!(convert_lead(u64::MAX, 1, u64::MAX), u64::MAX);
     }
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::gcra::Lineage;
 use crate::{Error, FailurePolicy, Quota, RuleId, Target};
 
 /// A named quota applied to a [`Target`], with the knobs operators need.
@@ -27,6 +28,7 @@ pub struct Rule {
     shadow: bool,
     failure_policy: Option<FailurePolicy>,
     batch: u32,
+    lineage: Lineage,
 }
 
 impl Rule {
@@ -50,6 +52,7 @@ impl Rule {
             shadow: false,
             failure_policy: None,
             batch: 0,
+            lineage: Lineage::ORIGINAL,
         })
     }
 
@@ -116,11 +119,30 @@ impl Rule {
         self.batch
     }
 
-    /// The same rule with another quota.
+    /// The same rule with another quota. A quota of another rate or burst
+    /// starts the rule's next [`Lineage`] revision, so its counters keep
+    /// each caller's usage across the change.
     #[must_use]
     pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.lineage = self.lineage.succeeded_by(&self.quota, &quota);
         self.quota = quota;
         self
+    }
+
+    /// This rule as the successor of `previous` (the rule it replaces, with
+    /// the same id): its lineage continues `previous`'s, as if `previous`'s
+    /// quota had been changed to this rule's with
+    /// [`with_quota`](Self::with_quota).
+    #[must_use]
+    pub fn succeeding(mut self, previous: &Rule) -> Self {
+        self.lineage = previous.lineage.succeeded_by(&previous.quota, &self.quota);
+        self
+    }
+
+    /// Which quotas the rule's counters were charged under (see
+    /// [`Lineage`]).
+    pub fn lineage(&self) -> Lineage {
+        self.lineage
     }
 
     /// The rule's id.
@@ -170,19 +192,33 @@ impl Rule {
     /// `1 LIMIT WINDOW_US BURST PRIORITY SHADOW POLICY TARGET`, with `-` for
     /// a default. The target comes last, so it may contain spaces. A rule
     /// with a [batch](Self::with_batch) is written as version 2, with the
-    /// batch before the target (so instances that predate batches refuse it
-    /// rather than misread it).
+    /// batch before the target; a rule whose quota changed as version 3,
+    /// with the batch (0 for none) and its [`Lineage`] (revision, previous
+    /// interval in µs, previous burst) before the target. Instances that
+    /// predate a version refuse it rather than misread it.
     pub fn to_record(&self) -> String {
         fn or_dash(value: Option<impl ToString>) -> String {
             value.map_or_else(|| "-".to_owned(), |v| v.to_string())
         }
-        let (version, batch) = if self.batch > 0 {
+        let lineage = self.lineage;
+        let (version, extra) = if !lineage.is_original() {
+            (
+                "3",
+                format!(
+                    " {} {} {} {}",
+                    self.batch,
+                    lineage.revision(),
+                    lineage.previous_interval_micros().unwrap_or(0),
+                    lineage.previous_burst()
+                ),
+            )
+        } else if self.batch > 0 {
             ("2", format!(" {}", self.batch))
         } else {
             ("1", String::new())
         };
         format!(
-            "{version} {} {} {} {} {} {}{batch} {}",
+            "{version} {} {} {} {} {} {}{extra} {}",
             self.quota.limit(),
             self.quota.window_micros(),
             or_dash(self.quota.has_explicit_burst().then(|| self.quota.burst())),
@@ -204,6 +240,7 @@ impl Rule {
         let count = match version {
             "1" => 8,
             "2" => 9,
+            "3" => 12,
             _ => return Err(bad("unknown record version")),
         };
         let mut fields = record.splitn(count, ' ').skip(1);
@@ -227,12 +264,26 @@ impl Rule {
             "-" => None,
             p => Some(p.parse::<FailurePolicy>()?),
         };
-        let batch = if version == "2" {
+        let batch = if version == "1" {
+            0
+        } else {
             next("no batch")?
                 .parse::<u32>()
                 .map_err(|_| bad("bad batch"))?
+        };
+        let lineage = if version == "3" {
+            let revision = next("no revision")?
+                .parse::<u16>()
+                .map_err(|_| bad("bad revision"))?;
+            let interval = next("no previous interval")?
+                .parse::<u64>()
+                .map_err(|_| bad("bad previous interval"))?;
+            let burst = next("no previous burst")?
+                .parse::<u32>()
+                .map_err(|_| bad("bad previous burst"))?;
+            Lineage::from_parts(revision, interval, burst).ok_or_else(|| bad("bad lineage"))?
         } else {
-            0
+            Lineage::ORIGINAL
         };
         let target = Target::parse(next("no target")?)?;
         let quota = Quota::from_parts(limit, Duration::from_micros(window), burst)?;
@@ -241,6 +292,7 @@ impl Rule {
             .with_batch(batch);
         rule.priority = priority;
         rule.failure_policy = policy;
+        rule.lineage = lineage;
         Ok(rule)
     }
 }
@@ -283,5 +335,28 @@ mod tests {
         ] {
             assert!(Rule::from_record("r", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_changed_quota_is_recorded_with_its_lineage() {
+        let rule = Rule::new("api", Target::Each, Quota::per_second(10).unwrap()).unwrap();
+        let same = rule.clone().with_quota(Quota::per_second(10).unwrap());
+        assert!(same.lineage().is_original());
+        let lowered = rule.with_quota(Quota::per_second(5).unwrap());
+        assert_eq!(lowered.lineage().revision(), 1);
+        let record = lowered.to_record();
+        assert_eq!(record, "3 5 1000000 - - 0 - 0 1 100000 10 *");
+        assert_eq!(Rule::from_record("api", &record).unwrap(), lowered);
+        for bad in [
+            "3 5 1000000 - - 0 - 0 1000 100000 10 *",
+            "3 5 1000000 - - 0 - 0 1 100000 0 *",
+            "3 5 1000000 - - 0 - 0 1 x 10 *",
+            "3 5 1000000 - - 0 - 0 1 100000 *",
+        ] {
+            assert!(Rule::from_record("api", bad).is_err(), "{bad}");
+        }
+        // A replacement continues the lineage of the rule it replaces.
+        let fresh = Rule::new("api", Target::Each, Quota::per_second(20).unwrap()).unwrap();
+        assert_eq!(fresh.succeeding(&lowered).lineage().revision(), 2);
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use smallvec::SmallVec;
 
+use crate::gcra::{Lineage, Stored};
 use crate::{Decision, Error, Quota};
 
 /// The most keys one check may name.
@@ -30,6 +31,10 @@ pub struct CheckItem<'a> {
     /// them as the key can give, and its decision reports how many in
     /// [`Decision::reserved`]. Ignored for shadow items.
     pub reserve: u32,
+    /// Which quota the rule's counters were charged under before (see
+    /// [`Lineage`]): how a store reads a counter charged before the rule's
+    /// last change.
+    pub lineage: Lineage,
 }
 
 impl<'a> CheckItem<'a> {
@@ -41,6 +46,7 @@ impl<'a> CheckItem<'a> {
             cost: 1,
             shadow: false,
             reserve: 0,
+            lineage: Lineage::ORIGINAL,
         }
     }
 }
@@ -141,24 +147,31 @@ pub fn validate_items(items: &[CheckItem<'_>]) -> Result<(), Error> {
 pub struct Evaluation {
     /// The verdict and the per-item decisions.
     pub outcome: Outcome,
-    /// The TAT each key must hold afterwards, in item order (the charged TAT
-    /// where the check charged the item, the stored one otherwise).
+    /// The TAT each key must hold afterwards, in item order, under the
+    /// item's current [`Lineage::revision`]: the charged TAT where the check
+    /// charged the item, the [booked](crate::gcra::booked_tat) one otherwise.
     pub new_tats: SmallVec<[u64; MAX_KEYS_PER_CHECK]>,
 }
 
-/// Evaluates a check of `items` whose keys hold `tats` (0 for an absent key)
-/// at `now`: each item is tested with [`gcra::test`](crate::gcra::test); the
-/// check is admitted when every enforced item conforms; if it is admitted and
-/// `charge` is set, each conforming item is charged (a reserving enforced item
-/// also for its [`gcra::extra_units`](crate::gcra::extra_units)).
+/// Evaluates a check of `items` whose keys hold `stored` at `now`: each
+/// stored state is read as [`gcra::booked_tat`](crate::gcra::booked_tat)
+/// and tested with [`gcra::test`](crate::gcra::test); the check is admitted
+/// when every enforced item conforms; if it is admitted and `charge` is set,
+/// each conforming item is charged (a reserving enforced item also for its
+/// [`gcra::extra_units`](crate::gcra::extra_units)).
 ///
 /// Every store settles a check with this one function (the Redis script
 /// mirrors it line for line, held equal by a differential test), so stores
 /// cannot disagree about what a check means.
-pub fn evaluate(items: &[CheckItem<'_>], tats: &[u64], now: u64, charge: bool) -> Evaluation {
+pub fn evaluate(items: &[CheckItem<'_>], stored: &[Stored], now: u64, charge: bool) -> Evaluation {
+    let booked: SmallVec<[u64; MAX_KEYS_PER_CHECK]> = items
+        .iter()
+        .zip(stored)
+        .map(|(item, &state)| crate::gcra::booked_tat(&item.quota, &item.lineage, state, now))
+        .collect();
     let tests: SmallVec<[crate::gcra::Test; MAX_KEYS_PER_CHECK]> = items
         .iter()
-        .zip(tats)
+        .zip(&booked)
         .map(|(item, &tat)| crate::gcra::test(&item.quota, Some(tat), now, item.cost))
         .collect();
     let allowed = items
@@ -167,7 +180,7 @@ pub fn evaluate(items: &[CheckItem<'_>], tats: &[u64], now: u64, charge: bool) -
         .all(|(item, test)| item.shadow || test.conforms);
     let mut decisions = SmallVec::with_capacity(items.len());
     let mut new_tats = SmallVec::with_capacity(items.len());
-    for ((item, test), &tat) in items.iter().zip(&tests).zip(tats) {
+    for ((item, test), &tat) in items.iter().zip(&tests).zip(&booked) {
         let mut reserved = 0;
         let new_tat = if charge && allowed && test.conforms {
             if item.reserve > 0 && !item.shadow {
@@ -176,7 +189,7 @@ pub fn evaluate(items: &[CheckItem<'_>], tats: &[u64], now: u64, charge: bool) -
             }
             crate::gcra::with_extra_units(&item.quota, test.charged_tat, reserved)
         } else {
-            crate::gcra::effective_tat(&item.quota, Some(tat), now)
+            tat
         };
         new_tats.push(new_tat);
         decisions.push(

@@ -75,6 +75,9 @@ pub const RULES_VERSION: &str = "ratelimit_rules_version";
 pub const CIRCUIT_STATE: &str = "ratelimit_circuit_state";
 /// Keys held by an in-memory store.
 pub const MEMORY_KEYS: &str = "ratelimit_memory_keys";
+/// Route checks naming a rule the instance does not have (answered by the
+/// failure policy), by the rule id the route names.
+pub const UNKNOWN_RULE_CHECKS: &str = "ratelimit_unknown_rule_checks_total";
 
 /// Histogram buckets (seconds) from 10 µs to 1 s: fine enough to tell a
 /// local Redis round trip (tens of µs) from a slow one.
@@ -200,6 +203,12 @@ pub(crate) fn rules_changed(change: &'static str, rules: usize, version: u64) {
         gauge!(RULES_VERSION).set(version as f64);
     }
     tracing::info!(change, rules, version, "rate limit rules changed");
+}
+
+/// Counts a route check that named the unknown rule `id` (ids come from the
+/// application's routes, never from callers, so they are safe as labels).
+pub(crate) fn unknown_rule(id: &str) {
+    counter!(UNKNOWN_RULE_CHECKS, "rule" => id.to_owned()).increment(1);
 }
 
 /// A gauge of an in-memory store's key count.

@@ -7,6 +7,7 @@
 //! source to the one node that needs it (rather than `SCRIPT LOAD` to every
 //! node) keeps recovery working while other nodes of a cluster are down.
 
+use ratelimit_core::gcra::Stored;
 use ratelimit_core::{CheckItem, Error, MAX_KEYS_PER_CHECK, Outcome, evaluate};
 use redis::{Cmd, Script, Value};
 use smallvec::SmallVec;
@@ -69,15 +70,20 @@ const NUMBER: usize = 20;
 /// Its reply goes to [`decode`].
 pub fn check_command(items: &[CheckItem<'_>], charge: bool, now: Option<u64>, form: Form) -> Cmd {
     let reserve = charge && items.iter().any(|item| item.reserve > 0 && !item.shadow);
-    let per_item = if reserve { 4 } else { 2 };
+    let lineage = items.iter().any(|item| !item.lineage.is_original());
+    let per_item = match (lineage, reserve) {
+        (true, _) => 7,
+        (false, true) => 4,
+        (false, false) => 2,
+    };
     let keys: usize = items.iter().map(|item| item.key.len()).sum();
     let mut cmd = script_cmd(
         gcra_script(),
         GCRA_SOURCE,
         form,
         items.len(),
-        items.len() * (1 + per_item) + 2,
-        keys + (items.len() * per_item + 2) * NUMBER,
+        items.len() * (1 + per_item) + 3,
+        keys + (items.len() * per_item + 3) * NUMBER,
     );
     for item in items {
         cmd.arg(item.key);
@@ -87,21 +93,34 @@ pub fn check_command(items: &[CheckItem<'_>], charge: bool, now: Option<u64>, fo
         (true, false) => "1",
         (true, true) => "2",
     });
+    cmd.arg(per_item);
     for item in items {
         cmd.arg(increment(item));
         // A shadow counter's tolerance goes negated (tolerances are below
         // 2^48, so the i64 always holds it).
         let tolerance = i64::try_from(item.quota.tolerance_micros()).unwrap_or(i64::MAX);
         cmd.arg(if item.shadow { -tolerance } else { tolerance });
-        if reserve {
+        if per_item >= 4 {
             cmd.arg(item.quota.interval_micros());
-            cmd.arg(if item.shadow { 0 } else { item.reserve });
+            cmd.arg(if item.shadow || !reserve { 0 } else { item.reserve });
+        }
+        if per_item == 7 {
+            let lineage = &item.lineage;
+            cmd.arg(revision_digits(lineage.revision()).as_slice());
+            cmd.arg(lineage.previous_interval_micros().unwrap_or(0));
+            cmd.arg(lineage.cap_micros(&item.quota));
         }
     }
     if let Some(now) = now {
         cmd.arg(now);
     }
     cmd
+}
+
+/// A revision (below 1000) as the three digits a counter stores after its TAT.
+fn revision_digits(revision: u16) -> [u8; 3] {
+    let digit = |n: u16| b'0'.saturating_add(u8::try_from(n % 10).unwrap_or(0));
+    [digit(revision / 100), digit(revision / 10), digit(revision)]
 }
 
 /// The command giving back what a check charged `items` (one slot).
@@ -135,8 +154,10 @@ fn increment(item: &CheckItem<'_>) -> u64 {
 }
 
 /// The check script's reply, checked for shape: how far each counter's
-/// TAT was ahead of the script's clock before the check (0 when absent or
-/// rested), in item order.
+/// TAT was ahead of the script's clock before the check, as read under its
+/// item's current revision (converted and capped, see
+/// [`gcra::booked_tat`](ratelimit_core::gcra::booked_tat); 0 when absent
+/// or rested), in item order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     /// One value per counter, µs.
@@ -148,7 +169,16 @@ impl Reply {
     /// (GCRA depends only on how far each TAT is ahead of the clock, so it
     /// is evaluated at time 0).
     pub fn outcome(&self, items: &[CheckItem<'_>], charge: bool) -> Outcome {
-        evaluate(items, &self.aheads, 0, charge).outcome
+        // The script read each counter under its item's current revision.
+        let stored: SmallVec<[Stored; MAX_KEYS_PER_CHECK]> = items
+            .iter()
+            .zip(&self.aheads)
+            .map(|(item, &ahead)| Stored {
+                tat: ahead,
+                revision: item.lineage.revision(),
+            })
+            .collect();
+        evaluate(items, &stored, 0, charge).outcome
     }
 }
 

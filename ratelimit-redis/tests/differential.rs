@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use ratelimit_core::gcra::Lineage;
 use ratelimit_core::{CheckItem, Clock, FakeClock, MemoryStore, Outcome, Quota};
 use ratelimit_redis::script;
 use ratelimit_test_support::RedisServer;
@@ -32,10 +33,12 @@ struct Op {
     shadow: Vec<bool>,
     /// Units each item reserves beyond its cost (hot-key mode).
     reserve: Vec<u32>,
-    /// Which of its two quotas each key is checked against: switching
-    /// quotas (a rule change) can leave a key beyond its new tolerance,
-    /// which both sides must cap alike.
-    variant: Vec<bool>,
+    /// Which revision of its rule each key is checked under: 0, quota A as
+    /// first set; 1, changed to quota B; 2, changed back to A. Switching
+    /// revisions converts (from the previous one) or reads as stored (from
+    /// an older one, or back to 0), and can leave a key beyond its new
+    /// tolerance: both sides must convert and cap alike.
+    variant: Vec<usize>,
     charge: bool,
 }
 
@@ -60,7 +63,7 @@ fn op() -> impl Strategy<Value = Op> {
         proptest::collection::vec(1u32..=4, 3),
         proptest::collection::vec(prop::bool::weighted(0.2), 3),
         proptest::collection::vec(prop_oneof![3 => Just(0u32), 1 => 1u32..=8], 3),
-        proptest::collection::vec(prop::bool::weighted(0.15), 3),
+        proptest::collection::vec(prop_oneof![6 => Just(0usize), 1 => Just(1), 1 => Just(2)], 3),
         prop::bool::weighted(0.85),
     )
         .prop_map(
@@ -116,13 +119,20 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
                 .keys
                 .iter()
                 .map(|&k| {
-                    let quota = quotas[2 * k + usize::from(op.variant[k])];
+                    let (a, b) = (quotas[2 * k], quotas[2 * k + 1]);
+                    let changed = Lineage::ORIGINAL.succeeded_by(&a, &b);
+                    let (quota, lineage) = match op.variant[k] {
+                        0 => (a, Lineage::ORIGINAL),
+                        1 => (b, changed),
+                        _ => (a, changed.succeeded_by(&b, &a)),
+                    };
                     CheckItem {
                         key: &keys[k],
                         quota,
                         cost: op.costs[k].min(quota.burst()),
                         shadow: op.shadow[k],
                         reserve: op.reserve[k],
+                        lineage,
                     }
                 })
                 .collect();
@@ -131,7 +141,7 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
             } else {
                 memory.peek_now(&items).unwrap()
             };
-            let (actual, pttls, before, round_trip) = runtime.block_on(run_on_redis(
+            let (actual, pttls, before, stored, round_trip) = runtime.block_on(run_on_redis(
                 &mut connection,
                 &items,
                 op.charge,
@@ -140,14 +150,21 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
             prop_assert_eq!(&actual, &expected, "step {}: {:?}", step, op);
             let reserved = expected.decisions.iter().filter(|d| d.reserved() > 0);
             reservations.set(reservations.get() + reserved.count() as u32);
-            for ((item, &ahead), (decision, pttl)) in items
+            let now = clock.now_micros();
+            for (((item, &ahead), stored), (decision, pttl)) in items
                 .iter()
                 .zip(&before.aheads)
+                .zip(&stored)
                 .zip(expected.decisions.iter().zip(pttls))
             {
                 let charged = op.charge && expected.allowed && decision.allowed();
-                let capped = op.charge && ahead > item.quota.tolerance_micros();
-                if charged || capped {
+                // A key read otherwise than it was stored is written back.
+                let rewritten = op.charge
+                    && stored.is_some_and(|(tat, revision)| {
+                        tat > now
+                            && (revision != item.lineage.revision() || ahead != tat - now)
+                    });
+                if charged || rewritten {
                     // PX = ⌈reset_after / 1 ms⌉. PTTL may read 1 ms less, and
                     // less again by the real time Redis spent between the
                     // script and PTTL (inside one EXEC, so at most the round
@@ -183,17 +200,26 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
     );
 }
 
-/// Runs the script at `now`, then reads and clears the keys' expiry, all in
-/// one `MULTI` block; also returns how long the block took in real time.
+/// What a counter holds: its TAT and revision (the value's last three
+/// digits), `None` when absent.
+type Held = Option<(u64, u16)>;
+
+/// Reads the keys' values, runs the script at `now`, then reads and clears
+/// the keys' expiry, all in one `MULTI` block; also returns how long the
+/// block took in real time.
 async fn run_on_redis(
     connection: &mut redis::aio::MultiplexedConnection,
     items: &[CheckItem<'_>],
     charge: bool,
     now: u64,
-) -> (Outcome, Vec<i64>, script::Reply, Duration) {
+) -> (Outcome, Vec<i64>, script::Reply, Vec<Held>, Duration) {
     let command = script::check_command(items, charge, Some(now), script::Form::Sha);
     let mut pipe = redis::pipe();
-    pipe.atomic().add_command(command);
+    pipe.atomic();
+    for item in items {
+        pipe.cmd("GET").arg(item.key);
+    }
+    pipe.add_command(command);
     for item in items {
         pipe.cmd("PTTL").arg(item.key);
     }
@@ -203,15 +229,27 @@ async fn run_on_redis(
     let started = Instant::now();
     let values: Vec<Value> = pipe.query_async(connection).await.unwrap();
     let round_trip = started.elapsed();
-    let reply = &values[0];
-    let pttls = values[1..]
+    let n = items.len();
+    let held = values[..n]
+        .iter()
+        .map(|v| {
+            let value: Option<String> = redis::from_redis_value(v.clone()).unwrap();
+            value.map(|value| {
+                let (tat, revision) = value.split_at(value.len() - 3);
+                (tat.parse().unwrap(), revision.parse().unwrap())
+            })
+        })
+        .collect();
+    let reply = &values[n];
+    let pttls = values[n + 1..]
         .iter()
         .map(|v| redis::from_redis_value::<i64>(v.clone()).unwrap())
         .collect();
     (
         script::decode(items, reply, charge).unwrap(),
         pttls,
-        script::parse(reply, items.len()).unwrap(),
+        script::parse(reply, n).unwrap(),
+        held,
         round_trip,
     )
 }

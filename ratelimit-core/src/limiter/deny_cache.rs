@@ -8,7 +8,8 @@ use metrics::{Counter, counter, gauge};
 use smallvec::SmallVec;
 
 use super::verdict::{RuleDecision, Source, Verdict};
-use crate::memory::table::{MAX_NOW, Table, Write};
+use crate::gcra::Stored;
+use crate::memory::table::{MAX_NOW, Table, Write, pack, unpack};
 use crate::rule_set::Selected;
 use crate::{Clock, Decision, SystemClock, gcra, telemetry};
 
@@ -168,15 +169,22 @@ impl Denials {
             if rule.is_shadow() {
                 continue;
             }
-            let bound = self.table.get(key);
+            let bound = unpack(self.table.get(key)).tat;
             if bound == 0 {
                 continue;
             }
             let now = *now.get_or_insert_with(|| self.now());
             let quota = rule.quota();
-            let test = gcra::test(quota, Some(bound), now, cost);
+            // Bounds are remembered under the rules in force (a change
+            // clears them), so they are of the rule's current revision.
+            let lineage = rule.lineage();
+            let stored = Stored {
+                tat: bound,
+                revision: lineage.revision(),
+            };
+            let tat = gcra::booked_tat(quota, &lineage, stored, now);
+            let test = gcra::test(quota, Some(tat), now, cost);
             if !test.conforms {
-                let tat = gcra::effective_tat(quota, Some(bound), now);
                 denials.push(RuleDecision {
                     rule: rule.id().clone(),
                     shadow: false,
@@ -233,7 +241,8 @@ impl Denials {
             }
             // A full cache just does not remember: the store answers.
             let _ = self.table.update(key, asked, |current| {
-                ((), Write::Set(current.map_or(bound, |c| c.max(bound))))
+                let tat = current.map_or(bound, |word| unpack(word).tat.max(bound));
+                ((), Write::Set(pack(Stored { tat, revision: 0 })))
             });
         }
         // A clear (a reset) since the store was asked: the answer may be from

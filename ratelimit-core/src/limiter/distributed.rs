@@ -18,6 +18,7 @@ use super::deny_cache::Denials;
 use super::keys::Keys;
 use super::plan::Plan;
 use super::reservation::{self, Take, Units};
+use super::unknown_rule::UnknownRules;
 use super::verdict::{RuleDecision, Source, Verdict};
 use super::{LimiterConfig, RuleChoice, RuleSelection, Selector};
 use crate::rule_set::{ActiveRule, Selected};
@@ -114,6 +115,8 @@ struct Inner {
     denials: Option<Denials>,
     /// Hot-key mode's clock (see [`Rule::with_batch`]).
     clock: Arc<dyn Clock>,
+    /// Route checks naming rules this instance does not have.
+    unknown_rules: UnknownRules,
 }
 
 /// Numbers the limiters of this process (see [`Inner::id`]).
@@ -160,6 +163,7 @@ impl<'p> Prepared<'p, '_, '_> {
                 cost,
                 shadow: rule.is_shadow(),
                 reserve: 0,
+                lineage: rule.lineage(),
             });
         }
     }
@@ -228,6 +232,7 @@ impl DistributedRateLimiter {
                 clock: config
                     .clock
                     .unwrap_or_else(|| Arc::new(crate::SystemClock::new())),
+                unknown_rules: UnknownRules::default(),
             }),
         }
     }
@@ -267,13 +272,43 @@ impl DistributedRateLimiter {
     }
 
     /// Adds a rule or replaces the rule with its id; returns the replaced one.
+    /// A replacement [succeeds](Rule::succeeding) the rule it replaces, so
+    /// counters keep each caller's usage across a change of quota.
+    ///
+    /// With a shared rule store the replacement is a compare-and-set on the
+    /// stored rule, retried a few times if other instances change it
+    /// meanwhile; if they keep changing it, the rule is written
+    /// unconditionally (a put always applies), succeeding the rule last
+    /// seen.
     pub async fn put_rule(&self, rule: Rule) -> Result<Option<Rule>, Error> {
         if let Some(store) = &self.inner.rule_store {
+            let mut last_seen = None;
+            for _ in 0..8 {
+                let snapshot = self.with_timeout(store.load()).await?;
+                let current = snapshot.rules.into_iter().find(|r| r.id() == rule.id());
+                let change = match current {
+                    Some(expected) => {
+                        let new = rule.clone().succeeding(&expected);
+                        last_seen = Some(new.clone());
+                        RuleWrite::Replace { expected, new }
+                    }
+                    None => RuleWrite::Insert(rule.clone()),
+                };
+                match self.write_shared(store, change).await {
+                    Err(Error::RuleConflict(_) | Error::RuleExists(_)) => continue,
+                    result => return result.map(|written| written.previous),
+                }
+            }
+            let rule = last_seen.unwrap_or(rule);
             let written = self.write_shared(store, RuleWrite::Upsert(rule)).await?;
             return Ok(written.previous);
         }
         self.change("put", |set| {
             let previous = set.get(rule.id().as_str()).cloned();
+            let rule = match &previous {
+                Some(previous) => rule.succeeding(previous),
+                None => rule,
+            };
             Ok((set.with_rule(rule), previous))
         })
     }
@@ -589,16 +624,32 @@ impl DistributedRateLimiter {
     /// every global rule, the named `*` rules, and every rule naming this
     /// caller, prioritised as in [`check_all`](Self::check_all) — so a rule
     /// for one user replaces the route's wildcard rules for that user, and
-    /// `*` rules that the route does not name do not apply. Unknown names
-    /// fail with [`Error::UnknownRule`].
+    /// `*` rules that the route does not name do not apply. A route naming
+    /// a rule this instance does not have is answered by the default
+    /// failure policy (counted in
+    /// [`UNKNOWN_RULE_CHECKS`](crate::telemetry::UNKNOWN_RULE_CHECKS), logged
+    /// once per id), as a route check of a [`RuleChoice`] is.
     pub async fn check_route(
         &self,
         caller: Caller<'_>,
         route_rules: &[&str],
         cost: u32,
     ) -> Result<Verdict, Error> {
-        self.run(caller, RuleSelection::Route(route_rules).into(), cost, true)
-            .await
+        let result = self
+            .run(caller, RuleSelection::Route(route_rules).into(), cost, true)
+            .await;
+        self.unknown_rule_answer(result)
+    }
+
+    /// A route check's result, with `Err(UnknownRule)` answered by the
+    /// default failure policy (see [`UnknownRules`]).
+    #[inline]
+    fn unknown_rule_answer(&self, result: Result<Verdict, Error>) -> Result<Verdict, Error> {
+        self.inner.unknown_rules.answer(
+            result,
+            self.inner.failure_policy,
+            self.inner.fail_closed_retry_after,
+        )
     }
 
     /// What [`check`](Self::check) would answer now, without charging. A store
@@ -687,7 +738,8 @@ impl DistributedRateLimiter {
         if let Some(selected) = self.planned(choice, plan.as_deref(), caller, cost) {
             return self.run_selected(caller, &selected, cost, true).await;
         }
-        self.run(caller, choice.selector(), cost, true).await
+        let result = self.run(caller, choice.selector(), cost, true).await;
+        self.unknown_rule_answer(result)
     }
 
     /// The rules of `caller`'s check from `choice`'s plan, or `None` when
@@ -787,6 +839,7 @@ impl DistributedRateLimiter {
             return self.try_check_selected(caller, &selected, cost);
         }
         self.try_check(caller, choice.selector(), cost)
+            .map(|result| self.unknown_rule_answer(result))
     }
 
     #[inline]

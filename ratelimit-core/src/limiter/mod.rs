@@ -9,6 +9,7 @@ mod plan;
 mod reservation;
 mod selection;
 mod simple;
+mod unknown_rule;
 mod verdict;
 
 pub use breaker::{CircuitBreakerConfig, CircuitState};

@@ -217,7 +217,11 @@ mod tests {
             reserve,
             ..CheckItem::new(b"k", *quota)
         };
-        let outcome = evaluate(&[item], &[now + ahead], now, true).outcome;
+        let stored = crate::gcra::Stored {
+            tat: now + ahead,
+            revision: 0,
+        };
+        let outcome = evaluate(&[item], &[stored], now, true).outcome;
         outcome.decisions[0]
     }
 

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use smallvec::SmallVec;
 
-use super::table::{MAX_NOW, Table, Write};
+use super::table::{MAX_NOW, Table, Write, pack, unpack};
 use crate::store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate, validate_items};
+use crate::gcra::Stored;
 use crate::{Clock, Decision, Error, SystemClock, gcra};
 
 /// An in-process [`Store`]: lock-free checks over a sharded table, bounded in
@@ -114,11 +115,11 @@ impl MemoryStore {
     pub fn peek_now(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
         validate_items(items)?;
         let now = self.now();
-        let tats: SmallVec<[u64; MAX_KEYS_PER_CHECK]> = items
+        let stored: SmallVec<[Stored; MAX_KEYS_PER_CHECK]> = items
             .iter()
-            .map(|item| self.inner.table.get(item.key))
+            .map(|item| unpack(self.inner.table.get(item.key)))
             .collect();
-        Ok(evaluate(items, &tats, now, false).outcome)
+        Ok(evaluate(items, &stored, now, false).outcome)
     }
 
     /// [`Store::reset`] without the future.
@@ -134,21 +135,32 @@ impl MemoryStore {
         // The closure returns only the small test result; the decision is
         // built once, after the CAS loop.
         let want = if item.shadow { 0 } else { item.reserve };
-        let (test, tat, reserved) = self.inner.table.update(item.key, now, |tat| {
-            let test = gcra::test(quota, tat, now, item.cost);
+        let revision = item.lineage.revision();
+        let (test, tat, reserved) = self.inner.table.update(item.key, now, |word| {
+            let booked = word.map(|word| gcra::booked_tat(quota, &item.lineage, unpack(word), now));
+            let test = gcra::test(quota, booked, now, item.cost);
             if test.conforms {
                 let reserved = gcra::extra_units(quota, test.charged_tat, now, want);
                 let charged = gcra::with_extra_units(quota, test.charged_tat, reserved);
-                ((test, charged, reserved), Write::Set(charged))
+                let word = pack(Stored {
+                    tat: charged,
+                    revision,
+                });
+                ((test, charged, reserved), Write::Set(word))
             } else {
-                // A TAT found more than one tolerance ahead is written back
-                // capped (see gcra::effective_tat).
-                let capped = gcra::effective_tat(quota, tat, now);
-                let write = match tat {
-                    Some(stored) if stored != capped => Write::Set(capped),
+                // A key still booked is written back as it was read under
+                // this revision (converted or capped, see gcra::booked_tat),
+                // so a later change converts from here.
+                let booked = booked.unwrap_or(0);
+                let new = pack(Stored {
+                    tat: booked,
+                    revision,
+                });
+                let write = match word {
+                    Some(word) if booked > now && word != new => Write::Set(new),
                     _ => Write::Keep,
                 };
-                ((test, capped, 0), write)
+                ((test, booked, 0), write)
             }
         })?;
         let decision =
@@ -168,19 +180,19 @@ impl MemoryStore {
         let mut order: SmallVec<[usize; MAX_KEYS_PER_CHECK]> = (0..items.len()).collect();
         order.sort_unstable_by_key(|&i| items.get(i).map(|item| item.key));
 
-        let mut tats: SmallVec<[u64; MAX_KEYS_PER_CHECK]> = SmallVec::from_elem(0, items.len());
+        let mut words: SmallVec<[u64; MAX_KEYS_PER_CHECK]> = SmallVec::from_elem(0, items.len());
         let before = self.now();
         for (claimed, &i) in order.iter().enumerate() {
-            let (Some(item), Some(slot)) = (items.get(i), tats.get_mut(i)) else {
+            let (Some(item), Some(slot)) = (items.get(i), words.get_mut(i)) else {
                 continue;
             };
             match table.claim(item.key, before) {
-                Ok(tat) => *slot = tat,
+                Ok(word) => *slot = word,
                 Err(error) => {
                     // Give back what was claimed, unchanged.
                     for &j in order.iter().take(claimed) {
-                        if let (Some(item), Some(&tat)) = (items.get(j), tats.get(j)) {
-                            table.release(item.key, tat);
+                        if let (Some(item), Some(&word)) = (items.get(j), words.get(j)) {
+                            table.release(item.key, word);
                         }
                     }
                     return Err(error);
@@ -190,9 +202,12 @@ impl MemoryStore {
 
         // Every key is ours: read the time once and decide for all of them.
         let now = self.now();
-        let evaluation = evaluate(items, &tats, now, true);
+        let stored: SmallVec<[Stored; MAX_KEYS_PER_CHECK]> =
+            words.iter().map(|&word| unpack(word)).collect();
+        let evaluation = evaluate(items, &stored, now, true);
         for (item, &tat) in items.iter().zip(&evaluation.new_tats) {
-            table.release(item.key, tat);
+            let revision = item.lineage.revision();
+            table.release(item.key, pack(Stored { tat, revision }));
         }
         Ok(evaluation.outcome)
     }

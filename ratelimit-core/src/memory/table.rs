@@ -1,7 +1,8 @@
 //! The sharded key → TAT table behind [`MemoryStore`](super::MemoryStore).
 //!
 //! Each shard is a `hashbrown::HashTable` under a `parking_lot::RwLock`; each
-//! entry holds its TAT in an `AtomicU64`. The hot path takes a shard's *read*
+//! entry holds its counter's state (TAT and revision, see [`pack`]) in an
+//! `AtomicU64`. The hot path takes a shard's *read*
 //! lock and updates the TAT with compare-and-swap, so checks on different keys
 //! never wait for each other, and checks on one key only retry their CAS.
 //! The write lock is taken only to insert a new key or remove old ones.
@@ -27,13 +28,39 @@ use parking_lot::RwLock;
 use smallvec::SmallVec;
 
 use crate::Error;
+use crate::gcra::Stored;
 
 /// Set on an entry's TAT while a multi-key check has claimed it.
 pub(crate) const LOCKED: u64 = 1 << 63;
 
-/// Times are clamped below this so a TAT can never reach the [`LOCKED`] bit
-/// (the quota's tolerance bound keeps charged TATs far below 2^63).
-pub(crate) const MAX_NOW: u64 = 1 << 61;
+/// Times are clamped below this (2^52 µs, the year 2112) so a TAT, at most
+/// 2^50 µs ahead of the clock, fits the bits above an entry's revision and
+/// never reaches the [`LOCKED`] bit.
+pub(crate) const MAX_NOW: u64 = 1 << 52;
+
+/// An entry's word holds a counter's [`Stored`] state: the TAT above the
+/// revision's low bits ([`REVISIONS`](crate::gcra::REVISIONS) fit in them).
+const REVISION_BITS: u32 = 10;
+const REVISION_MASK: u64 = (1 << REVISION_BITS) - 1;
+/// The largest TAT a word holds; larger ones (never formed under
+/// [`MAX_NOW`]) are saturated to it.
+const MAX_TAT: u64 = (LOCKED >> REVISION_BITS) - 1;
+
+/// The word an entry holds for `state`.
+pub(crate) fn pack(state: Stored) -> u64 {
+    (state.tat.min(MAX_TAT) << REVISION_BITS) | (u64::from(state.revision) & REVISION_MASK)
+}
+
+/// The state an entry's word (without its [`LOCKED`] bit) holds; 0, an
+/// absent key's word, is TAT 0.
+pub(crate) fn unpack(word: u64) -> Stored {
+    Stored {
+        tat: (word & !LOCKED) >> REVISION_BITS,
+        // Masked to ten bits, so it fits.
+        revision: u16::try_from(word & REVISION_MASK).unwrap_or(0),
+    }
+}
+
 
 /// Keys up to this many bytes are stored inside the entry, saving a heap
 /// allocation and a cache miss per lookup; longer ones spill to the heap.
@@ -384,8 +411,8 @@ impl Table {
     fn sweep_table(&self, table: &mut HashTable<Entry>, now: u64) -> usize {
         let before = table.len();
         table.retain(|e| {
-            let tat = *e.tat.get_mut();
-            tat & LOCKED != 0 || tat > now
+            let word = *e.tat.get_mut();
+            word & LOCKED != 0 || unpack(word).tat > now
         });
         let removed = before.saturating_sub(table.len());
         if removed > 0 {
