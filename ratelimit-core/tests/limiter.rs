@@ -895,3 +895,35 @@ async fn stores_that_must_be_awaited_are_not_checked_in_place() {
         assert_eq!(v.source(), Source::FailClosed);
     }
 }
+
+/// A route naming a rule the instance does not have is answered by the
+/// failure policy; a check naming the rule directly still says it is
+/// unknown (the caller asked for that rule by name).
+#[tokio::test]
+async fn a_route_naming_an_unknown_rule_is_answered_by_the_failure_policy() {
+    let (limiter, _clock) = limiter();
+    limiter.add_rule("api", Target::Each, 1, SEC).await.unwrap();
+    for _ in 0..3 {
+        let verdict = limiter
+            .check_route(Caller::user("1"), &["api", "gone"], 1)
+            .await
+            .unwrap();
+        assert!(verdict.allowed());
+        assert_eq!(verdict.source(), Source::FailOpen);
+    }
+    assert_eq!(
+        limiter.check(Caller::user("1"), "gone").await.unwrap_err(),
+        Error::UnknownRule("gone".into())
+    );
+
+    let store = Arc::new(MemoryStore::new());
+    let closed = DistributedRateLimiter::new(
+        LimiterConfig::new(store).failure_policy(FailurePolicy::FailClosed),
+    );
+    let verdict = closed
+        .check_route(Caller::user("1"), &["gone"], 1)
+        .await
+        .unwrap();
+    assert!(!verdict.allowed());
+    assert_eq!(verdict.source(), Source::FailClosed);
+}

@@ -395,9 +395,26 @@ async fn a_failing_store_gets_the_failure_policy() {
     }
 }
 
+/// A route naming a rule the instance does not have (say its rule store
+/// lost its rules) is answered by the failure policy, never a 500: fail
+/// open admits, fail closed refuses with the policy's wait.
 #[tokio::test]
-async fn a_misconfigured_route_is_a_server_error() {
+async fn a_route_with_an_unknown_rule_is_answered_by_the_failure_policy() {
     let clock = FakeClock::at_micros(1_000_000_000);
-    let app = app(RateLimitLayer::new(limiter(&clock).await).rules(["no-such-rule"]));
-    assert_eq!(statuses(&app, || request("10.0.0.1"), 1).await, [500]);
+    let open = app(RateLimitLayer::new(limiter(&clock).await).rules(["no-such-rule"]));
+    assert_eq!(
+        statuses(&open, || request("10.0.0.1"), 3).await,
+        [200, 200, 200]
+    );
+
+    let store = Arc::new(MemoryStore::with_clock(clock.clone()));
+    let closed = DistributedRateLimiter::new(
+        LimiterConfig::new(store)
+            .failure_policy(FailurePolicy::FailClosed)
+            .fail_closed_retry_after(Duration::from_secs(7)),
+    );
+    let closed = app(RateLimitLayer::new(closed).rules(["no-such-rule"]));
+    let response = closed.oneshot(request("10.0.0.1")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&response, "retry-after"), Some("7"));
 }

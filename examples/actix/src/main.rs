@@ -14,8 +14,9 @@ use clap::Parser;
 use example_common::Args;
 
 #[actix_web::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), example_common::Fatal> {
     let args = Args::parse();
+    example_common::init_logging();
     let (limiter, _watch) = example_common::limiter_for(&args).await?;
     let settings = example_common::Settings::from_args(&args, &limiter)?;
     example_common::spawn_metrics_upkeep();

@@ -164,15 +164,107 @@ pub async fn redis_limiter(url: &str) -> Result<(DistributedRateLimiter, RuleWat
 }
 
 /// The limiter `args` ask for (and the Redis rule watch to keep alive).
+/// Logs one line saying the store, the rules in force and the failure
+/// policy. A failure to start names the store and its address (without
+/// the URL's password).
 pub async fn limiter_for(
     args: &Args,
-) -> Result<(DistributedRateLimiter, Option<RuleWatch>), Error> {
-    match &args.redis_url {
+) -> Result<(DistributedRateLimiter, Option<RuleWatch>), StartError> {
+    let (limiter, watch, store) = match &args.redis_url {
         Some(url) => {
-            let (limiter, watch) = redis_limiter(url).await?;
-            Ok((limiter, Some(watch)))
+            let address = redact(url);
+            let (limiter, watch) = redis_limiter(url).await.map_err(|error| StartError {
+                store: format!("Redis at {address}"),
+                error,
+            })?;
+            (limiter, Some(watch), format!("redis {address}"))
         }
-        None => Ok((memory_limiter()?, None)),
+        None => {
+            let limiter = memory_limiter().map_err(|error| StartError {
+                store: "the in-memory store".to_owned(),
+                error,
+            })?;
+            (limiter, None, "in-memory".to_owned())
+        }
+    };
+    let rules = limiter.rules();
+    let ids: Vec<&str> = rules.iter().map(|rule| rule.id().as_str()).collect();
+    tracing::info!(
+        %store,
+        rules = %ids.join(","),
+        rules_version = rules.version(),
+        failure_policy = %limiter.default_failure_policy(),
+        "rate limiter ready"
+    );
+    Ok((limiter, watch))
+}
+
+/// Why a demo could not start its limiter: which store, and what failed.
+#[derive(Debug)]
+pub struct StartError {
+    /// The store, by kind and address.
+    pub store: String,
+    /// What failed.
+    pub error: Error,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot start the rate limiter on {}: {}", self.store, self.error)
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// `url` without the password of its user information, for logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            if user_info.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                format!("{scheme}://{user}@{host}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Installs the demos' log output: human-readable lines on standard error,
+/// filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second call (tests that start several demos in one process) keeps
+    // the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// What a demo's `main` fails with: printed as its message and the chain
+/// of causes (not as a debug dump).
+pub struct Fatal(Box<dyn std::error::Error>);
+
+impl<E: Into<Box<dyn std::error::Error>>> From<E> for Fatal {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+impl std::fmt::Debug for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
     }
 }
 
@@ -192,5 +284,21 @@ pub async fn health(limiter: &DistributedRateLimiter) -> (u16, String) {
                 error.to_string()
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            redact("redis://user:s3cret@127.0.0.1:6379/0"),
+            "redis://user:***@127.0.0.1:6379/0"
+        );
+        assert_eq!(redact("redis://:s3cret@[::1]:6379/"), "redis://:***@[::1]:6379/");
+        assert_eq!(redact("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
+        assert_eq!(redact("redis://alice@host/"), "redis://alice@host/");
     }
 }
