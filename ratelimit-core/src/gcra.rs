@@ -52,7 +52,7 @@ pub struct Test {
 
 /// Tests a request of `cost` against a key whose TAT is `tat` (`None` for a
 /// key not seen, or forgotten) at time `now`. Stores pass the TAT a stored
-/// state stands for ([`booked_tat`]), not the raw stored one.
+/// state stands for ([`booked`]), not the raw stored one.
 ///
 /// Pure and total; for a cost above the quota's burst it reports a request
 /// that never conforms (callers refuse such costs first, see
@@ -70,17 +70,24 @@ pub fn test(quota: &Quota, tat: Option<u64>, now: u64, cost: u32) -> Test {
 }
 
 /// The TAT a stored TAT stands for at `now` for a rule that never changed
-/// its quota: [`booked_tat`] with the original [`Lineage`].
+/// its quota: [`booked`] with the original [`Lineage`].
 pub fn effective_tat(quota: &Quota, tat: Option<u64>, now: u64) -> u64 {
-    booked_tat(
-        quota,
-        &Lineage::ORIGINAL,
-        Stored {
-            tat: tat.unwrap_or(0),
-            revision: 0,
-        },
-        now,
-    )
+    let stored = Stored {
+        tat: tat.unwrap_or(0),
+        revision: 0,
+    };
+    booked(quota, &Lineage::ORIGINAL, stored, now).tat
+}
+
+/// What a stored state stands for at `now`: see [`booked`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Booked {
+    /// The TAT to test the request against.
+    pub tat: u64,
+    /// Whether the state was found further ahead than
+    /// [`Lineage::cap_micros`]: a store writes `tat` back (with the current
+    /// revision) even when the check is denied.
+    pub capped: bool,
 }
 
 /// The TAT a stored state stands for at `now`, under `quota` whose rule has
@@ -90,21 +97,29 @@ pub fn effective_tat(quota: &Quota, tat: Option<u64>, now: u64) -> u64 {
 /// - A state charged under the previous revision keeps its caller's usage:
 ///   its lead (how far it is ahead of `now`) was booked at the previous
 ///   emission interval, so it is rescaled to the current one — `k`
-///   requests' worth stays `k` requests' worth ([`convert_lead`]).
+///   requests' worth stays `k` requests' worth ([`convert_lead`]). Until
+///   the caller's next admission stores it under the current revision,
+///   the stored state keeps draining at the previous rate: never slower
+///   than the slower of the two quotas, never faster than the faster.
 /// - A state from an older revision (the rule changed more than once while
-///   the key was booked) is read at the current interval.
+///   the key was booked, and the caller was not admitted in between) is
+///   read as it is.
 ///
 /// Whatever the revision, a key is never found further ahead than
 /// [`Lineage::cap_micros`]: one tolerance, or as many requests' worth as the
 /// previous quota allowed if that was more. Only a clock that stepped back
 /// (a Redis failover to a replica whose clock lags) pushes a key past that;
 /// capping it means it waits for the normal rate from the current clock
-/// instead of being locked out for the size of the jump. Stores write the
-/// booked TAT back, with the current revision, whenever it differs from
-/// what they hold (even when the check is denied).
-pub fn booked_tat(quota: &Quota, lineage: &Lineage, stored: Stored, now: u64) -> u64 {
+/// instead of being locked out for the size of the jump. Stores write a
+/// capped state back, with the current revision, even when the check is
+/// denied — and nothing else on a denial, so that whether a check was
+/// denied by the store or answered without it changes no later answer.
+pub fn booked(quota: &Quota, lineage: &Lineage, stored: Stored, now: u64) -> Booked {
     if stored.tat <= now {
-        return stored.tat;
+        return Booked {
+            tat: stored.tat,
+            capped: false,
+        };
     }
     let lead = stored.tat.saturating_sub(now);
     let lead = match lineage.previous_interval_micros() {
@@ -116,7 +131,11 @@ pub fn booked_tat(quota: &Quota, lineage: &Lineage, stored: Stored, now: u64) ->
         }
         _ => lead,
     };
-    now.saturating_add(lead.min(lineage.cap_micros(quota)))
+    let cap = lineage.cap_micros(quota);
+    Booked {
+        tat: now.saturating_add(lead.min(cap)),
+        capped: lead > cap,
+    }
 }
 
 /// A lead booked at emission interval `from` expressed at interval `to`:
@@ -153,7 +172,7 @@ const MAX_CAP_MICROS: u64 = 1 << 50;
 /// requests that is depends on the emission interval it was booked at.
 /// Stores keep the revision beside each TAT, so a check under a changed
 /// quota converts a lead booked under the previous quota (see
-/// [`booked_tat`]) instead of re-reading it at the new interval: a caller
+/// [`booked`]) instead of re-reading it at the new interval: a caller
 /// who used 5 of 10 per minute, after the rule is lowered to 5 per minute,
 /// has used 5 of 5.
 ///
@@ -225,10 +244,10 @@ impl Lineage {
     }
 
     /// The revision before this one (modulo [`REVISIONS`]).
-    pub const fn previous_revision(&self) -> u16 {
-        match self.revision {
-            0 => REVISIONS - 1,
-            r => r - 1,
+    pub fn previous_revision(&self) -> u16 {
+        match self.revision.checked_sub(1) {
+            Some(previous) => previous,
+            None => REVISIONS.saturating_sub(1),
         }
     }
 
@@ -423,12 +442,12 @@ mod tests {
             tat: now + 5 * 6_000_000,
             revision: 0,
         };
-        let booked = booked_tat(&five, &lineage, used_five, now);
+        let booked = booked(&five, &lineage, used_five, now).tat;
         assert_eq!(booked, now + 5 * 12_000_000);
         assert!(!test(&five, Some(booked), now, 1).conforms);
         // Raised back: 5 used of 10, so exactly 5 more.
         let back = lineage.succeeded_by(&five, &ten);
-        let mut tat = booked_tat(
+        let mut tat = super::booked(
             &ten,
             &back,
             Stored {
@@ -436,7 +455,8 @@ mod tests {
                 revision: lineage.revision(),
             },
             now,
-        );
+        )
+        .tat;
         for _ in 0..5 {
             let t = test(&ten, Some(tat), now, 1);
             assert!(t.conforms);
@@ -457,7 +477,9 @@ mod tests {
             tat: now + 60_000_000,
             revision: 0,
         };
-        let booked = booked_tat(&five, &lineage, full, now);
+        let read = booked(&five, &lineage, full, now);
+        assert!(!read.capped, "a converted lead is within the cap");
+        let booked = read.tat;
         assert_eq!(booked, now + 120_000_000);
         let denied = test(&five, Some(booked), now, 1);
         assert_eq!(denied.retry_after_micros, 72_000_000);
@@ -476,13 +498,13 @@ mod tests {
             tat: now + 30_000_000,
             revision: 0,
         };
-        assert_eq!(booked_tat(&c, &lineage, old, now), now + 30_000_000);
+        assert_eq!(booked(&c, &lineage, old, now).tat, now + 30_000_000);
         // A rested key is left as it is, whatever its revision.
         let rested = Stored {
             tat: now - 5,
             revision: 7,
         };
-        assert_eq!(booked_tat(&c, &lineage, rested, now), now - 5);
+        assert_eq!(booked(&c, &lineage, rested, now).tat, now - 5);
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub use identity::Identity;
 pub use key::{KeyPrefix, MAX_PLAIN_ID_LEN, MAX_PREFIX_LEN, Subject};
 pub use limiter::{
     CircuitBreakerConfig, CircuitState, DenyCache, DistributedRateLimiter, LimiterConfig,
-    RateLimiter, RuleChoice, RuleDecision, RuleSelection, Source, Verdict,
+    RateLimiter, RuleChoice, RuleDecision, RuleSelection, RuleSync, Source, Verdict, WeakLimiter,
 };
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use policy::FailurePolicy;
@@ -67,7 +67,7 @@ pub use quota::{MAX_TOLERANCE_MICROS, Quota};
 pub use rule::Rule;
 pub use rule_id::RuleId;
 pub use rule_set::RuleSet;
-pub use rule_store::{RuleSnapshot, RuleStore, RuleWrite, RuleWritten};
+pub use rule_store::{Following, RuleSnapshot, RuleStore, RuleWrite, RuleWritten};
 pub use store::{
     CheckItem, Evaluation, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate, validate_items,
 };

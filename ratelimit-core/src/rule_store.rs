@@ -4,13 +4,19 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
-use crate::{Error, Rule, RuleId};
+use crate::{Error, Rule, RuleId, WeakLimiter};
 
 /// All rules at one version, as loaded from a [`RuleStore`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleSnapshot {
     /// The version: it grows with every change.
     pub version: u64,
+    /// Which life of the store's rules this is: a random number written
+    /// when a fleet's rules are first stored (or put back), 0 when the store
+    /// holds none. A store that lost its rules and was filled again has
+    /// another epoch, so instances that hold the rules agreed before can
+    /// tell it from an ordinary change.
+    pub epoch: u64,
     /// The rules.
     pub rules: Vec<Rule>,
 }
@@ -37,6 +43,19 @@ pub enum RuleWrite {
     /// instance reloads and drops what it derived from counters (cached
     /// denials) — sent after a counter is reset.
     Touch,
+    /// Replace every rule, the version and the epoch with `snapshot`'s, only
+    /// if the store still holds version `seen_version` of epoch `seen_epoch`
+    /// (both 0: holds nothing); fails with [`Error::RuleConflict`]
+    /// otherwise. Fills an empty store with seed rules, and puts back the
+    /// rules a fleet agreed on after the store lost them.
+    Restore {
+        /// The version read before deciding to restore.
+        seen_version: u64,
+        /// The epoch read before deciding to restore.
+        seen_epoch: u64,
+        /// What the store is to hold.
+        snapshot: RuleSnapshot,
+    },
 }
 
 /// The result of a [`RuleWrite`].
@@ -63,6 +82,39 @@ pub trait RuleStore: Send + Sync + Debug + 'static {
     /// The current rules and their version.
     async fn load(&self) -> Result<RuleSnapshot, Error>;
 
-    /// Applies one change atomically, bumps the version and announces it.
+    /// Applies one change atomically, bumps the version and announces it
+    /// ([`RuleWrite::Restore`] sets the version it carries).
     async fn write(&self, change: RuleWrite) -> Result<RuleWritten, Error>;
+
+    /// Starts keeping `limiter` current with the store's changes — calling
+    /// [`refresh_rules`](crate::DistributedRateLimiter::refresh_rules) on
+    /// every announcement and after every reconnection — for as long as the
+    /// limiter lives. [`DistributedRateLimiter::start`](crate::DistributedRateLimiter::start)
+    /// calls it and keeps the returned guard with the limiter; dropping the
+    /// guard stops the following.
+    ///
+    /// The default follows nothing: the limiter then sees the changes it
+    /// makes itself, and others when `refresh_rules` is called.
+    fn follow(&self, limiter: WeakLimiter) -> Option<Following> {
+        let _ = limiter;
+        None
+    }
+}
+
+/// What keeps a limiter following its rule store (see
+/// [`RuleStore::follow`]): the follower runs until this is dropped.
+pub struct Following(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl Following {
+    /// A guard that stops the following when dropped (a task handle that
+    /// aborts on drop, say).
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        Self(Box::new(guard))
+    }
+}
+
+impl Debug for Following {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Following")
+    }
 }

@@ -147,56 +147,58 @@ pub fn validate_items(items: &[CheckItem<'_>]) -> Result<(), Error> {
 pub struct Evaluation {
     /// The verdict and the per-item decisions.
     pub outcome: Outcome,
-    /// The TAT each key must hold afterwards, in item order, under the
-    /// item's current [`Lineage::revision`]: the charged TAT where the check
-    /// charged the item, the [booked](crate::gcra::booked_tat) one otherwise.
-    pub new_tats: SmallVec<[u64; MAX_KEYS_PER_CHECK]>,
+    /// What each key must hold afterwards, in item order: `Some(tat)`, under
+    /// the item's current [`Lineage::revision`], where the check charged the
+    /// item or found its state [capped](crate::gcra::Booked::capped);
+    /// `None` where the stored state stays as it is.
+    pub writes: SmallVec<[Option<u64>; MAX_KEYS_PER_CHECK]>,
 }
 
 /// Evaluates a check of `items` whose keys hold `stored` at `now`: each
-/// stored state is read as [`gcra::booked_tat`](crate::gcra::booked_tat)
-/// and tested with [`gcra::test`](crate::gcra::test); the check is admitted
-/// when every enforced item conforms; if it is admitted and `charge` is set,
-/// each conforming item is charged (a reserving enforced item also for its
-/// [`gcra::extra_units`](crate::gcra::extra_units)).
+/// stored state is read with [`gcra::booked`](crate::gcra::booked) and
+/// tested with [`gcra::test`](crate::gcra::test); the check is admitted
+/// when every enforced item conforms; if it is admitted and `charge` is
+/// set, each conforming item is charged (a reserving enforced item also for
+/// its [`gcra::extra_units`](crate::gcra::extra_units)).
 ///
 /// Every store settles a check with this one function (the Redis script
 /// mirrors it line for line, held equal by a differential test), so stores
 /// cannot disagree about what a check means.
 pub fn evaluate(items: &[CheckItem<'_>], stored: &[Stored], now: u64, charge: bool) -> Evaluation {
-    let booked: SmallVec<[u64; MAX_KEYS_PER_CHECK]> = items
+    let booked: SmallVec<[crate::gcra::Booked; MAX_KEYS_PER_CHECK]> = items
         .iter()
         .zip(stored)
-        .map(|(item, &state)| crate::gcra::booked_tat(&item.quota, &item.lineage, state, now))
+        .map(|(item, &state)| crate::gcra::booked(&item.quota, &item.lineage, state, now))
         .collect();
     let tests: SmallVec<[crate::gcra::Test; MAX_KEYS_PER_CHECK]> = items
         .iter()
         .zip(&booked)
-        .map(|(item, &tat)| crate::gcra::test(&item.quota, Some(tat), now, item.cost))
+        .map(|(item, read)| crate::gcra::test(&item.quota, Some(read.tat), now, item.cost))
         .collect();
     let allowed = items
         .iter()
         .zip(&tests)
         .all(|(item, test)| item.shadow || test.conforms);
     let mut decisions = SmallVec::with_capacity(items.len());
-    let mut new_tats = SmallVec::with_capacity(items.len());
-    for ((item, test), &tat) in items.iter().zip(&tests).zip(&booked) {
+    let mut writes = SmallVec::with_capacity(items.len());
+    for ((item, test), read) in items.iter().zip(&tests).zip(&booked) {
         let mut reserved = 0;
-        let new_tat = if charge && allowed && test.conforms {
+        let (tat, write) = if charge && allowed && test.conforms {
             if item.reserve > 0 && !item.shadow {
                 reserved =
                     crate::gcra::extra_units(&item.quota, test.charged_tat, now, item.reserve);
             }
-            crate::gcra::with_extra_units(&item.quota, test.charged_tat, reserved)
+            let tat = crate::gcra::with_extra_units(&item.quota, test.charged_tat, reserved);
+            (tat, Some(tat))
         } else {
-            tat
+            (read.tat, read.capped.then_some(read.tat))
         };
-        new_tats.push(new_tat);
+        writes.push(write);
         decisions.push(
             Decision::from_state(
                 &item.quota,
                 test.conforms,
-                new_tat,
+                tat,
                 now,
                 test.retry_after_micros,
             )
@@ -205,6 +207,6 @@ pub fn evaluate(items: &[CheckItem<'_>], stored: &[Stored], now: u64, charge: bo
     }
     Evaluation {
         outcome: Outcome { allowed, decisions },
-        new_tats,
+        writes,
     }
 }

@@ -61,10 +61,19 @@ async fn a_lowered_rule_refuses_a_caller_who_used_the_new_limit() {
         assert_eq!(admitted(&limiter, "user:a", 10).await, 0, "{setup:?}");
         // A caller who had used nothing gets the whole new limit.
         assert_eq!(admitted(&limiter, "user:b", 10).await, 5, "{setup:?}");
-        // 5 used of 5 per minute: one more each 12 s. (In hot-key mode,
-        // units reserved and not spent before the change stay charged, so
-        // the caller may wait longer — never less.)
+        // Until its next admission the usage drains at the old rate, 6 s a
+        // request: 2 back after 12 s; from then on at the new one, 12 s.
+        // (In hot-key mode, units reserved and not spent before the change
+        // stay charged, so the caller may wait longer — never less.)
         clock.advance(Duration::from_secs(12));
+        let more = admitted(&limiter, "user:a", 10).await;
+        match setup {
+            Setup::Batches(_) => assert!(more <= 2, "{setup:?}: {more}"),
+            _ => assert_eq!(more, 2, "{setup:?}"),
+        }
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(admitted(&limiter, "user:a", 10).await, 0, "{setup:?}");
+        clock.advance(Duration::from_secs(6));
         let more = admitted(&limiter, "user:a", 10).await;
         match setup {
             Setup::Batches(_) => assert!(more <= 1, "{setup:?}: {more}"),
@@ -131,30 +140,54 @@ async fn lowered_and_raised_back_within_a_window_admits_no_more_than_the_larger_
             }
             clock.advance(Duration::from_secs(20));
             limiter.update_rule("api", 10, MINUTE).await.unwrap();
-            // A counter checked under the 5-per-minute rule was converted
-            // then (10 used of 5) and drained at 12 s a request: 1 back
-            // after 20 s, converted back to 10 per minute. One not checked
-            // in between is two revisions old and read as stored, at 6 s a
-            // request: 3 back, as if the rule had never changed. Either way
-            // no more than the larger limit's own rate allows.
+            // Denied checks in between change nothing: the counter, last
+            // charged under the first revision, is two revisions old and
+            // read as stored, at 6 s a request: 3 back after 20 s, as if
+            // the rule had never changed — no more than the larger limit's
+            // own rate allows.
             let more = admitted(&limiter, "user:a", 20).await;
-            let expected = if checked_between { 1 } else { 3 };
-            assert_eq!(more, expected, "{setup:?} checked between: {checked_between}");
+            assert_eq!(more, 3, "{setup:?} checked between: {checked_between}");
         }
     }
 }
 
 /// Lowered, then raised above the first limit: the count carries across
-/// both changes when the caller was checked in between.
+/// both changes when the caller was admitted in between.
 #[tokio::test]
 async fn two_changes_carry_the_count_across_both() {
     let clock = clock();
     let limiter = limiter(&clock, Setup::Plain, 10);
-    assert_eq!(admitted(&limiter, "user:a", 6).await, 6);
+    assert_eq!(admitted(&limiter, "user:a", 3).await, 3);
     limiter.update_rule("api", 5, MINUTE).await.unwrap();
-    assert_eq!(admitted(&limiter, "user:a", 1).await, 0);
+    // 3 of 5 used: 2 more, then none.
+    assert_eq!(admitted(&limiter, "user:a", 3).await, 2);
     limiter.update_rule("api", 20, MINUTE).await.unwrap();
-    assert_eq!(admitted(&limiter, "user:a", 30).await, 14);
+    // 5 of 20 used.
+    assert_eq!(admitted(&limiter, "user:a", 30).await, 15);
+}
+
+/// After a change, a caller's usage drains at the old rate until its next
+/// admission: whether its checks in between were denied by the store or
+/// not made at all changes nothing.
+#[tokio::test]
+async fn denied_checks_after_a_change_change_nothing() {
+    let clock = clock();
+    let (quiet, busy) = (
+        limiter(&clock, Setup::Plain, 10),
+        limiter(&clock, Setup::Plain, 10),
+    );
+    for limiter in [&quiet, &busy] {
+        assert_eq!(admitted(limiter, "user:a", 10).await, 10);
+        limiter.update_rule("api", 5, MINUTE).await.unwrap();
+    }
+    // 10 of 5 used, draining at the old 6 s a request: denied for 36 s.
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(admitted(&busy, "user:a", 1).await, 0);
+    }
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(admitted(&quiet, "user:a", 5).await, 1);
+    assert_eq!(admitted(&busy, "user:a", 5).await, 1);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ratelimit_core::{
     Caller, DistributedRateLimiter, Error, FakeClock, LimiterConfig, MemoryStore, Quota, Rule,
-    RuleChoice, Target, Verdict,
+    RuleChoice, Source, Target, Verdict,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -82,13 +82,15 @@ async fn a_choice_follows_every_rule_change() {
         limiter.update_rule("api", 4, 2 * SEC).await.unwrap();
         assert_eq!(admitted(&limiter, caller, &choice, 5, awaited).await, 2);
 
-        // A removed rule is reported, not remembered.
+        // A removed rule is not remembered: the failure policy (fail open)
+        // answers, with the reason.
         limiter.remove_rule("api").await.unwrap();
+        let verdict = check(&limiter, caller, &choice, 1, awaited).await.unwrap();
+        assert!(verdict.allowed());
+        assert_eq!(verdict.source(), Source::FailOpen);
         assert_eq!(
-            check(&limiter, caller, &choice, 1, awaited)
-                .await
-                .unwrap_err(),
-            Error::UnknownRule("api".into())
+            verdict.store_error(),
+            Some(&Error::UnknownRule("api".into()))
         );
 
         // Added again (a fresh counter under the same key name, which the

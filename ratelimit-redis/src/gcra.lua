@@ -24,9 +24,9 @@
 -- tolerance. A counter of the previous revision has its lead converted to
 -- the current interval, ceil(lead x interval / previous), in doubles as Rust
 -- computes it (ratelimit_core::gcra::convert_lead); one of an older revision
--- is read as it is. Every lead is capped at the cap, and a counter read
--- otherwise than it is stored (converted, capped or of another revision)
--- is written back as read, even when the check is denied.
+-- is read as it is. Every lead is capped at the cap; a capped counter is
+-- written back as read, with the current revision, even when the check is
+-- denied (and nothing else is written on a denial).
 --
 -- Returns how far each counter's TAT is ahead of the time before the check,
 -- as read (0 for an absent or rested key): a number for one counter, a list
@@ -60,7 +60,7 @@ for i = 1, n do
     tolerance = -tolerance
   end
   local ahead = 0
-  local changed = false
+  local capped = false
   local value = redis.call('GET', KEYS[i])
   if value then
     local tat = tonumber(string.sub(value, 1, -4)) or 0
@@ -74,7 +74,6 @@ for i = 1, n do
       end
       local stored = string.sub(value, -3)
       if stored ~= revision then
-        changed = true
         local previous = s == 7 and tonumber(ARGV[b + 6]) or 0
         if previous > 0 and tonumber(stored) == (tonumber(revision) + 999) % 1000 then
           local interval = tonumber(ARGV[b + 3])
@@ -85,16 +84,16 @@ for i = 1, n do
       end
       if ahead > cap then
         ahead = cap
-        changed = true
+        capped = true
       end
     end
   end
   if aheads then
     aheads[i] = ahead
-    rewrite[i] = changed
+    rewrite[i] = capped
   else
     only = ahead
-    only_rewrite = changed
+    only_rewrite = capped
   end
   if ahead + ARGV[b + 1] > tolerance and not shadow then
     admit = false

@@ -39,9 +39,12 @@
 //! - Keys are built by `ratelimit_core::KeyPrefix`: collision-free, bounded in
 //!   length whatever the id, with a hash tag chosen by us, never by an id.
 
+mod fleet;
+mod lazy;
 mod rules;
 pub mod script;
 mod store;
 
-pub use rules::{RedisRules, RuleWatch};
+pub use fleet::RedisFleet;
+pub use rules::RedisRules;
 pub use store::{RedisStore, RedisStoreBuilder};

@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use ratelimit_core::{
-    DistributedRateLimiter, Error, KeyPrefix, Rule, RuleSnapshot, RuleStore, RuleWrite, RuleWritten,
+    Error, Following, KeyPrefix, Rule, RuleSnapshot, RuleStore, RuleWrite, RuleWritten, WeakLimiter,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
@@ -15,46 +16,39 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Client, RedisError};
 use tokio::task::JoinHandle;
 
+use crate::lazy::{Lazy, redact};
+
 /// Rules kept in Redis and announced on a channel, so that every instance
 /// sharing the Redis applies every change.
 ///
 /// - The rules live in one hash (`PREFIX:{rules}:set`, id → record) with a
-///   version counter beside it (`PREFIX:{rules}:version`); one script applies
-///   each change, bumps the version and publishes it on `PREFIX:rules`, all
-///   atomically, so concurrent changes from several instances are ordered by
-///   Redis and every instance ends with the same set.
-/// - [`watch`](Self::watch) keeps a limiter current: it reloads the rules on
-///   every announcement, after every (re)connection (catching up on what it
-///   missed while disconnected), and every
-///   [`poll_every`](Self::poll_every) as a safety net.
+///   version counter and an epoch beside it (`PREFIX:{rules}:version`,
+///   `PREFIX:{rules}:epoch`); one script applies each change, bumps the
+///   version and publishes it on `PREFIX:rules`, all atomically, so
+///   concurrent changes from several instances are ordered by Redis and
+///   every instance ends with the same set.
+/// - A limiter started with it follows it ([`RuleStore::follow`]): it
+///   reloads the rules on every announcement, after every (re)connection
+///   (catching up on what it missed while disconnected), and every
+///   [`poll_every`](Self::poll_every) as a safety net — for as long as the
+///   limiter lives.
+/// - It connects on first use, so a limiter can start while Redis is down.
 ///
-/// Rules survive instance restarts (they are loaded at start); they survive
-/// a Redis restart only if Redis persists its data.
+/// Rules survive instance restarts (they are loaded at start), and a Redis
+/// that restarts without its data: the instances put back the rules they
+/// agreed on (see [`DistributedRateLimiter::refresh_rules`]).
 ///
-/// ```no_run
-/// use std::sync::Arc;
-/// use ratelimit_core::{DistributedRateLimiter, KeyPrefix, LimiterConfig};
-/// use ratelimit_redis::{RedisRules, RedisStore};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), ratelimit_core::Error> {
-/// let url = "redis://127.0.0.1:6379/";
-/// let rules = Arc::new(RedisRules::connect(url, &KeyPrefix::default()).await?);
-/// let config = LimiterConfig::new(Arc::new(RedisStore::connect(url).await?))
-///     .rule_store(rules.clone());
-/// let limiter = DistributedRateLimiter::start(config).await?;
-/// let _watch = rules.watch(limiter.clone());
-/// # Ok(())
-/// # }
-/// ```
+/// Most applications build it through [`RedisFleet`](crate::RedisFleet),
+/// which sets it up with the counter store in one step.
 #[derive(Clone)]
 pub struct RedisRules {
     /// Where announcements are heard: any node of a cluster hears them all,
-    /// so the watcher moves to the next one when one is unreachable.
+    /// so the follower moves to the next one when one is unreachable.
     subscribe_to: Vec<Client>,
-    connection: RulesConnection,
+    connection: Arc<Lazy<RulesConnection>>,
     set_key: String,
     version_key: String,
+    epoch_key: String,
     channel: String,
     timeout: Duration,
     poll_every: Duration,
@@ -63,6 +57,7 @@ pub struct RedisRules {
 impl fmt::Debug for RedisRules {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisRules")
+            .field("address", &self.connection.address())
             .field("set_key", &self.set_key)
             .field("channel", &self.channel)
             .field("timeout", &self.timeout)
@@ -78,33 +73,35 @@ enum RulesConnection {
 }
 
 const WRITE_SOURCE: &str = include_str!("rules_write.lua");
-const LOAD_SOURCE: &str =
-    "return {redis.call('GET', KEYS[2]) or '0', redis.call('HGETALL', KEYS[1])}";
+const RESTORE_SOURCE: &str = include_str!("rules_restore.lua");
+const LOAD_SOURCE: &str = "return {redis.call('GET', KEYS[2]) or '0', \
+     redis.call('GET', KEYS[3]) or '0', redis.call('HGETALL', KEYS[1])}";
 
 impl RedisRules {
-    /// Connects to the Redis at `url`, keeping rules under `prefix`.
-    pub async fn connect(url: &str, prefix: &KeyPrefix) -> Result<Self, Error> {
+    /// Rules in the Redis at `url`, under `prefix`. Connects on first use
+    /// (so this fails only for a URL that cannot be parsed).
+    pub fn new(url: &str, prefix: &KeyPrefix) -> Result<Self, Error> {
         let client = Client::open(url).map_err(store_error)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_max_delay(Duration::from_millis(500));
-        let connect = ConnectionManager::new_with_config(client.clone(), config);
-        let connection = bounded_connect(connect).await?;
-        Ok(Self::with(
-            vec![client],
-            RulesConnection::Single(connection),
-            prefix,
-        ))
+        let connect = client.clone();
+        let connection = Lazy::new(redact(url), move || {
+            let (client, config) = (connect.clone(), config.clone());
+            async move {
+                let connection = ConnectionManager::new_with_config(client, config).await?;
+                Ok(RulesConnection::Single(connection))
+            }
+        });
+        Ok(Self::with(vec![client], connection, prefix))
     }
 
-    /// Connects to a Redis Cluster through `nodes`. The rule keys share one
-    /// hash tag (`{rules}`), so every change stays one atomic script on one
-    /// node; announcements reach every node of a cluster, and the watcher
-    /// listens on the first of `nodes` it can reach.
-    pub async fn connect_cluster<S: AsRef<str>>(
-        nodes: &[S],
-        prefix: &KeyPrefix,
-    ) -> Result<Self, Error> {
+    /// Rules in a Redis Cluster reached through `nodes`. The rule keys share
+    /// one hash tag (`{rules}`), so every change stays one atomic script on
+    /// one node; announcements reach every node of a cluster, and the
+    /// follower listens on the first of `nodes` it can reach. Connects on
+    /// first use.
+    pub fn new_cluster<S: AsRef<str>>(nodes: &[S], prefix: &KeyPrefix) -> Result<Self, Error> {
         let clients = nodes
             .iter()
             .map(|node| Client::open(node.as_ref()))
@@ -114,67 +111,79 @@ impl RedisRules {
             .connection_timeout(Duration::from_secs(1))
             .build()
             .map_err(store_error)?;
-        let connection = bounded_connect(client.get_async_connection()).await?;
-        Ok(Self::with(
-            clients,
-            RulesConnection::Cluster(connection),
-            prefix,
-        ))
+        let address = redact(nodes.first().map_or("", AsRef::as_ref));
+        let connection = Lazy::new(address, move || {
+            let client = client.clone();
+            async move {
+                Ok(RulesConnection::Cluster(
+                    client.get_async_connection().await?,
+                ))
+            }
+        });
+        Ok(Self::with(clients, connection, prefix))
     }
 
-    fn with(subscribe_to: Vec<Client>, connection: RulesConnection, prefix: &KeyPrefix) -> Self {
+    /// [`new`](Self::new), then connects now: fails if Redis does not
+    /// answer within 2 s.
+    pub async fn connect(url: &str, prefix: &KeyPrefix) -> Result<Self, Error> {
+        let rules = Self::new(url, prefix)?;
+        rules.connected().await
+    }
+
+    /// [`new_cluster`](Self::new_cluster), then connects now.
+    pub async fn connect_cluster<S: AsRef<str>>(
+        nodes: &[S],
+        prefix: &KeyPrefix,
+    ) -> Result<Self, Error> {
+        let rules = Self::new_cluster(nodes, prefix)?;
+        rules.connected().await
+    }
+
+    async fn connected(self) -> Result<Self, Error> {
+        let limit = Duration::from_secs(2);
+        match tokio::time::timeout(limit, self.connection.get()).await {
+            Ok(result) => result.map(|_| self),
+            Err(_) => Err(Error::Store(
+                format!(
+                    "cannot connect to Redis at {}: no answer within {limit:?}",
+                    self.connection.address()
+                )
+                .into(),
+            )),
+        }
+    }
+
+    fn with(
+        subscribe_to: Vec<Client>,
+        connection: Lazy<RulesConnection>,
+        prefix: &KeyPrefix,
+    ) -> Self {
         let prefix = prefix.as_str();
         Self {
             subscribe_to,
-            connection,
+            connection: Arc::new(connection),
             set_key: format!("{prefix}:{{rules}}:set"),
             version_key: format!("{prefix}:{{rules}}:version"),
+            epoch_key: format!("{prefix}:{{rules}}:epoch"),
             channel: format!("{prefix}:rules"),
             timeout: Duration::from_secs(1),
             poll_every: Duration::from_secs(5),
         }
     }
 
-    /// How often [`watch`](Self::watch) reloads even without an announcement
-    /// (default 5 s).
+    /// The bound on one rule-store call (default 1 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How often a follower reloads even without an announcement (default
+    /// 5 s).
     #[must_use]
     pub fn poll_every(mut self, every: Duration) -> Self {
         self.poll_every = every;
         self
-    }
-
-    /// Keeps `limiter` current with the shared rules until the returned
-    /// handle is dropped. Spawns a Tokio task.
-    pub fn watch(&self, limiter: DistributedRateLimiter) -> RuleWatch {
-        let clients = self.subscribe_to.clone();
-        let channel = self.channel.clone();
-        let poll_every = self.poll_every;
-        RuleWatch(tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(50);
-            for client in clients.iter().cycle() {
-                if let Ok(mut pubsub) = client.get_async_pubsub().await
-                    && pubsub.subscribe(&channel).await.is_ok()
-                {
-                    backoff = Duration::from_millis(50);
-                    // Catch up on whatever was announced while disconnected.
-                    let _ = limiter.refresh_rules().await;
-                    let mut messages = pubsub.on_message();
-                    loop {
-                        tokio::select! {
-                            message = messages.next() => {
-                                if message.is_none() {
-                                    break; // connection lost: reconnect
-                                }
-                            }
-                            () = tokio::time::sleep(poll_every) => {}
-                        }
-                        let _ = limiter.refresh_rules().await;
-                    }
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-        }))
     }
 
     /// Runs a rules script with `EVAL` (rule changes are rare: no script
@@ -188,36 +197,127 @@ impl RedisRules {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(source).arg(keys.len()).arg(keys).arg(args);
         let call = async {
-            let value = match &self.connection {
-                RulesConnection::Single(c) => c.clone().req_packed_command(&cmd).await,
-                RulesConnection::Cluster(c) => c.clone().req_packed_command(&cmd).await,
-            }?;
-            redis::from_redis_value::<T>(value.extract_error()?).map_err(RedisError::from)
+            let connection = self.connection.get().await?;
+            let value = match connection {
+                RulesConnection::Single(mut c) => c.req_packed_command(&cmd).await,
+                RulesConnection::Cluster(mut c) => c.req_packed_command(&cmd).await,
+            };
+            value
+                .and_then(|value| {
+                    redis::from_redis_value::<T>(value.extract_error()?).map_err(RedisError::from)
+                })
+                .map_err(store_error)
         };
         match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => result.map_err(store_error),
+            Ok(result) => result,
             Err(_) => Err(Error::Timeout(self.timeout)),
+        }
+    }
+
+    /// Puts back (or seeds) every rule at once; see [`RuleWrite::Restore`].
+    async fn restore(
+        &self,
+        seen_version: u64,
+        seen_epoch: u64,
+        snapshot: &RuleSnapshot,
+    ) -> Result<RuleWritten, Error> {
+        let mut args = vec![
+            seen_version.to_string(),
+            seen_epoch.to_string(),
+            snapshot.version.to_string(),
+            snapshot.epoch.to_string(),
+            self.channel.clone(),
+        ];
+        for rule in &snapshot.rules {
+            args.push(rule.id().to_string());
+            args.push(rule.to_record());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let status: String = self
+            .eval(
+                RESTORE_SOURCE,
+                &[&self.set_key, &self.version_key, &self.epoch_key],
+                &args,
+            )
+            .await?;
+        match status.as_str() {
+            "ok" => Ok(RuleWritten {
+                version: snapshot.version,
+                previous: None,
+            }),
+            "conflict" => Err(Error::RuleConflict("the rule set".to_owned())),
+            other => Err(Error::InvalidResponse(format!(
+                "rule restore status {other:?}"
+            ))),
         }
     }
 }
 
-/// Keeps a limiter's rules current; stops when dropped.
+/// Keeps a limiter's rules current; stops when dropped (with the limiter
+/// that holds it).
 #[derive(Debug)]
-pub struct RuleWatch(JoinHandle<()>);
+struct Follower(JoinHandle<()>);
 
-impl Drop for RuleWatch {
+impl Drop for Follower {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
 
-async fn bounded_connect<T>(
-    connect: impl Future<Output = Result<T, RedisError>>,
-) -> Result<T, Error> {
-    let limit = Duration::from_secs(2);
-    match tokio::time::timeout(limit, connect).await {
-        Ok(result) => result.map_err(store_error),
-        Err(_) => Err(Error::Timeout(limit)),
+/// The follower's loop: subscribe to announcements (moving round the
+/// nodes), refresh after each (re)subscription, each announcement and each
+/// `poll_every`; stop when the limiter is gone.
+async fn follow(clients: Vec<Client>, channel: String, poll_every: Duration, limiter: WeakLimiter) {
+    // Refreshes, retrying a failure a few times: right after Redis comes
+    // back, the first calls may still meet the connection that broke.
+    // Returns false when the limiter is gone.
+    let refresh = || async {
+        let mut pause = Duration::from_millis(25);
+        for _ in 0..6 {
+            let Some(limiter) = limiter.upgrade() else {
+                return false;
+            };
+            match limiter.refresh_rules().await {
+                Ok(_) => return true,
+                Err(error) => tracing::debug!(%error, "rule refresh failed"),
+            }
+            drop(limiter);
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+        true
+    };
+    let mut backoff = Duration::from_millis(50);
+    for client in clients.iter().cycle() {
+        if let Ok(mut pubsub) = client.get_async_pubsub().await
+            && pubsub.subscribe(&channel).await.is_ok()
+        {
+            backoff = Duration::from_millis(50);
+            // Catch up on whatever was announced while disconnected.
+            if !refresh().await {
+                return;
+            }
+            let mut messages = pubsub.on_message();
+            loop {
+                tokio::select! {
+                    message = messages.next() => {
+                        if message.is_none() {
+                            break; // connection lost: reconnect
+                        }
+                    }
+                    () = tokio::time::sleep(poll_every) => {}
+                }
+                if !refresh().await {
+                    return;
+                }
+            }
+        } else if limiter.upgrade().is_none() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        // Short: a Redis that comes back should find its rules back (and
+        // the fleet's instances current) within about a second.
+        backoff = (backoff * 2).min(Duration::from_millis(400));
     }
 }
 
@@ -228,17 +328,36 @@ fn store_error(error: RedisError) -> Error {
 #[async_trait]
 impl RuleStore for RedisRules {
     async fn load(&self) -> Result<RuleSnapshot, Error> {
-        let (version, records): (String, HashMap<String, String>) = self
-            .eval(LOAD_SOURCE, &[&self.set_key, &self.version_key], &[])
+        let (version, epoch, records): (String, String, HashMap<String, String>) = self
+            .eval(
+                LOAD_SOURCE,
+                &[&self.set_key, &self.version_key, &self.epoch_key],
+                &[],
+            )
             .await?;
-        let version = version
-            .parse()
-            .map_err(|_| Error::InvalidResponse(format!("rules version {version:?}")))?;
+        let number = |what: &str, text: &str| {
+            text.parse::<u64>()
+                .map_err(|_| Error::InvalidResponse(format!("rules {what} {text:?}")))
+        };
         let rules = records
             .iter()
             .map(|(id, record)| Rule::from_record(id, record))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(RuleSnapshot { version, rules })
+        Ok(RuleSnapshot {
+            version: number("version", &version)?,
+            epoch: number("epoch", &epoch)?,
+            rules,
+        })
+    }
+
+    fn follow(&self, limiter: WeakLimiter) -> Option<Following> {
+        let task = tokio::spawn(follow(
+            self.subscribe_to.clone(),
+            self.channel.clone(),
+            self.poll_every,
+            limiter,
+        ));
+        Some(Following::new(Follower(task)))
     }
 
     async fn write(&self, change: RuleWrite) -> Result<RuleWritten, Error> {
@@ -268,6 +387,11 @@ impl RuleStore for RedisRules {
             }
             RuleWrite::Remove(id) => ("remove", id.as_str(), String::new(), String::new()),
             RuleWrite::Touch => ("touch", "", String::new(), String::new()),
+            RuleWrite::Restore {
+                seen_version,
+                seen_epoch,
+                snapshot,
+            } => return self.restore(*seen_version, *seen_epoch, snapshot).await,
         };
         let (status, version, previous): (String, u64, String) = self
             .eval(

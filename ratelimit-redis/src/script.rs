@@ -102,7 +102,11 @@ pub fn check_command(items: &[CheckItem<'_>], charge: bool, now: Option<u64>, fo
         cmd.arg(if item.shadow { -tolerance } else { tolerance });
         if per_item >= 4 {
             cmd.arg(item.quota.interval_micros());
-            cmd.arg(if item.shadow || !reserve { 0 } else { item.reserve });
+            cmd.arg(if item.shadow || !reserve {
+                0
+            } else {
+                item.reserve
+            });
         }
         if per_item == 7 {
             let lineage = &item.lineage;
@@ -156,7 +160,7 @@ fn increment(item: &CheckItem<'_>) -> u64 {
 /// The check script's reply, checked for shape: how far each counter's
 /// TAT was ahead of the script's clock before the check, as read under its
 /// item's current revision (converted and capped, see
-/// [`gcra::booked_tat`](ratelimit_core::gcra::booked_tat); 0 when absent
+/// [`gcra::booked`](ratelimit_core::gcra::booked); 0 when absent
 /// or rested), in item order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {

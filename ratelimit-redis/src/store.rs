@@ -16,6 +16,7 @@ use redis::cluster_routing::Slot;
 use redis::{Client, Cmd, ErrorKind, RedisError, ServerErrorKind};
 use smallvec::SmallVec;
 
+use crate::lazy::{Lazy, redact};
 use crate::script::{self, Form};
 
 /// A [`Store`] on Redis — one server or a Redis Cluster — with one script
@@ -44,7 +45,8 @@ use crate::script::{self, Form};
 /// Cloning is cheap; clones share the connection.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: Connection,
+    connection: Arc<Lazy<Connection>>,
+    cluster: bool,
     timeout: Duration,
     clock: Option<Arc<dyn Clock>>,
 }
@@ -58,12 +60,15 @@ enum Connection {
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let topology = match self.connection {
-            Connection::Single(..) => "standalone",
-            Connection::Cluster(_) => "cluster",
+        let topology = if self.cluster {
+            "cluster"
+        } else {
+            "standalone"
         };
         f.debug_struct("RedisStore")
             .field("topology", &topology)
+            .field("address", &self.connection.address())
+            .field("connected", &self.connection.made().is_some())
             .field("timeout", &self.timeout)
             .field("clock", &self.clock)
             .finish()
@@ -92,6 +97,12 @@ impl RedisStore {
         self.clock.as_ref().map(|clock| clock.now_micros())
     }
 
+    /// Where the store connects (its URL, or its cluster's first node,
+    /// without a password).
+    pub fn address(&self) -> &str {
+        self.connection.address()
+    }
+
     /// Sends a script command, bounded by the timeout; after `NOSCRIPT`,
     /// sends it again with the script's source.
     async fn call<T: redis::FromRedisValue>(
@@ -99,29 +110,18 @@ impl RedisStore {
         command: impl Fn(Form) -> Cmd,
     ) -> Result<T, Error> {
         let attempt = async {
-            match self.query(&command(Form::Sha)).await {
+            let connection = self.connection.get().await?;
+            match query(&connection, &command(Form::Sha)).await {
                 Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    self.query(&command(Form::Source)).await
+                    query(&connection, &command(Form::Source)).await
                 }
                 result => result,
             }
+            .map_err(store_error)
         };
         match tokio::time::timeout(self.timeout, attempt).await {
-            Ok(result) => result.map_err(store_error),
+            Ok(result) => result,
             Err(_) => Err(Error::Timeout(self.timeout)),
-        }
-    }
-
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
-        match &self.connection {
-            Connection::Single(connections, next) => {
-                let i = next.fetch_add(1, Ordering::Relaxed) % connections.len().max(1);
-                match connections.get(i) {
-                    Some(connection) => query(connection.clone(), cmd).await,
-                    None => Err(RedisError::from((ErrorKind::Client, "no connection"))),
-                }
-            }
-            Connection::Cluster(connection) => query(connection.clone(), cmd).await,
         }
     }
 
@@ -143,7 +143,7 @@ impl RedisStore {
         if items.is_empty() {
             return Ok(evaluate(items, &[], 0, charge).outcome);
         }
-        if matches!(self.connection, Connection::Cluster(_)) && spans_slots(items) {
+        if self.cluster && spans_slots(items) {
             // Boxed: its state is large, and the common path should not
             // carry it in every check's future.
             return Box::pin(self.run_across_slots(items, charge)).await;
@@ -232,7 +232,25 @@ impl RedisStore {
 /// The items of one check that share a cluster slot.
 type Part<'a> = SmallVec<[CheckItem<'a>; MAX_KEYS_PER_CHECK]>;
 
+/// Sends `cmd` on `connection` (on a standalone server, on its connections
+/// in turn).
 async fn query<T: redis::FromRedisValue>(
+    connection: &Connection,
+    cmd: &Cmd,
+) -> Result<T, RedisError> {
+    match connection {
+        Connection::Single(connections, next) => {
+            let i = next.fetch_add(1, Ordering::Relaxed) % connections.len().max(1);
+            match connections.get(i) {
+                Some(connection) => query_on(connection.clone(), cmd).await,
+                None => Err(RedisError::from((ErrorKind::Client, "no connection"))),
+            }
+        }
+        Connection::Cluster(connection) => query_on(connection.clone(), cmd).await,
+    }
+}
+
+async fn query_on<T: redis::FromRedisValue>(
     mut connection: impl ConnectionLike,
     cmd: &Cmd,
 ) -> Result<T, RedisError> {
@@ -288,9 +306,12 @@ impl Store for RedisStore {
         for key in keys {
             let mut del = redis::cmd("DEL");
             del.arg(*key);
-            let call = self.query::<()>(&del);
+            let call = async {
+                let connection = self.connection.get().await?;
+                query::<()>(&connection, &del).await.map_err(store_error)
+            };
             match tokio::time::timeout(self.timeout, call).await {
-                Ok(result) => result.map_err(store_error)?,
+                Ok(result) => result?,
                 Err(_) => return Err(Error::Timeout(self.timeout)),
             }
         }
@@ -357,40 +378,78 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects. Fails with [`Error::Store`] if a URL is invalid or the
-    /// server (or cluster) cannot be reached within the connection timeout.
+    /// [`clock`](Self::clock) from a clock already shared.
+    pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Connects now. Fails with [`Error::Store`] if a URL is invalid, or
+    /// if the server (or cluster) cannot be reached within the connection
+    /// timeout (the error names the address); see
+    /// [`build_lazy`](Self::build_lazy) for a store that may start while
+    /// Redis is down.
     pub async fn build(self) -> Result<RedisStore, Error> {
-        let connect = async {
-            if self.cluster {
-                let client = ClusterClientBuilder::new(self.urls.iter().map(String::as_str))
-                    .connection_timeout(self.connection_timeout)
-                    .response_timeout(self.timeout)
-                    .build()?;
-                Ok(Connection::Cluster(client.get_async_connection().await?))
-            } else {
-                let url = self.urls.first().map_or("", String::as_str);
-                let client = Client::open(url)?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.connection_timeout))
-                    .set_max_delay(Duration::from_millis(500));
-                let mut connections = Vec::with_capacity(self.connections);
-                for _ in 0..self.connections.max(1) {
-                    connections.push(
-                        ConnectionManager::new_with_config(client.clone(), config.clone()).await?,
-                    );
+        let limit = self.connection_timeout;
+        let store = self.build_lazy()?;
+        match tokio::time::timeout(limit, store.connection.get()).await {
+            Ok(result) => result.map(|_| store),
+            Err(_) => Err(Error::Store(
+                format!(
+                    "cannot connect to Redis at {}: no answer within {limit:?}",
+                    store.address()
+                )
+                .into(),
+            )),
+        }
+    }
+
+    /// A store that connects on first use, and again on each use after a
+    /// failed attempt, so that an application can start while Redis is down:
+    /// until Redis answers, each call fails within the
+    /// [`timeout`](Self::timeout) with an error naming the address, which
+    /// the limiter answers with its failure policy. Fails only for a URL
+    /// that cannot be parsed.
+    pub fn build_lazy(self) -> Result<RedisStore, Error> {
+        let address = redact(self.urls.first().map_or("", String::as_str));
+        let connect_timeout = self.connection_timeout;
+        let connection = if self.cluster {
+            let client = ClusterClientBuilder::new(self.urls.iter().map(String::as_str))
+                .connection_timeout(self.connection_timeout)
+                .response_timeout(self.timeout)
+                .build()
+                .map_err(store_error)?;
+            Lazy::new(address, move || {
+                let client = client.clone();
+                async move { Ok(Connection::Cluster(client.get_async_connection().await?)) }
+            })
+        } else {
+            let url = self.urls.first().map_or("", String::as_str);
+            let client = Client::open(url).map_err(store_error)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(connect_timeout))
+                .set_max_delay(Duration::from_millis(500));
+            let count = self.connections.max(1);
+            Lazy::new(address, move || {
+                let (client, config) = (client.clone(), config.clone());
+                async move {
+                    let mut connections = Vec::with_capacity(count);
+                    for _ in 0..count {
+                        connections.push(
+                            ConnectionManager::new_with_config(client.clone(), config.clone())
+                                .await?,
+                        );
+                    }
+                    Ok(Connection::Single(
+                        connections.into(),
+                        Arc::new(AtomicUsize::new(0)),
+                    ))
                 }
-                Ok(Connection::Single(
-                    connections.into(),
-                    Arc::new(AtomicUsize::new(0)),
-                ))
-            }
-        };
-        let connection = match tokio::time::timeout(self.connection_timeout, connect).await {
-            Ok(result) => result.map_err(store_error)?,
-            Err(_) => return Err(Error::Timeout(self.connection_timeout)),
+            })
         };
         Ok(RedisStore {
-            connection,
+            connection: Arc::new(connection),
+            cluster: self.cluster,
             timeout: self.timeout,
             clock: self.clock,
         })

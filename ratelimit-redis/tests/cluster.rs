@@ -190,10 +190,9 @@ async fn rules_are_shared_across_a_cluster() {
             .unwrap();
         let config = LimiterConfig::new(Arc::new(store)).rule_store(rules.clone());
         let limiter = DistributedRateLimiter::start(config).await.unwrap();
-        let watch = rules.watch(limiter.clone());
-        instances.push((limiter, watch));
+        instances.push(limiter);
     }
-    let (a, b) = (&instances[0].0, &instances[1].0);
+    let (a, b) = (&instances[0], &instances[1]);
     a.add_rule("shared", Target::Global, 2, HOUR).await.unwrap();
     let took = wait_until(Duration::from_secs(5), "propagation", || async {
         b.rule("shared").is_some()

@@ -17,12 +17,11 @@ use ratelimit_core::{
     Caller, DenyCache, DistributedRateLimiter, KeyPrefix, LimiterConfig, Quota, Rule, Source,
     Target,
 };
-use ratelimit_redis::{RedisRules, RedisStore, RuleWatch};
+use ratelimit_redis::{RedisRules, RedisStore};
 use ratelimit_test_support::{RedisServer, wait_until};
 
 struct Instance {
     limiter: DistributedRateLimiter,
-    _watch: RuleWatch,
 }
 
 /// An instance with shared rules and a deny cache; the rule `api` allows
@@ -41,11 +40,7 @@ async fn instance(server: &RedisServer, limit: u32) -> Instance {
         .rule(Rule::new("api", Target::Each, quota).unwrap())
         .deny_cache(DenyCache::new(10_000));
     let limiter = DistributedRateLimiter::start(config).await.unwrap();
-    let watch = rules.watch(limiter.clone());
-    Instance {
-        limiter,
-        _watch: watch,
-    }
+    Instance { limiter }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

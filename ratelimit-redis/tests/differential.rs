@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use ratelimit_core::gcra::Lineage;
+use ratelimit_core::gcra::{self, Lineage, Stored};
 use ratelimit_core::{CheckItem, Clock, FakeClock, MemoryStore, Outcome, Quota};
 use ratelimit_redis::script;
 use ratelimit_test_support::RedisServer;
@@ -63,7 +63,10 @@ fn op() -> impl Strategy<Value = Op> {
         proptest::collection::vec(1u32..=4, 3),
         proptest::collection::vec(prop::bool::weighted(0.2), 3),
         proptest::collection::vec(prop_oneof![3 => Just(0u32), 1 => 1u32..=8], 3),
-        proptest::collection::vec(prop_oneof![6 => Just(0usize), 1 => Just(1), 1 => Just(2)], 3),
+        proptest::collection::vec(
+            prop_oneof![6 => Just(0usize), 1 => Just(1), 1 => Just(2)],
+            3,
+        ),
         prop::bool::weighted(0.85),
     )
         .prop_map(
@@ -141,7 +144,7 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
             } else {
                 memory.peek_now(&items).unwrap()
             };
-            let (actual, pttls, before, stored, round_trip) = runtime.block_on(run_on_redis(
+            let (actual, pttls, stored, round_trip) = runtime.block_on(run_on_redis(
                 &mut connection,
                 &items,
                 op.charge,
@@ -151,20 +154,19 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
             let reserved = expected.decisions.iter().filter(|d| d.reserved() > 0);
             reservations.set(reservations.get() + reserved.count() as u32);
             let now = clock.now_micros();
-            for (((item, &ahead), stored), (decision, pttl)) in items
+            for ((item, stored), (decision, pttl)) in items
                 .iter()
-                .zip(&before.aheads)
                 .zip(&stored)
                 .zip(expected.decisions.iter().zip(pttls))
             {
                 let charged = op.charge && expected.allowed && decision.allowed();
-                // A key read otherwise than it was stored is written back.
-                let rewritten = op.charge
+                // A key found beyond its cap is written back capped.
+                let capped = op.charge
                     && stored.is_some_and(|(tat, revision)| {
-                        tat > now
-                            && (revision != item.lineage.revision() || ahead != tat - now)
+                        let stored = Stored { tat, revision };
+                        gcra::booked(&item.quota, &item.lineage, stored, now).capped
                     });
-                if charged || rewritten {
+                if charged || capped {
                     // PX = ⌈reset_after / 1 ms⌉. PTTL may read 1 ms less, and
                     // less again by the real time Redis spent between the
                     // script and PTTL (inside one EXEC, so at most the round
@@ -212,7 +214,7 @@ async fn run_on_redis(
     items: &[CheckItem<'_>],
     charge: bool,
     now: u64,
-) -> (Outcome, Vec<i64>, script::Reply, Vec<Held>, Duration) {
+) -> (Outcome, Vec<i64>, Vec<Held>, Duration) {
     let command = script::check_command(items, charge, Some(now), script::Form::Sha);
     let mut pipe = redis::pipe();
     pipe.atomic();
@@ -248,7 +250,6 @@ async fn run_on_redis(
     (
         script::decode(items, reply, charge).unwrap(),
         pttls,
-        script::parse(reply, n).unwrap(),
         held,
         round_trip,
     )

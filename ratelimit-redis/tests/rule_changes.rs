@@ -10,7 +10,7 @@ use std::time::Duration;
 use ratelimit_core::{
     DenyCache, DistributedRateLimiter, FakeClock, KeyPrefix, LimiterConfig, Quota, Rule, Target,
 };
-use ratelimit_redis::{RedisRules, RedisStore, RuleWatch};
+use ratelimit_redis::{RedisRules, RedisStore};
 use ratelimit_test_support::{RedisServer, wait_until};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -24,7 +24,6 @@ enum Setup {
 
 struct Instance {
     limiter: DistributedRateLimiter,
-    _watch: RuleWatch,
 }
 
 async fn instance(server: &RedisServer, clock: &FakeClock, setup: Setup) -> Instance {
@@ -51,12 +50,10 @@ async fn instance(server: &RedisServer, clock: &FakeClock, setup: Setup) -> Inst
         }
         Setup::Batches(units) => rule = rule.with_batch(units),
     }
-    let limiter = DistributedRateLimiter::start(config.rule(rule)).await.unwrap();
-    let watch = rules.watch(limiter.clone());
-    Instance {
-        limiter,
-        _watch: watch,
-    }
+    let limiter = DistributedRateLimiter::start(config.rule(rule))
+        .await
+        .unwrap();
+    Instance { limiter }
 }
 
 /// Sends `n` requests of one caller round-robin over `instances`; returns
@@ -140,7 +137,11 @@ async fn a_counter_stays_small_after_a_change() {
     let value = server.cli(&["GET", key]);
     assert!(value.trim().ends_with("001"), "{value}");
     assert_eq!(server.cli(&["OBJECT", "ENCODING", key]).trim(), "int");
-    let bytes: u64 = server.cli(&["MEMORY", "USAGE", key]).trim().parse().unwrap();
+    let bytes: u64 = server
+        .cli(&["MEMORY", "USAGE", key])
+        .trim()
+        .parse()
+        .unwrap();
     eprintln!("MEMORY USAGE {key}: {bytes} bytes");
     assert!(bytes <= 100, "{bytes}");
 }

@@ -13,14 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ratelimit_core::{DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, Rule, Target};
-use ratelimit_redis::{RedisRules, RedisStore, RuleWatch};
+use ratelimit_redis::{RedisRules, RedisStore};
 use ratelimit_test_support::{RedisServer, wait_until};
 
 const SEC: Duration = Duration::from_secs(1);
 
 struct Instance {
     limiter: DistributedRateLimiter,
-    _watch: RuleWatch,
 }
 
 async fn instance(server: &RedisServer, seeds: &[Rule]) -> Instance {
@@ -37,11 +36,7 @@ async fn instance(server: &RedisServer, seeds: &[Rule]) -> Instance {
         config = config.rule(rule.clone());
     }
     let limiter = DistributedRateLimiter::start(config).await.unwrap();
-    let watch = rules.watch(limiter.clone());
-    Instance {
-        limiter,
-        _watch: watch,
-    }
+    Instance { limiter }
 }
 
 /// Waits (bounded) until every instance satisfies `ok`; returns how long.

@@ -397,7 +397,8 @@ async fn a_failing_store_gets_the_failure_policy() {
 
 /// A route naming a rule the instance does not have (say its rule store
 /// lost its rules) is answered by the failure policy, never a 500: fail
-/// open admits, fail closed refuses with the policy's wait.
+/// open admits, fail closed refuses (503, as for a store that is down) with
+/// the policy's wait.
 #[tokio::test]
 async fn a_route_with_an_unknown_rule_is_answered_by_the_failure_policy() {
     let clock = FakeClock::at_micros(1_000_000_000);
@@ -415,6 +416,6 @@ async fn a_route_with_an_unknown_rule_is_answered_by_the_failure_policy() {
     );
     let closed = app(RateLimitLayer::new(closed).rules(["no-such-rule"]));
     let response = closed.oneshot(request("10.0.0.1")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(&response, "retry-after"), Some("7"));
 }

@@ -91,8 +91,8 @@ async fn over_a_real_socket_with_the_axum_demos_headers() {
 #[actix_web::test]
 async fn a_mixed_fleet_on_one_redis_shares_the_limit() {
     let server = RedisServer::start();
-    let (a, _watch_a) = example_axum::redis_limiter(&server.url()).await.unwrap();
-    let (b, _watch_b) = example_actix::redis_limiter(&server.url()).await.unwrap();
+    let a = example_axum::redis_limiter(&server.url()).await.unwrap();
+    let b = example_actix::redis_limiter(&server.url()).await.unwrap();
     let axum_addr = serve_axum(a, &Settings::default()).await;
     let actix_addr = serve_actix(b, Settings::default());
     let mut admitted = 0;

@@ -11,7 +11,6 @@ use std::time::Duration;
 use example_common::Settings;
 use ratelimit_core::DistributedRateLimiter;
 use ratelimit_core::admin::AdminApi;
-use ratelimit_redis::RuleWatch;
 use ratelimit_test_support::http::{Reply, exchange};
 use ratelimit_test_support::{RedisServer, wait_until};
 use serde_json::Value;
@@ -22,13 +21,13 @@ mod support;
 const TOKEN: &str = "fleet-admin-token";
 const AUTH: &str = "Bearer fleet-admin-token";
 
-async fn limiter(server: &RedisServer) -> (DistributedRateLimiter, RuleWatch, Settings) {
-    let (limiter, watch) = example_common::redis_limiter(&server.url()).await.unwrap();
+async fn limiter(server: &RedisServer) -> (DistributedRateLimiter, Settings) {
+    let limiter = example_common::redis_limiter(&server.url()).await.unwrap();
     let settings = Settings {
         trusted_proxies: Vec::new(),
         admin: Some(AdminApi::new(limiter.clone(), TOKEN).unwrap()),
     };
-    (limiter, watch, settings)
+    (limiter, settings)
 }
 
 async fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
@@ -64,9 +63,9 @@ async fn login(addr: SocketAddr, user: &str) -> Reply {
 #[actix_web::test]
 async fn an_admin_change_reaches_the_fleet_within_a_second_and_survives_restarts() {
     let server = RedisServer::start();
-    let (a, _watch_a, settings_a) = limiter(&server).await;
-    let (b, _watch_b, settings_b) = limiter(&server).await;
-    let (c, _watch_c, settings_c) = limiter(&server).await;
+    let (a, settings_a) = limiter(&server).await;
+    let (b, settings_b) = limiter(&server).await;
+    let (c, settings_c) = limiter(&server).await;
     let (a_addr, a_task) = serve_axum_stoppable(a, &settings_a).await;
     let b_addr = serve_axum(b, &settings_b).await;
     let c_addr = serve_actix(c, settings_c);
@@ -122,7 +121,7 @@ async fn an_admin_change_reaches_the_fleet_within_a_second_and_survives_restarts
     // A crashes and comes back: the fleet's rule is loaded, the seed (5 per
     // minute) does not overwrite it.
     a_task.abort();
-    let (a2, _watch_a2, settings_a2) = limiter(&server).await;
+    let (a2, settings_a2) = limiter(&server).await;
     let a2_addr = serve_axum(a2, &settings_a2).await;
     assert_eq!(login_limit(a2_addr).await, 2);
 
@@ -158,9 +157,9 @@ async fn an_admin_change_reaches_the_fleet_within_a_second_and_survives_restarts
 #[actix_web::test]
 async fn concurrent_admin_changes_through_two_instances_converge() {
     let server = RedisServer::start();
-    let (a, _watch_a, settings_a) = limiter(&server).await;
-    let (b, _watch_b, settings_b) = limiter(&server).await;
-    let (c, _watch_c, settings_c) = limiter(&server).await;
+    let (a, settings_a) = limiter(&server).await;
+    let (b, settings_b) = limiter(&server).await;
+    let (c, settings_c) = limiter(&server).await;
     let addrs = [
         serve_axum(a.clone(), &settings_a).await,
         serve_actix(b.clone(), settings_b),

@@ -20,7 +20,7 @@ use example_common::Args;
 async fn main() -> Result<(), example_common::Fatal> {
     let args = Args::parse();
     example_common::init_logging();
-    let (limiter, _watch) = example_common::limiter_for(&args).await?;
+    let limiter = example_common::limiter_for(&args).await?;
     let settings = example_common::Settings::from_args(&args, &limiter)?;
     example_common::spawn_metrics_upkeep();
     let admin = if settings.admin.is_some() {

@@ -125,8 +125,8 @@ async fn over_a_real_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_redis_share_the_limit() {
     let server = RedisServer::start();
-    let (a, _watch_a) = example_axum::redis_limiter(&server.url()).await.unwrap();
-    let (b, _watch_b) = example_axum::redis_limiter(&server.url()).await.unwrap();
+    let a = example_axum::redis_limiter(&server.url()).await.unwrap();
+    let b = example_axum::redis_limiter(&server.url()).await.unwrap();
     let a = serve(example_axum::app(a, &Settings::default())).await;
     let b = serve(example_axum::app(b, &Settings::default())).await;
     let mut admitted = 0;

@@ -23,10 +23,10 @@ use ipnet::IpNet;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use ratelimit_core::admin::AdminApi;
 use ratelimit_core::{
-    DenyCache, DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, MemoryStore, Quota, Rule,
+    DenyCache, DistributedRateLimiter, Error, LimiterConfig, MemoryStore, Quota, Rule, RuleSync,
     Target, telemetry,
 };
-use ratelimit_redis::{RedisRules, RedisStore, RuleWatch};
+use ratelimit_redis::RedisFleet;
 
 /// The demos' command line (a contract other tools rely on).
 #[derive(Debug, Clone, Parser)]
@@ -140,63 +140,50 @@ pub fn memory_limiter_on(store: MemoryStore) -> Result<DistributedRateLimiter, E
 /// 100 bytes each: about 8 MB when full).
 pub const DENY_CACHE_KEYS: usize = 100_000;
 
-/// A limiter on the Redis at `url`, with rules shared through it and a
-/// local deny cache; keep the returned watch alive to receive the fleet's
-/// rule changes.
-pub async fn redis_limiter(url: &str) -> Result<(DistributedRateLimiter, RuleWatch), Error> {
+/// A limiter on the Redis at `url`, with rules shared through it (the
+/// demo's rules seed an empty fleet) and a local deny cache. Starts even
+/// while Redis is down: the failure policy answers until it comes up.
+pub async fn redis_limiter(url: &str) -> Result<DistributedRateLimiter, Error> {
     metrics();
-    let store = RedisStore::builder(url)
+    RedisFleet::new(url)
         .timeout(Duration::from_millis(100))
-        .build()
-        .await?;
-    let shared = Arc::new(RedisRules::connect(url, &KeyPrefix::default()).await?);
-    let config = rules()?.into_iter().fold(
-        LimiterConfig::new(Arc::new(store))
-            .timeout(Duration::from_millis(100))
-            .rule_store(shared.clone())
-            // A flood of denied requests is answered here, not by Redis.
-            .deny_cache(DenyCache::new(DENY_CACHE_KEYS)),
-        LimiterConfig::rule,
-    );
-    let limiter = DistributedRateLimiter::start(config).await?;
-    let watch = shared.watch(limiter.clone());
-    Ok((limiter, watch))
+        .rules(rules()?)
+        // A flood of denied requests is answered here, not by Redis.
+        .configure(|config| config.deny_cache(DenyCache::new(DENY_CACHE_KEYS)))
+        .start()
+        .await
 }
 
-/// The limiter `args` ask for (and the Redis rule watch to keep alive).
-/// Logs one line saying the store, the rules in force and the failure
-/// policy. A failure to start names the store and its address (without
-/// the URL's password).
-pub async fn limiter_for(
-    args: &Args,
-) -> Result<(DistributedRateLimiter, Option<RuleWatch>), StartError> {
-    let (limiter, watch, store) = match &args.redis_url {
+/// The limiter `args` ask for. Logs one line saying the store, the rules
+/// in force and the failure policy. A failure to start names the store.
+pub async fn limiter_for(args: &Args) -> Result<DistributedRateLimiter, StartError> {
+    let (limiter, store) = match &args.redis_url {
         Some(url) => {
-            let address = redact(url);
-            let (limiter, watch) = redis_limiter(url).await.map_err(|error| StartError {
-                store: format!("Redis at {address}"),
+            let limiter = redis_limiter(url).await.map_err(|error| StartError {
+                store: "Redis".to_owned(),
                 error,
             })?;
-            (limiter, Some(watch), format!("redis {address}"))
+            (limiter, "redis")
         }
         None => {
             let limiter = memory_limiter().map_err(|error| StartError {
                 store: "the in-memory store".to_owned(),
                 error,
             })?;
-            (limiter, None, "in-memory".to_owned())
+            (limiter, "in-memory")
         }
     };
     let rules = limiter.rules();
     let ids: Vec<&str> = rules.iter().map(|rule| rule.id().as_str()).collect();
     tracing::info!(
-        %store,
+        store,
         rules = %ids.join(","),
         rules_version = rules.version(),
+        rule_sync = limiter.rule_sync().as_str(),
         failure_policy = %limiter.default_failure_policy(),
         "rate limiter ready"
     );
-    Ok((limiter, watch))
+    Ok(limiter)
 }
 
 /// Why a demo could not start its limiter: which store, and what failed.
@@ -210,31 +197,17 @@ pub struct StartError {
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot start the rate limiter on {}: {}", self.store, self.error)
+        write!(
+            f,
+            "cannot start the rate limiter on {}: {}",
+            self.store, self.error
+        )
     }
 }
 
 impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.error)
-    }
-}
-
-/// `url` without the password of its user information, for logs.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info.split(':').next().unwrap_or_default();
-            if user_info.contains(':') {
-                format!("{scheme}://{user}:***@{host}")
-            } else {
-                format!("{scheme}://{user}@{host}")
-            }
-        }
-        None => url.to_owned(),
     }
 }
 
@@ -269,36 +242,26 @@ impl std::fmt::Debug for Fatal {
 }
 
 /// `GET /healthz`: 200 and `{"store":"ok",...}` when the store answers; 503
-/// with the reason and the failure policy in force when it does not.
+/// with the reason and the failure policy in force when it does not, or
+/// when the shared rules are not in step with the store (`"rules"`:
+/// `local` without a rule store, `synced`, `pending` before the store first
+/// answered, `restoring` while putting back rules the store lost).
 pub async fn health(limiter: &DistributedRateLimiter) -> (u16, String) {
     let policy = limiter.default_failure_policy();
+    let rules = limiter.rule_sync();
+    let rules_ok = matches!(rules, RuleSync::Local | RuleSync::Synced);
+    let rules = rules.as_str();
     match limiter.store_health().await {
         Ok(()) => (
-            200,
-            format!("{{\"store\":\"ok\",\"failure_policy\":\"{policy}\"}}\n"),
+            if rules_ok { 200 } else { 503 },
+            format!("{{\"store\":\"ok\",\"rules\":\"{rules}\",\"failure_policy\":\"{policy}\"}}\n"),
         ),
         Err(error) => (
             503,
             format!(
-                "{{\"store\":\"unavailable\",\"reason\":{:?},\"failure_policy\":\"{policy}\"}}\n",
+                "{{\"store\":\"unavailable\",\"reason\":{:?},\"rules\":\"{rules}\",\"failure_policy\":\"{policy}\"}}\n",
                 error.to_string()
             ),
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_stay_out_of_logs() {
-        assert_eq!(
-            redact("redis://user:s3cret@127.0.0.1:6379/0"),
-            "redis://user:***@127.0.0.1:6379/0"
-        );
-        assert_eq!(redact("redis://:s3cret@[::1]:6379/"), "redis://:***@[::1]:6379/");
-        assert_eq!(redact("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
-        assert_eq!(redact("redis://alice@host/"), "redis://alice@host/");
     }
 }

@@ -182,7 +182,7 @@ impl Denials {
                 tat: bound,
                 revision: lineage.revision(),
             };
-            let tat = gcra::booked_tat(quota, &lineage, stored, now);
+            let tat = gcra::booked(quota, &lineage, stored, now).tat;
             let test = gcra::test(quota, Some(tat), now, cost);
             if !test.conforms {
                 denials.push(RuleDecision {

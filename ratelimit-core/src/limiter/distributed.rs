@@ -4,7 +4,7 @@
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -25,8 +25,8 @@ use crate::rule_set::{ActiveRule, Selected};
 use crate::store::{CheckItem, Outcome};
 use crate::telemetry;
 use crate::{
-    Caller, Clock, Error, FailurePolicy, KeyPrefix, MemoryStore, Quota, Rule, RuleId, RuleSet,
-    RuleStore, RuleWrite, RuleWritten, Store, Target,
+    Caller, Clock, Error, FailurePolicy, Following, KeyPrefix, MemoryStore, Quota, Rule, RuleId,
+    RuleSet, RuleStore, RuleWrite, RuleWritten, Store, Target,
 };
 
 /// Rate limiting by named rules, shared by every instance using the same
@@ -89,34 +89,45 @@ pub struct DistributedRateLimiter {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(super) struct Inner {
     /// Tells this limiter's plans from another's (see [`Plan`]).
-    id: u64,
-    store: Arc<dyn Store>,
-    rules: ArcSwap<RuleSet>,
+    pub(super) id: u64,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) rules: ArcSwap<RuleSet>,
     /// Counts the rule sets put in force, so that a plan knows whether the
     /// one it was made from is still the one in force.
-    generation: AtomicU64,
+    pub(super) generation: AtomicU64,
     /// Serializes rule changes (read-modify-swap); never held across `.await`.
-    changes: Mutex<()>,
-    timeout: Duration,
-    failure_policy: FailurePolicy,
-    key_prefix: KeyPrefix,
-    fallback: MemoryStore,
-    fail_closed_retry_after: Duration,
-    breaker: CircuitBreaker,
-    rule_store: Option<Arc<dyn RuleStore>>,
+    pub(super) changes: Mutex<()>,
+    pub(super) timeout: Duration,
+    pub(super) failure_policy: FailurePolicy,
+    pub(super) key_prefix: KeyPrefix,
+    pub(super) fallback: MemoryStore,
+    pub(super) fail_closed_retry_after: Duration,
+    pub(super) breaker: CircuitBreaker,
+    pub(super) rule_store: Option<Arc<dyn RuleStore>>,
     /// Whether the last store call failed (so a failing store is reported
     /// once when it starts failing and once when it recovers, not per check).
-    failing: AtomicBool,
-    store_duration: Histogram,
-    check_duration: Histogram,
+    pub(super) failing: AtomicBool,
+    pub(super) store_duration: Histogram,
+    pub(super) check_duration: Histogram,
     /// Denials answered locally (see [`DenyCache`](crate::DenyCache)).
-    denials: Option<Denials>,
+    pub(super) denials: Option<Denials>,
     /// Hot-key mode's clock (see [`Rule::with_batch`]).
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     /// Route checks naming rules this instance does not have.
-    unknown_rules: UnknownRules,
+    pub(super) unknown_rules: UnknownRules,
+    /// The config's rules: in force until the rule store answers, and
+    /// written to it when it holds no rules (see [`super::sync`]).
+    pub(super) seeds: Vec<Rule>,
+    /// Whether the rules in force were loaded from the rule store.
+    pub(super) synced: AtomicBool,
+    /// The rule store's epoch the rules in force came from.
+    pub(super) epoch: AtomicU64,
+    /// Whether the rule store lost the fleet's rules and they are not back.
+    pub(super) restoring: AtomicBool,
+    /// Keeps the rule store's follower running while the limiter lives.
+    pub(super) following: OnceLock<Following>,
 }
 
 /// Numbers the limiters of this process (see [`Inner::id`]).
@@ -203,6 +214,11 @@ enum Step {
 impl DistributedRateLimiter {
     /// A limiter from `config`, with the config's rules in force.
     pub fn new(config: LimiterConfig) -> Self {
+        let seeds = if config.rule_store.is_some() {
+            config.rules.clone()
+        } else {
+            Vec::new()
+        };
         let rules = config
             .rules
             .into_iter()
@@ -233,6 +249,11 @@ impl DistributedRateLimiter {
                     .clock
                     .unwrap_or_else(|| Arc::new(crate::SystemClock::new())),
                 unknown_rules: UnknownRules::default(),
+                seeds,
+                synced: AtomicBool::new(false),
+                epoch: AtomicU64::new(0),
+                restoring: AtomicBool::new(false),
+                following: OnceLock::new(),
             }),
         }
     }
@@ -433,53 +454,33 @@ impl DistributedRateLimiter {
         Ok(written)
     }
 
-    /// Loads the rules from the shared rule store, if one is configured, and
-    /// puts them in force when their version differs from the one in force
-    /// (the store is authoritative, even if its version went back, as after
-    /// it lost its data). Returns whether the rules changed.
-    ///
-    /// Call it at start (or use [`start`](Self::start)); a watcher such as
-    /// `ratelimit_redis::RedisRules::watch` calls it on every announcement
-    /// and after every reconnect.
-    pub async fn refresh_rules(&self) -> Result<bool, Error> {
-        let Some(store) = &self.inner.rule_store else {
-            return Ok(false);
-        };
-        let snapshot = self.with_timeout(store.load()).await?;
-        let _serial = self
-            .inner
-            .changes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if self.inner.rules.load().version() == snapshot.version {
-            return Ok(false);
-        }
-        let set = RuleSet::from_rules(snapshot.version, snapshot.rules);
-        telemetry::rules_changed("reload", set.len(), set.version());
-        self.install(set);
-        Ok(true)
-    }
-
-    /// A limiter from `config` with its rules in force. With a shared rule
-    /// store, the config's rules are first added to the store where their
-    /// ids are free (so a fleet starts with them), then every rule is loaded
-    /// from the store.
+    /// A limiter from `config` with its rules in force and, with a shared
+    /// rule store, following the store: the store's rules once it answers
+    /// (the config's rules fill it if it holds none, and are in force until
+    /// it answers), and every change made to them, for as long as the
+    /// limiter lives. Never waits for an unreachable store: a limiter
+    /// started while its store is down answers by its failure policy until
+    /// the store comes up, then loads the fleet's rules by itself.
     pub async fn start(config: LimiterConfig) -> Result<Self, Error> {
-        let seeds = config.rules.clone();
         let limiter = Self::new(config);
-        if let Some(store) = &limiter.inner.rule_store {
-            for rule in seeds {
-                match limiter
-                    .with_timeout(store.write(RuleWrite::Insert(rule)))
-                    .await
-                {
-                    Ok(_) | Err(Error::RuleExists(_)) => {}
-                    Err(error) => return Err(error),
-                }
+        if let Some(store) = limiter.inner.rule_store.clone() {
+            if let Err(error) = limiter.refresh_rules().await {
+                tracing::warn!(
+                    %error,
+                    "the rule store did not answer; the seed rules are in force until it does"
+                );
             }
-            limiter.refresh_rules().await?;
+            limiter.follow(&store);
         }
         Ok(limiter)
+    }
+
+    pub(super) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    pub(super) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     /// Asks the store a harmless question (a peek at a probe key), bounded by
@@ -537,7 +538,7 @@ impl DistributedRateLimiter {
 
     /// Puts a rule set in force. Cached denials were decided under the old
     /// rules, so they go.
-    fn install(&self, set: RuleSet) {
+    pub(super) fn install(&self, set: RuleSet) {
         self.inner.rules.store(Arc::new(set));
         // After the store: a plan made from a generation is made from its
         // rule set or a later one (see `replan`).
@@ -690,7 +691,7 @@ impl DistributedRateLimiter {
     /// Runs a store call under the per-check timeout. The timer is armed
     /// only if the call does not finish on its first poll: a store that
     /// answers at once (the in-memory one) costs no timer registration.
-    async fn with_timeout<T>(
+    pub(super) async fn with_timeout<T>(
         &self,
         call: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {

@@ -9,6 +9,7 @@ mod plan;
 mod reservation;
 mod selection;
 mod simple;
+mod sync;
 mod unknown_rule;
 mod verdict;
 
@@ -20,4 +21,5 @@ pub(crate) use reservation::Reservations;
 pub(crate) use selection::Selector;
 pub use selection::{RuleChoice, RuleSelection};
 pub use simple::RateLimiter;
+pub use sync::{RuleSync, WeakLimiter};
 pub use verdict::{RuleDecision, Source, Verdict};

@@ -96,7 +96,9 @@ impl Verdict {
             .filter(|d| d.shadow && !d.decision.allowed())
     }
 
-    /// The store error that made a failure policy decide, if one did.
+    /// The error that made a failure policy decide, if one did: the
+    /// store's, or [`Error::UnknownRule`] for a route naming a rule the
+    /// instance does not have.
     pub fn store_error(&self) -> Option<&Error> {
         self.error.as_deref()
     }

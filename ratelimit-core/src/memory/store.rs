@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use smallvec::SmallVec;
 
 use super::table::{MAX_NOW, Table, Write, pack, unpack};
-use crate::store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate, validate_items};
 use crate::gcra::Stored;
+use crate::store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate, validate_items};
 use crate::{Clock, Decision, Error, SystemClock, gcra};
 
 /// An in-process [`Store`]: lock-free checks over a sharded table, bounded in
@@ -137,8 +137,8 @@ impl MemoryStore {
         let want = if item.shadow { 0 } else { item.reserve };
         let revision = item.lineage.revision();
         let (test, tat, reserved) = self.inner.table.update(item.key, now, |word| {
-            let booked = word.map(|word| gcra::booked_tat(quota, &item.lineage, unpack(word), now));
-            let test = gcra::test(quota, booked, now, item.cost);
+            let read = word.map(|word| gcra::booked(quota, &item.lineage, unpack(word), now));
+            let test = gcra::test(quota, read.map(|r| r.tat), now, item.cost);
             if test.conforms {
                 let reserved = gcra::extra_units(quota, test.charged_tat, now, want);
                 let charged = gcra::with_extra_units(quota, test.charged_tat, reserved);
@@ -148,19 +148,14 @@ impl MemoryStore {
                 });
                 ((test, charged, reserved), Write::Set(word))
             } else {
-                // A key still booked is written back as it was read under
-                // this revision (converted or capped, see gcra::booked_tat),
-                // so a later change converts from here.
-                let booked = booked.unwrap_or(0);
-                let new = pack(Stored {
-                    tat: booked,
-                    revision,
-                });
-                let write = match word {
-                    Some(word) if booked > now && word != new => Write::Set(new),
+                // Only a capped state is written back on a denial (see
+                // gcra::booked).
+                let tat = read.map_or(0, |r| r.tat);
+                let write = match read {
+                    Some(read) if read.capped => Write::Set(pack(Stored { tat, revision })),
                     _ => Write::Keep,
                 };
-                ((test, booked, 0), write)
+                ((test, tat, 0), write)
             }
         })?;
         let decision =
@@ -205,9 +200,15 @@ impl MemoryStore {
         let stored: SmallVec<[Stored; MAX_KEYS_PER_CHECK]> =
             words.iter().map(|&word| unpack(word)).collect();
         let evaluation = evaluate(items, &stored, now, true);
-        for (item, &tat) in items.iter().zip(&evaluation.new_tats) {
-            let revision = item.lineage.revision();
-            table.release(item.key, pack(Stored { tat, revision }));
+        for ((item, write), &word) in items.iter().zip(&evaluation.writes).zip(&words) {
+            let word = match *write {
+                Some(tat) => pack(Stored {
+                    tat,
+                    revision: item.lineage.revision(),
+                }),
+                None => word,
+            };
+            table.release(item.key, word);
         }
         Ok(evaluation.outcome)
     }

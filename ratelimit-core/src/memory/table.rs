@@ -61,7 +61,6 @@ pub(crate) fn unpack(word: u64) -> Stored {
     }
 }
 
-
 /// Keys up to this many bytes are stored inside the entry, saving a heap
 /// allocation and a cache miss per lookup; longer ones spill to the heap.
 const INLINE_KEY: usize = 32;

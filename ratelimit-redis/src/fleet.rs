@@ -1,0 +1,182 @@
+//! [`RedisFleet`]: a limiter for a fleet of app servers sharing one Redis,
+//! set up in one step.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratelimit_core::{Clock, DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, Rule};
+
+use crate::{RedisRules, RedisStore};
+
+/// A [`DistributedRateLimiter`] whose counters and rules live in one Redis
+/// (or Redis Cluster), shared by every instance that starts one on it.
+///
+/// One URL, one key prefix and one timeout for both; the rules given here
+/// are *seeds*: they fill a Redis that holds no rules yet and are in force
+/// until Redis first answers, and never overwrite (or add to) the rules a
+/// fleet already has. The limiter follows the fleet's rule changes for as
+/// long as it lives — there is nothing else to keep.
+///
+/// [`start`](Self::start) never waits for Redis: an instance started while
+/// Redis is down answers by its failure policy, and when Redis comes up it
+/// connects, loads (or seeds) the fleet's rules and checks there, without a
+/// restart.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ratelimit_core::{DenyCache, FailurePolicy, Quota, Rule, Target};
+/// use ratelimit_redis::RedisFleet;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ratelimit_core::Error> {
+/// let limiter = RedisFleet::new("redis://127.0.0.1:6379/")
+///     .timeout(Duration::from_millis(50))
+///     .rule(Rule::new("api", Target::Each, Quota::per_second(100)?)?)
+///     .configure(|config| {
+///         config
+///             .failure_policy(FailurePolicy::FailOpen)
+///             .deny_cache(DenyCache::new(100_000))
+///     })
+///     .start()
+///     .await?;
+/// let allowed = limiter.is_allowed("user:42", "api").await;
+/// # let _ = allowed;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use]
+pub struct RedisFleet {
+    urls: Vec<String>,
+    cluster: bool,
+    prefix: KeyPrefix,
+    timeout: Duration,
+    poll_every: Duration,
+    seeds: Vec<Rule>,
+    clock: Option<Arc<dyn Clock>>,
+    configure: Option<Box<dyn FnOnce(LimiterConfig) -> LimiterConfig + Send>>,
+}
+
+impl fmt::Debug for RedisFleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisFleet")
+            .field("cluster", &self.cluster)
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("seeds", &self.seeds.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisFleet {
+    /// A fleet on the Redis at `url` (`redis://` or `rediss://`; user and
+    /// password in the URL are passed through).
+    pub fn new(url: &str) -> Self {
+        Self::with(vec![url.to_owned()], false)
+    }
+
+    /// A fleet on a Redis Cluster, reached through `nodes` (any reachable
+    /// subset of its nodes).
+    pub fn cluster<S: AsRef<str>>(nodes: &[S]) -> Self {
+        Self::with(nodes.iter().map(|n| n.as_ref().to_owned()).collect(), true)
+    }
+
+    fn with(urls: Vec<String>, cluster: bool) -> Self {
+        Self {
+            urls,
+            cluster,
+            prefix: KeyPrefix::default(),
+            timeout: LimiterConfig::DEFAULT_TIMEOUT,
+            poll_every: Duration::from_secs(5),
+            seeds: Vec::new(),
+            clock: None,
+            configure: None,
+        }
+    }
+
+    /// The prefix of every key, counters and rules alike (default `rl`):
+    /// fleets with different prefixes share a Redis without meeting.
+    pub fn prefix(mut self, prefix: KeyPrefix) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    /// The bound on every Redis call (default 50 ms): a check that takes
+    /// longer is answered by the failure policy.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// A seed rule (see the type docs).
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.seeds.push(rule);
+        self
+    }
+
+    /// Seed rules (see the type docs).
+    pub fn rules(mut self, rules: impl IntoIterator<Item = Rule>) -> Self {
+        self.seeds.extend(rules);
+        self
+    }
+
+    /// How often the limiter reloads the fleet's rules even without an
+    /// announcement (default 5 s), a safety net for lost announcements.
+    pub fn poll_every(mut self, every: Duration) -> Self {
+        self.poll_every = every;
+        self
+    }
+
+    /// Reads time from `clock` instead of Redis's `TIME` (for counters and
+    /// hot-key batches alike); for tests with a
+    /// [`FakeClock`](ratelimit_core::FakeClock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Everything else about the limiter — failure policy, deny cache,
+    /// circuit breaker — set on its [`LimiterConfig`] (whose store, rule
+    /// store, key prefix, timeout and seed rules this builder has already
+    /// set).
+    pub fn configure(
+        mut self,
+        configure: impl FnOnce(LimiterConfig) -> LimiterConfig + Send + 'static,
+    ) -> Self {
+        self.configure = Some(Box::new(configure));
+        self
+    }
+
+    /// The limiter, following the fleet's rules. Fails only for what no
+    /// retry can fix (a URL that cannot be parsed); never waits for Redis.
+    pub async fn start(self) -> Result<DistributedRateLimiter, Error> {
+        let store = if self.cluster {
+            RedisStore::cluster_builder(&self.urls)
+        } else {
+            RedisStore::builder(self.urls.first().map_or("", String::as_str))
+        };
+        let store = match &self.clock {
+            Some(clock) => store.shared_clock(Arc::clone(clock)),
+            None => store,
+        };
+        let store = store.timeout(self.timeout).build_lazy()?;
+        let rules = if self.cluster {
+            RedisRules::new_cluster(&self.urls, &self.prefix)?
+        } else {
+            RedisRules::new(self.urls.first().map_or("", String::as_str), &self.prefix)?
+        };
+        let rules = rules.timeout(self.timeout).poll_every(self.poll_every);
+        let mut config = LimiterConfig::new(Arc::new(store))
+            .key_prefix(self.prefix)
+            .timeout(self.timeout)
+            .rule_store(Arc::new(rules));
+        if let Some(clock) = self.clock {
+            config = config.shared_clock(clock);
+        }
+        let mut config = self.seeds.into_iter().fold(config, LimiterConfig::rule);
+        if let Some(configure) = self.configure {
+            config = configure(config);
+        }
+        DistributedRateLimiter::start(config).await
+    }
+}
