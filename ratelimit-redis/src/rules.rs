@@ -36,7 +36,8 @@ use crate::lazy::{Lazy, redact};
 ///
 /// Rules survive instance restarts (they are loaded at start), and a Redis
 /// that restarts without its data: the instances put back the rules they
-/// agreed on (see [`DistributedRateLimiter::refresh_rules`]).
+/// agreed on (see
+/// [`DistributedRateLimiter::refresh_rules`](ratelimit_core::DistributedRateLimiter::refresh_rules)).
 ///
 /// Most applications build it through [`RedisFleet`](crate::RedisFleet),
 /// which sets it up with the counter store in one step.
