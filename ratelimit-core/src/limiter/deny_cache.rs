@@ -48,9 +48,9 @@ use crate::{Clock, Decision, SystemClock, gcra, telemetry};
 /// store would say (never later), and rules that did not deny are not in
 /// the verdict.
 ///
-/// One corner is not identical. A key left more than one burst ahead of the
-/// clock (its rule's quota was just lowered, or the store's clock stepped
-/// back) is capped by the store when a check visits it. A check answered
+/// One corner is not identical. A key found beyond its cap (the store's
+/// clock stepped back: see [`gcra::booked`](crate::gcra::booked)) is
+/// capped by the store when a check visits it. A check answered
 /// from the cache visits none of its keys, so when it names such a key
 /// together with a cached one (two routes sharing a global rule, say), that
 /// key is capped at the next check the store sees instead, so it may wait
