@@ -92,9 +92,10 @@ impl RateLimitLayer {
     }
 
     /// Check exactly these rules (atomically) instead of every rule that
-    /// applies — e.g. on one route with `Router::route_layer`. Every rule must
-    /// exist and apply to the caller, or the request gets 500 (a server
-    /// misconfiguration, not the caller's fault).
+    /// applies — e.g. on one route with `Router::route_layer`. A rule the
+    /// limiter does not have (say its rule store lost it) is answered by
+    /// the failure policy; a rule that does not apply to the caller (a rule
+    /// for another user) gets 500, a server misconfiguration.
     pub fn rules<I, S>(self, rules: I) -> Self
     where
         I: IntoIterator<Item = S>,
