@@ -122,6 +122,14 @@ pub fn booked(quota: &Quota, lineage: &Lineage, stored: Stored, now: u64) -> Boo
         };
     }
     let lead = stored.tat.saturating_sub(now);
+    if stored.revision == lineage.revision() && lead <= quota.tolerance_micros() {
+        // The common case: nothing to convert, and within even the
+        // smallest cap.
+        return Booked {
+            tat: stored.tat,
+            capped: false,
+        };
+    }
     let lead = match lineage.previous_interval_micros() {
         Some(previous)
             if stored.revision != lineage.revision()

@@ -147,11 +147,29 @@ pub fn validate_items(items: &[CheckItem<'_>]) -> Result<(), Error> {
 pub struct Evaluation {
     /// The verdict and the per-item decisions.
     pub outcome: Outcome,
-    /// What each key must hold afterwards, in item order: `Some(tat)`, under
-    /// the item's current [`Lineage::revision`], where the check charged the
-    /// item or found its state [capped](crate::gcra::Booked::capped);
-    /// `None` where the stored state stays as it is.
-    pub writes: SmallVec<[Option<u64>; MAX_KEYS_PER_CHECK]>,
+    /// The TAT each key stands at afterwards, in item order, under the
+    /// item's current [`Lineage::revision`].
+    pub tats: SmallVec<[u64; MAX_KEYS_PER_CHECK]>,
+    /// Bit `i` set: item `i` must be written (the check charged it, or
+    /// found its state [capped](crate::gcra::Booked::capped)); clear: the
+    /// stored state stays as it is.
+    pub written: u32,
+}
+
+impl Evaluation {
+    /// What item `i`'s key must hold afterwards: `Some(tat)` to write,
+    /// `None` to leave the stored state as it is.
+    pub fn write(&self, i: usize) -> Option<u64> {
+        let written = u32::try_from(i)
+            .ok()
+            .and_then(|i| self.written.checked_shr(i))
+            .is_some_and(|bits| bits & 1 == 1);
+        if written {
+            self.tats.get(i).copied()
+        } else {
+            None
+        }
+    }
 }
 
 /// Evaluates a check of `items` whose keys hold `stored` at `now`: each
@@ -165,35 +183,67 @@ pub struct Evaluation {
 /// mirrors it line for line, held equal by a differential test), so stores
 /// cannot disagree about what a check means.
 pub fn evaluate(items: &[CheckItem<'_>], stored: &[Stored], now: u64, charge: bool) -> Evaluation {
-    let booked: SmallVec<[crate::gcra::Booked; MAX_KEYS_PER_CHECK]> = items
-        .iter()
-        .zip(stored)
-        .map(|(item, &state)| crate::gcra::booked(&item.quota, &item.lineage, state, now))
-        .collect();
+    evaluate_by(
+        items,
+        |i| stored.get(i).copied().unwrap_or_default(),
+        now,
+        charge,
+    )
+}
+
+/// [`evaluate`] with each item's stored state read by `stored(i)`, for
+/// stores that hold states in another form.
+#[inline]
+pub(crate) fn evaluate_by(
+    items: &[CheckItem<'_>],
+    stored: impl Fn(usize) -> Stored,
+    now: u64,
+    charge: bool,
+) -> Evaluation {
+    // A booked TAT that is not capped is either below `now` (then the
+    // decision reads the same with `now`) or the test's base, so each
+    // item's base is recovered from its test and only the capped bits are
+    // kept aside.
+    let mut capped = 0_u32;
     let tests: SmallVec<[crate::gcra::Test; MAX_KEYS_PER_CHECK]> = items
         .iter()
-        .zip(&booked)
-        .map(|(item, read)| crate::gcra::test(&item.quota, Some(read.tat), now, item.cost))
+        .enumerate()
+        .map(|(i, item)| {
+            let read = crate::gcra::booked(&item.quota, &item.lineage, stored(i), now);
+            if read.capped {
+                capped |= 1_u32
+                    .checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
+                    .unwrap_or(0);
+            }
+            crate::gcra::test(&item.quota, Some(read.tat), now, item.cost)
+        })
         .collect();
     let allowed = items
         .iter()
         .zip(&tests)
         .all(|(item, test)| item.shadow || test.conforms);
     let mut decisions = SmallVec::with_capacity(items.len());
-    let mut writes = SmallVec::with_capacity(items.len());
-    for ((item, test), read) in items.iter().zip(&tests).zip(&booked) {
+    let mut tats = SmallVec::with_capacity(items.len());
+    let mut written = capped;
+    for (i, (item, test)) in items.iter().zip(&tests).enumerate() {
         let mut reserved = 0;
-        let (tat, write) = if charge && allowed && test.conforms {
+        let increment = item
+            .quota
+            .interval_micros()
+            .saturating_mul(u64::from(item.cost));
+        let tat = if charge && allowed && test.conforms {
             if item.reserve > 0 && !item.shadow {
                 reserved =
                     crate::gcra::extra_units(&item.quota, test.charged_tat, now, item.reserve);
             }
-            let tat = crate::gcra::with_extra_units(&item.quota, test.charged_tat, reserved);
-            (tat, Some(tat))
+            written |= 1_u32
+                .checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
+                .unwrap_or(0);
+            crate::gcra::with_extra_units(&item.quota, test.charged_tat, reserved)
         } else {
-            (read.tat, read.capped.then_some(read.tat))
+            test.charged_tat.saturating_sub(increment)
         };
-        writes.push(write);
+        tats.push(tat);
         decisions.push(
             Decision::from_state(
                 &item.quota,
@@ -207,6 +257,7 @@ pub fn evaluate(items: &[CheckItem<'_>], stored: &[Stored], now: u64, charge: bo
     }
     Evaluation {
         outcome: Outcome { allowed, decisions },
-        writes,
+        tats,
+        written,
     }
 }

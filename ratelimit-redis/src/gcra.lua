@@ -3,9 +3,10 @@
 -- differential test): charge all conforming counters, or none.
 --
 -- KEYS[i]        the counters
--- ARGV[1]        "1" to charge, "0" to only look, "2" to charge and reserve
--- ARGV[2]        s, the arguments per counter: 2, 4 or 7
--- then per counter i, from b = s(i-1) + 2:
+-- ARGV[1]        the mode: what to do, and s, the arguments per counter:
+--                "0" look, "1" charge (s = 2); "2" charge and reserve
+--                (s = 4); "5" look, "6" charge, "7" charge and reserve (s = 7)
+-- then per counter i, from b = s(i-1) + 1:
 -- ARGV[b+1]      the increment: cost x emission interval (us)
 -- ARGV[b+2]      the tolerance: burst x emission interval (us), negated for
 --                a shadow counter (never blocks)
@@ -13,15 +14,16 @@
 -- ARGV[b+4]      (s >= 4) units to reserve beyond the cost, granted as far
 --                as they conform, and only when the counter then runs at
 --                least half its tolerance ahead (ratelimit_core::gcra::extra_units)
--- ARGV[b+5]      (s = 7) the rule's revision, three digits
+-- ARGV[b+5]      (s = 7) the rule's revision (0 to 999)
 -- ARGV[b+6]      (s = 7) the previous quota's emission interval (us), 0 if none
 -- ARGV[b+7]      (s = 7) the cap: the furthest ahead a counter is read (us)
--- ARGV[sn+3]     the time in microseconds; absent: the server's TIME
+-- ARGV[sn+2]     the time in microseconds; absent: the server's TIME
 --
--- A counter holds its TAT's digits followed by three digits of the rule
--- revision it was charged under (ratelimit_core::gcra::Lineage). With
--- s < 7 the revision is 000, there is no previous quota and the cap is the
--- tolerance. A counter of the previous revision has its lead converted to
+-- A counter holds its TAT, as an integer, when charged under revision 0 of
+-- its rule (ratelimit_core::gcra::Lineage), the rule as first set; under
+-- another revision r, '-' then the TAT's digits then r in three digits (a
+-- negative integer, so Redis still stores it as one). With s < 7 the
+-- revision is 0, there is no previous quota and the cap is the tolerance. A counter of the previous revision has its lead converted to
 -- the current interval, ceil(lead x interval / previous), in doubles as Rust
 -- computes it (ratelimit_core::gcra::convert_lead); one of an older revision
 -- is read as it is. Every lead is capped at the cap; a capped counter is
@@ -35,12 +37,20 @@
 -- them exactly.
 --
 -- Written for the server's CPU time, measured per call (tools/script-cost):
--- no table for one counter, few calls, the smallest reply.
+-- no table for one counter, no string work for a rule that never changed,
+-- the smallest reply.
 
 local n = #KEYS
 local mode = ARGV[1]
-local s = tonumber(ARGV[2])
-local now = ARGV[s * n + 3]
+local s = 2
+if mode == '2' then
+  s = 4
+elseif mode > '4' then
+  s = 7
+end
+local charge = mode ~= '0' and mode ~= '5'
+local reserve = mode == '2' or mode == '7'
+local now = ARGV[s * n + 2]
 if now then
   now = tonumber(now)
 else
@@ -52,7 +62,7 @@ local aheads = n > 1 and {} or nil
 local rewrite = n > 1 and {} or nil
 local only, only_rewrite
 local admit = true
-local b = 2
+local b = 1
 for i = 1, n do
   local tolerance = tonumber(ARGV[b + 2])
   local shadow = tolerance < 0
@@ -63,19 +73,24 @@ for i = 1, n do
   local capped = false
   local value = redis.call('GET', KEYS[i])
   if value then
-    local tat = tonumber(string.sub(value, 1, -4)) or 0
+    local tat = tonumber(value) or 0
+    local stored = 0
+    if tat < 0 then
+      -- Charged under a revision other than 0: '-', the TAT, the revision.
+      tat = tonumber(string.sub(value, 2, -4)) or 0
+      stored = tonumber(string.sub(value, -3)) or -1
+    end
     if tat > now then
       ahead = tat - now
       local cap = tolerance
-      local revision = '000'
+      local revision = 0
       if s == 7 then
-        revision = ARGV[b + 5]
+        revision = tonumber(ARGV[b + 5])
         cap = tonumber(ARGV[b + 7])
       end
-      local stored = string.sub(value, -3)
       if stored ~= revision then
         local previous = s == 7 and tonumber(ARGV[b + 6]) or 0
-        if previous > 0 and tonumber(stored) == (tonumber(revision) + 999) % 1000 then
+        if previous > 0 and stored == (revision + 999) % 1000 then
           local interval = tonumber(ARGV[b + 3])
           if interval ~= previous then
             ahead = math.ceil(ahead * interval / previous)
@@ -101,8 +116,8 @@ for i = 1, n do
   b = b + s
 end
 
-if mode ~= '0' then
-  b = 2
+if charge then
+  b = 1
   for i = 1, n do
     local tolerance = tonumber(ARGV[b + 2])
     local shadow = tolerance < 0
@@ -119,7 +134,7 @@ if mode ~= '0' then
     if admit and charged <= tolerance then
       write = true
       ahead = charged
-      if mode == '2' and not shadow and charged * 2 >= tolerance then
+      if reserve and not shadow and charged * 2 >= tolerance then
         local want = tonumber(ARGV[b + 4])
         if want > 0 then
           local interval = tonumber(ARGV[b + 3])
@@ -136,9 +151,13 @@ if mode ~= '0' then
       -- Expires exactly when the key becomes equivalent to an absent one:
       -- PX = ceil(ahead / 1000), in integer arithmetic.
       local ms = ahead + 999
-      local revision = s == 7 and ARGV[b + 5] or '000'
-      redis.call('SET', KEYS[i], string.format('%.0f', now + ahead) .. revision,
-        'PX', (ms - ms % 1000) / 1000)
+      local px = (ms - ms % 1000) / 1000
+      local revision = s == 7 and tonumber(ARGV[b + 5]) or 0
+      if revision == 0 then
+        redis.call('SET', KEYS[i], now + ahead, 'PX', px)
+      else
+        redis.call('SET', KEYS[i], string.format('-%.0f%03d', now + ahead, revision), 'PX', px)
+      end
     end
     b = b + s
   end

@@ -42,19 +42,18 @@ impl<C: Clone + Send + Sync> Lazy<C> {
 
     /// The connection, made now if it was not yet.
     #[inline]
-    pub(crate) async fn get(&self) -> Result<C, Error> {
+    pub(crate) async fn get(&self) -> Result<&C, Error> {
         if let Some(connection) = self.cell.get() {
-            return Ok(connection.clone());
+            return Ok(connection);
         }
         self.make().await
     }
 
     #[cold]
-    async fn make(&self) -> Result<C, Error> {
+    async fn make(&self) -> Result<&C, Error> {
         self.cell
             .get_or_try_init(|| (self.connect)())
             .await
-            .cloned()
             .map_err(|error| {
                 Error::Store(format!("cannot connect to Redis at {}: {error}", self.address).into())
             })

@@ -142,8 +142,11 @@ impl RedisRules {
 
     async fn connected(self) -> Result<Self, Error> {
         let limit = Duration::from_secs(2);
-        match tokio::time::timeout(limit, self.connection.get()).await {
-            Ok(result) => result.map(|_| self),
+        let connected = tokio::time::timeout(limit, self.connection.get())
+            .await
+            .map(|result| result.map(drop));
+        match connected {
+            Ok(result) => result.map(|()| self),
             Err(_) => Err(Error::Store(
                 format!(
                     "cannot connect to Redis at {}: no answer within {limit:?}",
@@ -200,8 +203,8 @@ impl RedisRules {
         let call = async {
             let connection = self.connection.get().await?;
             let value = match connection {
-                RulesConnection::Single(mut c) => c.req_packed_command(&cmd).await,
-                RulesConnection::Cluster(mut c) => c.req_packed_command(&cmd).await,
+                RulesConnection::Single(c) => c.clone().req_packed_command(&cmd).await,
+                RulesConnection::Cluster(c) => c.clone().req_packed_command(&cmd).await,
             };
             value
                 .and_then(|value| {

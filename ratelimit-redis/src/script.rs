@@ -82,18 +82,21 @@ pub fn check_command(items: &[CheckItem<'_>], charge: bool, now: Option<u64>, fo
         GCRA_SOURCE,
         form,
         items.len(),
-        items.len() * (1 + per_item) + 3,
-        keys + (items.len() * per_item + 3) * NUMBER,
+        items.len() * (1 + per_item) + 2,
+        keys + (items.len() * per_item + 2) * NUMBER,
     );
     for item in items {
         cmd.arg(item.key);
     }
-    cmd.arg(match (charge, reserve) {
-        (false, _) => "0",
-        (true, false) => "1",
-        (true, true) => "2",
+    // The mode says what to do and how many arguments each item has.
+    cmd.arg(match (lineage, charge, reserve) {
+        (false, false, _) => "0",
+        (false, true, false) => "1",
+        (false, true, true) => "2",
+        (true, false, _) => "5",
+        (true, true, false) => "6",
+        (true, true, true) => "7",
     });
-    cmd.arg(per_item);
     for item in items {
         cmd.arg(increment(item));
         // A shadow counter's tolerance goes negated (tolerances are below
@@ -110,7 +113,7 @@ pub fn check_command(items: &[CheckItem<'_>], charge: bool, now: Option<u64>, fo
         }
         if per_item == 7 {
             let lineage = &item.lineage;
-            cmd.arg(revision_digits(lineage.revision()).as_slice());
+            cmd.arg(lineage.revision());
             cmd.arg(lineage.previous_interval_micros().unwrap_or(0));
             cmd.arg(lineage.cap_micros(&item.quota));
         }
@@ -119,12 +122,6 @@ pub fn check_command(items: &[CheckItem<'_>], charge: bool, now: Option<u64>, fo
         cmd.arg(now);
     }
     cmd
-}
-
-/// A revision (below 1000) as the three digits a counter stores after its TAT.
-fn revision_digits(revision: u16) -> [u8; 3] {
-    let digit = |n: u16| b'0'.saturating_add(u8::try_from(n % 10).unwrap_or(0));
-    [digit(revision / 100), digit(revision / 10), digit(revision)]
 }
 
 /// The command giving back what a check charged `items` (one slot).

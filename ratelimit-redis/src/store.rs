@@ -109,11 +109,35 @@ impl RedisStore {
         &self,
         command: impl Fn(Form) -> Cmd,
     ) -> Result<T, Error> {
+        let Some(connection) = self.connection.made() else {
+            return Box::pin(self.call_unconnected(command)).await;
+        };
+        let attempt = async {
+            match query(connection, &command(Form::Sha)).await {
+                Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    query(connection, &command(Form::Source)).await
+                }
+                result => result,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result.map_err(store_error),
+            Err(_) => Err(Error::Timeout(self.timeout)),
+        }
+    }
+
+    /// [`call`](Self::call) before the connection is made: makes it
+    /// first, within the same timeout.
+    #[cold]
+    async fn call_unconnected<T: redis::FromRedisValue>(
+        &self,
+        command: impl Fn(Form) -> Cmd,
+    ) -> Result<T, Error> {
         let attempt = async {
             let connection = self.connection.get().await?;
-            match query(&connection, &command(Form::Sha)).await {
+            match query(connection, &command(Form::Sha)).await {
                 Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    query(&connection, &command(Form::Source)).await
+                    query(connection, &command(Form::Source)).await
                 }
                 result => result,
             }
@@ -308,7 +332,7 @@ impl Store for RedisStore {
             del.arg(*key);
             let call = async {
                 let connection = self.connection.get().await?;
-                query::<()>(&connection, &del).await.map_err(store_error)
+                query::<()>(connection, &del).await.map_err(store_error)
             };
             match tokio::time::timeout(self.timeout, call).await {
                 Ok(result) => result?,
@@ -392,8 +416,11 @@ impl RedisStoreBuilder {
     pub async fn build(self) -> Result<RedisStore, Error> {
         let limit = self.connection_timeout;
         let store = self.build_lazy()?;
-        match tokio::time::timeout(limit, store.connection.get()).await {
-            Ok(result) => result.map(|_| store),
+        let connected = tokio::time::timeout(limit, store.connection.get())
+            .await
+            .map(|result| result.map(drop));
+        match connected {
+            Ok(result) => result.map(|()| store),
             Err(_) => Err(Error::Store(
                 format!(
                     "cannot connect to Redis at {}: no answer within {limit:?}",

@@ -202,8 +202,8 @@ fn the_script_decides_exactly_like_the_rust_gcra() {
     );
 }
 
-/// What a counter holds: its TAT and revision (the value's last three
-/// digits), `None` when absent.
+/// What a counter holds: its TAT and revision (`-`, the TAT and three
+/// digits of revision, or a bare TAT for revision 0), `None` when absent.
 type Held = Option<(u64, u16)>;
 
 /// Reads the keys' values, runs the script at `now`, then reads and clears
@@ -236,9 +236,13 @@ async fn run_on_redis(
         .iter()
         .map(|v| {
             let value: Option<String> = redis::from_redis_value(v.clone()).unwrap();
-            value.map(|value| {
-                let (tat, revision) = value.split_at(value.len() - 3);
-                (tat.parse().unwrap(), revision.parse().unwrap())
+            value.map(|value| match value.strip_prefix('-') {
+                // Charged under a revision other than 0.
+                Some(tagged) => {
+                    let (tat, revision) = tagged.split_at(tagged.len() - 3);
+                    (tat.parse().unwrap(), revision.parse().unwrap())
+                }
+                None => (value.parse().unwrap(), 0),
             })
         })
         .collect();

@@ -124,7 +124,7 @@ async fn lowered_and_raised_mid_window_keep_each_callers_count() {
 }
 
 /// A counter stays within 100 bytes in Redis with its revision beside the
-/// TAT (a short integer string, so Redis keeps it as an integer).
+/// TAT (a negative integer, so Redis keeps it as an integer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counter_stays_small_after_a_change() {
     let server = RedisServer::start();
@@ -135,7 +135,10 @@ async fn a_counter_stays_small_after_a_change() {
     assert!(instances[0].limiter.is_allowed("user:42", "api").await);
     let key = "rl:{u=42}:api";
     let value = server.cli(&["GET", key]);
-    assert!(value.trim().ends_with("001"), "{value}");
+    assert!(
+        value.trim().starts_with('-') && value.trim().ends_with("001"),
+        "{value}"
+    );
     assert_eq!(server.cli(&["OBJECT", "ENCODING", key]).trim(), "int");
     let bytes: u64 = server
         .cli(&["MEMORY", "USAGE", key])
@@ -144,4 +147,35 @@ async fn a_counter_stays_small_after_a_change() {
         .unwrap();
     eprintln!("MEMORY USAGE {key}: {bytes} bytes");
     assert!(bytes <= 100, "{bytes}");
+}
+
+/// A refund (a cluster check denied in another slot gives back what this
+/// slot charged) keeps the counter's revision, whichever way it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_keeps_the_counters_revision() {
+    let server = RedisServer::start();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let now = 1_700_000_000_000_000_u64;
+    let quota = Quota::new(10, MINUTE).unwrap(); // T = 6 s
+    for (stored, expected) in [
+        (
+            format!("{}", now + 30_000_000),
+            format!("{}", now + 24_000_000),
+        ),
+        (
+            format!("-{}007", now + 30_000_000),
+            format!("-{}007", now + 24_000_000),
+        ),
+    ] {
+        server.cli(&["SET", "refund:k", &stored, "PX", "60000"]);
+        let item = ratelimit_core::CheckItem::new(b"refund:k", quota);
+        let command = ratelimit_redis::script::refund_command(
+            &[item],
+            Some(now),
+            ratelimit_redis::script::Form::Source,
+        );
+        let _: redis::Value = command.query_async(&mut connection).await.unwrap();
+        assert_eq!(server.cli(&["GET", "refund:k"]).trim(), expected);
+    }
 }

@@ -90,8 +90,8 @@ pub struct DenyCache {
 
 impl DenyCache {
     /// A cache of at most `max_entries` denied keys (it is the in-memory
-    /// store's table: 82 resident bytes per 28-byte key, measured by the
-    /// `memory_profile` bench).
+    /// store's table: about a hundred bytes per key, see
+    /// `docs/benchmarks.md`).
     /// When full, new denials are not remembered until expired ones are
     /// swept: they are answered by the store, as without a cache.
     pub fn new(max_entries: usize) -> Self {

@@ -1,10 +1,15 @@
 //! The front doors: [`DistributedRateLimiter`] and [`RateLimiter`].
 
+mod batch;
 mod breaker;
+mod changes;
+mod check;
 mod config;
 mod deny_cache;
 mod distributed;
+mod failure;
 mod keys;
+mod pipeline;
 mod plan;
 mod reservation;
 mod selection;

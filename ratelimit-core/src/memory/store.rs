@@ -7,7 +7,9 @@ use smallvec::SmallVec;
 
 use super::table::{MAX_NOW, Table, Write, pack, unpack};
 use crate::gcra::Stored;
-use crate::store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate, validate_items};
+use crate::store::{
+    CheckItem, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate, evaluate_by, validate_items,
+};
 use crate::{Clock, Decision, Error, SystemClock, gcra};
 
 /// An in-process [`Store`]: lock-free checks over a sharded table, bounded in
@@ -197,11 +199,14 @@ impl MemoryStore {
 
         // Every key is ours: read the time once and decide for all of them.
         let now = self.now();
-        let stored: SmallVec<[Stored; MAX_KEYS_PER_CHECK]> =
-            words.iter().map(|&word| unpack(word)).collect();
-        let evaluation = evaluate(items, &stored, now, true);
-        for ((item, write), &word) in items.iter().zip(&evaluation.writes).zip(&words) {
-            let word = match *write {
+        let read = |i: usize| {
+            words
+                .get(i)
+                .map_or_else(Stored::default, |&word| unpack(word))
+        };
+        let evaluation = evaluate_by(items, read, now, true);
+        for (i, (item, &word)) in items.iter().zip(&words).enumerate() {
+            let word = match evaluation.write(i) {
                 Some(tat) => pack(Stored {
                     tat,
                     revision: item.lineage.revision(),
