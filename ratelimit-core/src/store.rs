@@ -102,6 +102,15 @@ pub trait Store: Send + Sync + Debug + 'static {
         let _ = items;
         None
     }
+
+    /// The bound this store itself puts on each of its calls, failing a
+    /// call that takes longer with [`Error::Timeout`]; `None`, the default,
+    /// for a store that does not bound its calls. A limiter whose own
+    /// timeout is no shorter leaves the bounding of store calls to the
+    /// store, so a check arms one timer, not two.
+    fn call_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 #[async_trait]
@@ -120,6 +129,10 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     fn try_check_now(&self, items: &[CheckItem<'_>]) -> Option<Result<Outcome, Error>> {
         (**self).try_check_now(items)
+    }
+
+    fn call_timeout(&self) -> Option<std::time::Duration> {
+        (**self).call_timeout()
     }
 }
 

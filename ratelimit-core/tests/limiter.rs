@@ -927,3 +927,64 @@ async fn a_route_naming_an_unknown_rule_is_answered_by_the_failure_policy() {
     assert!(!verdict.allowed());
     assert_eq!(verdict.source(), Source::FailClosed);
 }
+
+/// A store that answers after `delay` and claims to bound its own calls by
+/// `bound`.
+#[derive(Debug)]
+struct SlowStore {
+    delay: Duration,
+    bound: Option<Duration>,
+    inner: MemoryStore,
+}
+
+#[async_trait]
+impl Store for SlowStore {
+    async fn check(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.check(items).await
+    }
+
+    async fn peek(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.peek(items).await
+    }
+
+    async fn reset(&self, keys: &[&[u8]]) -> Result<(), Error> {
+        self.inner.reset(keys).await
+    }
+
+    fn call_timeout(&self) -> Option<Duration> {
+        self.bound
+    }
+}
+
+/// One owner for the store timeout: a store that bounds its own calls no
+/// longer than the limiter's timeout is trusted to (the limiter arms no
+/// timer of its own, so this store, which overruns its claim, is waited
+/// for); one whose bound is longer, or that has none, is bounded by the
+/// limiter.
+#[tokio::test(start_paused = true)]
+async fn a_store_that_bounds_its_calls_owns_the_timeout() {
+    let clock = FakeClock::new();
+    for (bound, waited) in [
+        (Some(Duration::from_millis(20)), true),
+        (Some(Duration::from_millis(100)), false),
+        (None, false),
+    ] {
+        let store = SlowStore {
+            delay: Duration::from_millis(60),
+            bound,
+            inner: MemoryStore::with_clock(clock.clone()),
+        };
+        let limiter = limiter_on(Arc::new(store), FailurePolicy::FailClosed, &clock).await;
+        let started = tokio::time::Instant::now();
+        let verdict = limiter.check(Caller::user("1"), "r").await.unwrap();
+        if waited {
+            assert_eq!(verdict.source(), Source::Store, "{bound:?}");
+            assert_eq!(started.elapsed(), Duration::from_millis(60));
+        } else {
+            assert_eq!(verdict.source(), Source::FailClosed, "{bound:?}");
+            assert_eq!(started.elapsed(), Duration::from_millis(30));
+        }
+    }
+}

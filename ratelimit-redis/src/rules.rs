@@ -85,6 +85,7 @@ impl RedisRules {
         let client = Client::open(url).map_err(store_error)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(0)
             .set_max_delay(Duration::from_millis(500));
         let connect = client.clone();
         let connection = Lazy::new(redact(url), move || {

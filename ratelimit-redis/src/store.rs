@@ -325,6 +325,10 @@ impl Store for RedisStore {
         self.run(items, false).await
     }
 
+    fn call_timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
     async fn reset(&self, keys: &[&[u8]]) -> Result<(), Error> {
         // One DEL per key: on a cluster the keys may live in different slots.
         for key in keys {
@@ -453,8 +457,12 @@ impl RedisStoreBuilder {
         } else {
             let url = self.urls.first().map_or("", String::as_str);
             let client = Client::open(url).map_err(store_error)?;
+            // No retries within a call: a Redis that refuses connections is
+            // reported at once (and answered by the failure policy) rather
+            // than retried until the call's timeout; later calls try again.
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(connect_timeout))
+                .set_number_of_retries(0)
                 .set_max_delay(Duration::from_millis(500));
             let count = self.connections.max(1);
             Lazy::new(address, move || {

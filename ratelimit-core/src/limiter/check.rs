@@ -139,7 +139,7 @@ impl DistributedRateLimiter {
         let selected = select(&rules, caller, Selector::<&str>::One(rule_id))?;
         let keys = Keys::new(&self.inner.key_prefix, &selected);
         let keys: SmallVec<[&[u8]; 2]> = keys.iter().collect();
-        self.with_timeout(self.inner.store.reset(&keys)).await?;
+        self.store_call(self.inner.store.reset(&keys)).await?;
         if let Some(denials) = &self.inner.denials {
             denials.clear();
         }

@@ -93,6 +93,9 @@ pub(super) struct Inner {
     /// Serializes rule changes (read-modify-swap); never held across `.await`.
     pub(super) changes: Mutex<()>,
     pub(super) timeout: Duration,
+    /// Whether the store bounds each of its calls by itself, no longer than
+    /// `timeout` (see [`Store::call_timeout`]).
+    pub(super) store_bounds_calls: bool,
     pub(super) failure_policy: FailurePolicy,
     pub(super) key_prefix: KeyPrefix,
     pub(super) fallback: MemoryStore,
@@ -145,6 +148,10 @@ impl DistributedRateLimiter {
         Self {
             inner: Arc::new(Inner {
                 id: NEXT_LIMITER_ID.fetch_add(1, Ordering::Relaxed),
+                store_bounds_calls: config
+                    .store
+                    .call_timeout()
+                    .is_some_and(|bound| bound <= config.timeout),
                 store: config.store,
                 rules: ArcSwap::from_pointee(rules),
                 generation: AtomicU64::new(0),
@@ -211,7 +218,7 @@ impl DistributedRateLimiter {
         );
         let quota = Quota::per_second(1)?;
         let item = CheckItem::new(&key, quota);
-        self.with_timeout(self.inner.store.peek(&[item]))
+        self.store_call(self.inner.store.peek(&[item]))
             .await
             .map(drop)
     }
@@ -240,6 +247,20 @@ impl DistributedRateLimiter {
     /// Runs a store call under the per-check timeout. The timer is armed
     /// only if the call does not finish on its first poll: a store that
     /// answers at once (the in-memory one) costs no timer registration.
+    /// Runs a store call bounded by the timeout: by the store's own bound
+    /// when it has one no longer than the limiter's (one timer, the
+    /// store's), else by [`with_timeout`](Self::with_timeout).
+    pub(super) async fn store_call<T>(
+        &self,
+        call: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        if self.inner.store_bounds_calls {
+            call.await
+        } else {
+            self.with_timeout(call).await
+        }
+    }
+
     pub(super) async fn with_timeout<T>(
         &self,
         call: impl Future<Output = Result<T, Error>>,

@@ -158,7 +158,7 @@ impl DistributedRateLimiter {
         }
         let asked = self.inner.denials.as_ref().map(Denials::ask);
         let verdict = if !charge {
-            let result = self.with_timeout(store.peek(&items)).await;
+            let result = self.store_call(store.peek(&items)).await;
             self.settle(caller, prepared.selected, &items, permit, result, charge)
         } else if let Some(result) = store.try_check_now(&items) {
             // A store that answers in place needs no future, no timer and
@@ -184,7 +184,7 @@ impl DistributedRateLimiter {
     ) -> Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send + 's>> {
         let span = tracing::debug_span!("ratelimit.store", keys = items.len());
         Box::pin(
-            self.with_timeout(self.inner.store.check(items))
+            self.store_call(self.inner.store.check(items))
                 .instrument(span),
         )
     }
