@@ -75,13 +75,21 @@ impl<'a> Caller<'a> {
     }
 }
 
+/// `user:ID`, `service:ID`, `ip:ADDR`, or `key:#DIGEST` — an opaque key may
+/// be a secret (an API key), so logs and errors show the first 128 bits of
+/// its SHA-256, never the key.
 impl fmt::Display for Caller<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::User(id) => write!(f, "user:{}", id.escape_ascii()),
             Self::Service(id) => write!(f, "service:{}", id.escape_ascii()),
             Self::Ip(ip) => write!(f, "ip:{ip}"),
-            Self::Key(id) => write!(f, "key:{}", id.escape_ascii()),
+            // A key may be a secret: shown as its digest, never in clear.
+            Self::Key(id) => write!(
+                f,
+                "key:#{}",
+                String::from_utf8_lossy(&crate::key::secret_digest(id))
+            ),
         }
     }
 }
@@ -95,6 +103,11 @@ mod tests {
         assert_eq!(Caller::parse("user:a:b").unwrap(), Caller::user("a:b"));
         assert_eq!(Caller::parse("service:x").unwrap(), Caller::service("x"));
         assert_eq!(Caller::parse("key:k").unwrap(), Caller::key("k"));
+        let shown = Caller::key("sk_live_secret").to_string();
+        assert!(
+            shown.starts_with("key:#") && !shown.contains("secret"),
+            "{shown}"
+        );
         assert_eq!(
             Caller::parse("ip:::ffff:1.2.3.4").unwrap(),
             Caller::Ip("1.2.3.4".parse().unwrap())

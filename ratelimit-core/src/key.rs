@@ -9,10 +9,15 @@
 //!
 //! An id made only of `[A-Za-z0-9._~@-]` and at most [`MAX_PLAIN_ID_LEN`]
 //! bytes is written as `=ID`; any other id as `#` and the hex SHA-256 of its
-//! bytes. So keys are injective (a plain id and a digest cannot meet, and the
-//! fields are delimited by characters no field contains), no longer than
-//! about 200 bytes whatever the id, and the braces — which Redis Cluster reads
-//! as a hash tag — are always ours: one caller's counters share a slot.
+//! bytes. An opaque key (`Caller::Key`: API keys and other ids that may be
+//! secrets) is never written in clear: always as `!` and the first 128 bits
+//! of its SHA-256 in hex, which every instance computes alike with no secret
+//! to keep in step, and which keeps a counter's key as short as a plain id's.
+//! So keys are injective (a plain id and a digest cannot meet, and the
+//! fields are delimited by characters no field contains; two keys share a
+//! truncated digest with a chance of 2^-128), no longer than about 200
+//! bytes whatever the id, and the braces — which Redis Cluster reads as a
+//! hash tag — are always ours: one caller's counters share a slot.
 
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -104,7 +109,7 @@ impl KeyPrefix {
             Subject::Global => out.push(b'g'),
             Subject::Caller(Caller::User(id)) => push_id(out, b'u', id),
             Subject::Caller(Caller::Service(id)) => push_id(out, b's', id),
-            Subject::Caller(Caller::Key(id)) => push_id(out, b'k', id),
+            Subject::Caller(Caller::Key(id)) => push_secret(out, b'k', id),
             Subject::Caller(Caller::Ip(ip)) => {
                 out.push(b'i');
                 push_ip(out, ip.to_canonical());
@@ -160,6 +165,23 @@ fn push_id(key: &mut impl KeyBytes, kind: u8, id: &[u8]) {
         }
         key.extend_from_slice(&hex);
     }
+}
+
+/// `kind`, `!` and the first 128 bits of `id`'s SHA-256 in hex: an id that
+/// may be a secret, written so that it cannot be read back.
+fn push_secret(key: &mut impl KeyBytes, kind: u8, id: &[u8]) {
+    key.push(kind);
+    key.extend_from_slice(b"!");
+    key.extend_from_slice(&secret_digest(id));
+}
+
+/// The first 128 bits of `id`'s SHA-256, in hex.
+pub(crate) fn secret_digest(id: &[u8]) -> [u8; 32] {
+    let mut hex = [0_u8; 32];
+    for (byte, pair) in Sha256::digest(id).into_iter().zip(hex.chunks_exact_mut(2)) {
+        pair.copy_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
+    }
+    hex
 }
 
 /// An address as `Display` writes it; IPv4 (the common case) without
@@ -271,6 +293,24 @@ mod tests {
                 format!("rl:{{i{ip}}}:login")
             );
         }
+    }
+
+    #[test]
+    fn opaque_keys_are_never_written_in_clear() {
+        let secret = "sk_live_0123456789abcdef";
+        let k = key(Subject::Caller(Caller::key(secret)));
+        assert!(!k.contains(secret), "{k}");
+        assert!(k.starts_with("rl:{k!"), "{k}");
+        assert_eq!(k.len(), "rl:{k!}:login".len() + 32);
+        // The same on every instance, distinct per key.
+        assert_eq!(k, key(Subject::Caller(Caller::key(secret))));
+        assert_ne!(
+            k,
+            key(Subject::Caller(Caller::key("sk_live_0123456789abcdeg")))
+        );
+        // A key whose text is a digest is digested again.
+        let digest = &k["rl:{k!".len().."rl:{k!".len() + 32];
+        assert_ne!(k, key(Subject::Caller(Caller::key(digest))));
     }
 
     #[test]
