@@ -51,6 +51,7 @@ pub mod key;
 mod future;
 mod middleware;
 mod service;
+mod settings;
 
 pub use future::ResponseFuture;
 pub use middleware::RateLimit;

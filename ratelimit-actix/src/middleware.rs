@@ -15,32 +15,7 @@ use ratelimit_core::{DistributedRateLimiter, RuleChoice, Source, Verdict};
 
 use crate::key::{KeyError, KeyExtractor, UserServiceOrIp};
 use crate::service::RateLimitMiddleware;
-
-type DenialFn = dyn Fn(&Verdict) -> HttpResponse + Send + Sync;
-type KeyErrorFn = dyn Fn(&KeyError) -> HttpResponse + Send + Sync;
-type CostFn = dyn Fn(&HttpRequest) -> u32 + Send + Sync;
-
-/// Everything a middleware instance needs, shared by every worker's.
-#[derive(Clone)]
-pub(crate) struct Settings {
-    pub(crate) limiter: DistributedRateLimiter,
-    pub(crate) extractor: Arc<dyn KeyExtractor + Send + Sync>,
-    pub(crate) rules: RuleChoice,
-    pub(crate) cost: Option<Arc<CostFn>>,
-    pub(crate) headers: HeaderOptions,
-    pub(crate) on_denied: Arc<DenialFn>,
-    pub(crate) on_missing_key: Arc<KeyErrorFn>,
-}
-
-impl fmt::Debug for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
-            .field("limiter", &self.limiter)
-            .field("rules", &self.rules)
-            .field("headers", &self.headers)
-            .finish_non_exhaustive()
-    }
-}
+use crate::settings::Settings;
 
 /// Rate limits every request of the app, scope or resource it wraps, with a
 /// [`DistributedRateLimiter`]. See the [crate docs](crate) for an example.

@@ -12,7 +12,7 @@ use ratelimit_core::headers::{self, FieldValue};
 use ratelimit_core::{Error, Verdict};
 
 use crate::future::ResponseFuture;
-use crate::middleware::Settings;
+use crate::settings::Settings;
 
 /// Rate limits requests before they reach `S`. Built by
 /// [`RateLimit`](crate::RateLimit).

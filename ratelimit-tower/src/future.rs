@@ -32,7 +32,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B, E> {
         Ready { response: Option<Response<B>> },
-        Admitted { #[pin] future: F, headers: Option<crate::service::Values> },
+        Admitted { #[pin] future: F, headers: Option<crate::fields::Values> },
         Checking { future: Boxed<B, E> },
     }
 }
@@ -46,7 +46,7 @@ impl<F, B, E> ResponseFuture<F, B, E> {
         }
     }
 
-    pub(crate) fn admitted(future: F, headers: Option<crate::service::Values>) -> Self {
+    pub(crate) fn admitted(future: F, headers: Option<crate::fields::Values>) -> Self {
         Self {
             state: State::Admitted { future, headers },
         }
@@ -87,7 +87,7 @@ where
             },
             StateProj::Admitted { future, headers } => {
                 let mut response = ready!(future.poll(cx))?;
-                crate::service::add_headers(&mut response, headers.take());
+                crate::fields::add_headers(&mut response, headers.take());
                 Poll::Ready(Ok(response))
             }
             StateProj::Checking { future } => future.as_mut().poll(cx),

@@ -42,11 +42,13 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+mod fields;
 mod future;
 mod head;
 pub mod key;
 mod layer;
 mod service;
+mod settings;
 
 pub use future::ResponseFuture;
 pub use head::RequestHead;
