@@ -213,3 +213,59 @@ async fn admin_only_with_a_token_and_metrics_always() {
     assert!(text.contains("ratelimit_rules 3"), "{text}");
     assert!(!text.contains("metrics-user"), "no caller becomes a label");
 }
+
+/// The demo started while its Redis is down: served by the failure policy
+/// (never a 500), `/healthz` says why; Redis comes up and the demo uses it,
+/// with the fleet's rules, without a restart; Redis restarts empty and the
+/// rules are put back, no request failing meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_while_redis_is_down_then_redis_comes_and_goes() {
+    let mut server = RedisServer::start();
+    server.kill();
+    let limiter = example_axum::redis_limiter(&server.url()).await.unwrap();
+    let addr = serve(example_axum::app(limiter, &Settings::default())).await;
+
+    let (status, reply) = http(addr, "GET", "/healthz", "x").await;
+    assert_eq!(status, 503, "{reply}");
+    assert!(reply.contains("\"rules\":\"pending\""), "{reply}");
+    assert!(
+        reply.contains(&server.port().to_string()),
+        "names the address: {reply}"
+    );
+    for _ in 0..3 {
+        let (status, reply) = http(addr, "POST", "/login", "bob").await;
+        assert_eq!(status, 200, "fail open: {reply}");
+    }
+
+    server.restart();
+    ratelimit_test_support::wait_until(Duration::from_secs(5), "healthy", || async {
+        let (status, reply) = http(addr, "GET", "/healthz", "x").await;
+        status == 200 && reply.contains("\"rules\":\"synced\"")
+    })
+    .await;
+    // The seeds filled the empty Redis.
+    assert!(
+        server
+            .cli(&["HGET", "rl:{rules}:set", "login"])
+            .contains("60000000")
+    );
+
+    // Redis restarts empty: requests keep their answers (never 500), and
+    // the rules are back.
+    server.restart();
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let (status, _) = http(addr, "GET", "/", "carol").await;
+        statuses.push(status);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    ratelimit_test_support::wait_until(Duration::from_secs(2), "rules back", || async {
+        server
+            .cli(&["HGET", "rl:{rules}:set", "login"])
+            .contains("60000000")
+    })
+    .await;
+}
