@@ -33,7 +33,7 @@ pub fn scope(path: &str, api: AdminApi) -> Scope {
         .app_data(web::Data::new(api))
         .route("/rules", web::get().to(list_rules))
         .route("/rules/{id}", web::get().to(get_rule))
-        .route("/rules/{id}", web::put().to(put_rule))
+        .route("/rules/{id}", web::put().to(insert_rule))
         .route("/rules/{id}", web::patch().to(patch_rule))
         .route("/rules/{id}", web::delete().to(delete_rule))
         .route("/status", web::get().to(status))
@@ -85,7 +85,7 @@ async fn get_rule(api: web::Data<AdminApi>, request: HttpRequest) -> HttpRespons
     answer(&api, &request, Operation::GetRule { id: id(&request) }).await
 }
 
-async fn put_rule(
+async fn insert_rule(
     api: web::Data<AdminApi>,
     request: HttpRequest,
     payload: web::Payload,

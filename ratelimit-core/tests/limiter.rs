@@ -135,7 +135,7 @@ async fn update_keeps_everything_but_the_rate() {
     .with_priority(7)
     .with_shadow(true)
     .with_failure_policy(FailurePolicy::FailClosed);
-    limiter.insert_rule(rule).await.unwrap();
+    limiter.try_insert_rule(rule).await.unwrap();
     limiter
         .update_rule("r", 20, Duration::from_secs(2))
         .await
@@ -259,7 +259,7 @@ async fn check_all_applies_priorities_and_is_atomic() {
 
     // Stacking: a user rule with the wildcard's priority applies with it.
     limiter
-        .put_rule(
+        .insert_rule(
             Rule::new(
                 "extra",
                 "user:9".parse().unwrap(),
@@ -346,7 +346,7 @@ async fn shadow_rules_count_but_never_block() {
         .await
         .unwrap();
     limiter
-        .insert_rule(
+        .try_insert_rule(
             Rule::new("trial", Target::Each, Quota::per_second(2).unwrap())
                 .unwrap()
                 .with_shadow(true),
@@ -470,7 +470,7 @@ async fn the_strictest_policy_of_the_rules_wins() {
     let clock = FakeClock::new();
     let limiter = limiter_on(Arc::new(FailingStore), FailurePolicy::FailOpen, &clock).await;
     limiter
-        .insert_rule(
+        .try_insert_rule(
             Rule::new("strict", Target::Global, Quota::per_second(1).unwrap())
                 .unwrap()
                 .with_failure_policy(FailurePolicy::FailClosed),
@@ -478,7 +478,7 @@ async fn the_strictest_policy_of_the_rules_wins() {
         .await
         .unwrap();
     limiter
-        .insert_rule(
+        .try_insert_rule(
             Rule::new(
                 "local",
                 "user:5".parse().unwrap(),
@@ -532,7 +532,7 @@ async fn rule_changes_race_with_checks_safely() {
         tokio::spawn(async move {
             for i in 0..200u32 {
                 limiter
-                    .put_rule(
+                    .insert_rule(
                         Rule::new("flip", Target::Global, Quota::per_second(i + 1).unwrap())
                             .unwrap(),
                     )
@@ -757,7 +757,7 @@ async fn header_values_follow_the_draft() {
         .await
         .unwrap();
     limiter
-        .insert_rule(
+        .try_insert_rule(
             Rule::new("trial", Target::Each, Quota::per_second(1).unwrap())
                 .unwrap()
                 .with_shadow(true),
@@ -841,7 +841,7 @@ async fn checks_in_place_answer_exactly_as_awaited_checks() {
             "user:9".parse().unwrap(),
             Quota::per_second(4).unwrap(),
         );
-        limiter.insert_rule(vip.unwrap()).await.unwrap();
+        limiter.try_insert_rule(vip.unwrap()).await.unwrap();
     }
     let selections = [
         RuleSelection::One("each"),

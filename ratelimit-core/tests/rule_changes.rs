@@ -110,7 +110,7 @@ async fn a_rule_replaced_whole_keeps_the_count_too() {
     let limiter = limiter(&clock, Setup::Plain, 10);
     assert_eq!(admitted(&limiter, "user:a", 5).await, 5);
     let lowered = Rule::new("api", Target::Each, Quota::new(5, MINUTE).unwrap()).unwrap();
-    limiter.put_rule(lowered).await.unwrap();
+    limiter.insert_rule(lowered).await.unwrap();
     assert_eq!(admitted(&limiter, "user:a", 10).await, 0);
 }
 

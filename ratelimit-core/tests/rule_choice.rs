@@ -123,7 +123,7 @@ async fn a_callers_own_rule_still_replaces_the_wildcard() {
             assert_eq!(rule_ids(&first.unwrap()), ["default"]);
 
             limiter
-                .put_rule(
+                .insert_rule(
                     Rule::new(
                         "vip",
                         "user:42".parse().unwrap(),
@@ -156,7 +156,7 @@ async fn costs_a_rule_cannot_take_are_still_reported_or_left_out() {
         let shadow = Rule::new("trial", Target::Each, Quota::per_second(2).unwrap())
             .unwrap()
             .with_shadow(true);
-        limiter.insert_rule(shadow).await.unwrap();
+        limiter.try_insert_rule(shadow).await.unwrap();
         let choice = RuleChoice::route(["api", "trial"]);
         let caller = Caller::user("1");
 

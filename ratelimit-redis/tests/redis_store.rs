@@ -201,7 +201,7 @@ async fn a_dead_server_is_answered_by_the_policy_and_recovery_is_automatic() {
         .failure_policy(FailurePolicy::FailOpen);
     let limiter = DistributedRateLimiter::new(config);
     limiter
-        .insert_rule(
+        .try_insert_rule(
             Rule::new("strict", Target::Each, Quota::new(100, HOUR).unwrap())
                 .unwrap()
                 .with_failure_policy(FailurePolicy::FailClosed),

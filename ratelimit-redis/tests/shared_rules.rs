@@ -146,7 +146,7 @@ async fn concurrent_changes_converge_to_one_state() {
                     ratelimit_core::Quota::per_second(limit).unwrap(),
                 )
                 .unwrap();
-                limiter.put_rule(burst).await.unwrap();
+                limiter.insert_rule(burst).await.unwrap();
             }
         }));
     }

@@ -42,7 +42,7 @@ where
         .route(
             "/rules/{id}",
             get(get_rule)
-                .put(put_rule)
+                .put(insert_rule)
                 .patch(patch_rule)
                 .delete(delete_rule),
         )
@@ -107,7 +107,7 @@ async fn get_rule(
     on_rule(&api, id, &headers, |id| Operation::GetRule { id }).await
 }
 
-async fn put_rule(
+async fn insert_rule(
     State(api): State<AdminApi>,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,

@@ -304,7 +304,7 @@ async fn costs_shadow_rules_legacy_headers_and_custom_denials() {
     let clock = FakeClock::at_micros(1_000_000_000);
     let limiter = limiter(&clock).await;
     limiter
-        .insert_rule(
+        .try_insert_rule(
             Rule::new("trial", Target::Each, Quota::per_second(1).unwrap())
                 .unwrap()
                 .with_shadow(true),

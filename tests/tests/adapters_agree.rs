@@ -69,11 +69,11 @@ async fn rules_on(limiter: &DistributedRateLimiter) {
         Quota::per_second(6).unwrap(),
     )
     .unwrap();
-    limiter.insert_rule(vip).await.unwrap();
+    limiter.try_insert_rule(vip).await.unwrap();
     let trial = Rule::new("trial", Target::Global, Quota::per_second(3).unwrap())
         .unwrap()
         .with_shadow(true);
-    limiter.insert_rule(trial).await.unwrap();
+    limiter.try_insert_rule(trial).await.unwrap();
 }
 
 fn tower_app(limiter: &DistributedRateLimiter) -> Router {

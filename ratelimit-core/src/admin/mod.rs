@@ -223,7 +223,7 @@ impl AdminApi {
             }
             Operation::PutRule { id, body } => {
                 let rule = RuleSpec::from_json(body)?.into_rule(id)?;
-                let previous = limiter.put_rule(rule.clone()).await.map_err(failed)?;
+                let previous = limiter.insert_rule(rule.clone()).await.map_err(failed)?;
                 tracing::info!(rule = id, "rule put through the admin API");
                 Ok(self.changed(if previous.is_some() { 200 } else { 201 }, &rule))
             }

@@ -22,12 +22,12 @@ impl DistributedRateLimiter {
         window: Duration,
     ) -> Result<(), Error> {
         let rule = Rule::new(rule_id, target, Quota::new(limit, window)?)?;
-        self.insert_rule(rule).await
+        self.try_insert_rule(rule).await
     }
 
     /// Adds a fully configured rule; fails with [`Error::RuleExists`] if the
     /// id is taken.
-    pub async fn insert_rule(&self, rule: Rule) -> Result<(), Error> {
+    pub async fn try_insert_rule(&self, rule: Rule) -> Result<(), Error> {
         if let Some(store) = &self.inner.rule_store {
             return self
                 .write_shared(store, RuleWrite::Insert(rule))
@@ -42,16 +42,17 @@ impl DistributedRateLimiter {
         })
     }
 
-    /// Adds a rule or replaces the rule with its id; returns the replaced one.
+    /// Adds a rule or replaces the rule with its id, and returns the replaced
+    /// one, as `HashMap::insert` does.
     /// A replacement [succeeds](Rule::succeeding) the rule it replaces, so
     /// counters keep each caller's usage across a change of quota.
     ///
     /// With a shared rule store the replacement is a compare-and-set on the
     /// stored rule, retried a few times if other instances change it
     /// meanwhile; if they keep changing it, the rule is written
-    /// unconditionally (a put always applies), succeeding the rule last
+    /// unconditionally (an insert always applies), succeeding the rule last
     /// seen.
-    pub async fn put_rule(&self, rule: Rule) -> Result<Option<Rule>, Error> {
+    pub async fn insert_rule(&self, rule: Rule) -> Result<Option<Rule>, Error> {
         if let Some(store) = &self.inner.rule_store {
             let mut last_seen = None;
             for _ in 0..8 {

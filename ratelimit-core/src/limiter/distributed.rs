@@ -33,7 +33,7 @@ use crate::{
 /// is.
 ///
 /// Rules change at run time ([`add_rule`], [`update_rule`],
-/// [`remove_rule`], [`put_rule`]) from any thread; the next check sees the
+/// [`remove_rule`], [`insert_rule`]) from any thread; the next check sees the
 /// change. Checks read the rules without taking a lock (an [`ArcSwap`]
 /// snapshot); changes are serialized among themselves.
 ///
@@ -75,7 +75,7 @@ use crate::{
 /// [`add_rule`]: Self::add_rule
 /// [`update_rule`]: Self::update_rule
 /// [`remove_rule`]: Self::remove_rule
-/// [`put_rule`]: Self::put_rule
+/// [`insert_rule`]: Self::insert_rule
 #[derive(Debug, Clone)]
 pub struct DistributedRateLimiter {
     pub(super) inner: Arc<Inner>,

@@ -288,7 +288,7 @@ impl Driver {
                 };
                 for id in rules {
                     let rule = ratelimit_core::Rule::new(id, target.clone(), quota)?;
-                    limiter.put_rule(rule.with_batch(args.batch)).await?;
+                    limiter.insert_rule(rule.with_batch(args.batch)).await?;
                 }
                 Self::Limiter(limiter, Arc::new(rules.to_vec()))
             }
