@@ -20,7 +20,8 @@ use criterion::{
     BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime,
 };
 use futures::FutureExt;
-use ratelimit_core::{CheckItem, MemoryStore, Quota, Store};
+use ratelimit_core::store::CheckItem;
+use ratelimit_core::{MemoryStore, Quota, Store};
 
 type Governor = governor::DefaultKeyedRateLimiter<Vec<u8>>;
 

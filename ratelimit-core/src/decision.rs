@@ -57,7 +57,7 @@ impl Decision {
 
     /// Units the check reserved beyond its cost, for the caller to spend
     /// without asking the store again (an item's
-    /// [`reserve`](crate::CheckItem::reserve); see
+    /// [`reserve`](crate::store::CheckItem::reserve); see
     /// [`Rule::with_batch`](crate::Rule::with_batch)). They are included in
     /// [`reset_after`](Self::reset_after) and [`remaining`](Self::remaining).
     pub const fn reserved(&self) -> u32 {

@@ -46,7 +46,7 @@ mod rule;
 mod rule_id;
 mod rule_set;
 mod rule_store;
-mod store;
+pub mod store;
 mod target;
 pub mod telemetry;
 
@@ -68,7 +68,5 @@ pub use rule::Rule;
 pub use rule_id::RuleId;
 pub use rule_set::RuleSet;
 pub use rule_store::{Following, RuleSnapshot, RuleStore, RuleWrite, RuleWritten};
-pub use store::{
-    CheckItem, Evaluation, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate, validate_items,
-};
+pub use store::Store;
 pub use target::{MAX_TARGET_ID_LEN, Target};

@@ -61,7 +61,7 @@ impl Deref for ActiveRule {
 /// for the caller.
 ///
 /// Room for two inline, as in [`Verdict`](crate::Verdict) and
-/// [`Outcome`](crate::Outcome): most checks cover one or two rules (a
+/// [`Outcome`](crate::store::Outcome): most checks cover one or two rules (a
 /// route's own and a global one), and every move of these values copies the
 /// whole inline array, so a larger array would slow the common checks to
 /// spare the rare larger ones a heap allocation.

@@ -1,4 +1,9 @@
-//! The [`Store`] trait: where counters live, and the atomic check.
+//! The [`Store`] trait — where counters live, and the atomic check — and
+//! what a store implementer needs besides: the items of a check
+//! ([`CheckItem`]), its answer ([`Outcome`]), the one evaluation every store
+//! settles a check with ([`evaluate`]) and the validation every store
+//! applies first ([`validate_items`]). Users of a limiter need only
+//! [`Store`], re-exported at the crate root.
 
 use std::fmt::Debug;
 use std::sync::Arc;

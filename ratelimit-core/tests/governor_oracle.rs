@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use governor::clock::FakeRelativeClock;
 use proptest::prelude::*;
-use ratelimit_core::{CheckItem, FakeClock, MemoryStore, Quota};
+use ratelimit_core::store::CheckItem;
+use ratelimit_core::{FakeClock, MemoryStore, Quota};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]

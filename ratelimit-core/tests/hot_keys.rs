@@ -20,9 +20,10 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use ratelimit_core::store::{CheckItem, Outcome};
 use ratelimit_core::{
-    Caller, CheckItem, Clock, DistributedRateLimiter, Error, FakeClock, LimiterConfig, MemoryStore,
-    Outcome, Quota, Rule, RuleSelection, Source, Store, Target, gcra,
+    Caller, Clock, DistributedRateLimiter, Error, FakeClock, LimiterConfig, MemoryStore, Quota,
+    Rule, RuleSelection, Source, Store, Target, gcra,
 };
 
 /// The shared store, counting the checks that reach it.

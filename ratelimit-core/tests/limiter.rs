@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ratelimit_core::store::{CheckItem, Outcome};
 use ratelimit_core::{
-    Caller, CheckItem, DistributedRateLimiter, Error, FailurePolicy, FakeClock, LimiterConfig,
-    MemoryStore, Outcome, Quota, RateLimiter, Rule, Source, Store, Target,
+    Caller, DistributedRateLimiter, Error, FailurePolicy, FakeClock, LimiterConfig, MemoryStore,
+    Quota, RateLimiter, Rule, Source, Store, Target,
 };
 
 const SEC: Duration = Duration::from_secs(1);

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use ratelimit_core::{CheckItem, Error, FakeClock, MAX_KEYS_PER_CHECK, MemoryStore, Quota, Store};
+use ratelimit_core::store::{CheckItem, MAX_KEYS_PER_CHECK};
+use ratelimit_core::{Error, FakeClock, MemoryStore, Quota, Store};
 
 fn per_sec(limit: u32) -> Quota {
     Quota::per_second(limit).unwrap()

@@ -22,7 +22,7 @@
 //! How it works:
 //!
 //! - The script (`gcra.lua`) reads each counter's TAT, tests every counter
-//!   with the same rule as `ratelimit_core::evaluate`, and writes the charged
+//!   with the same rule as `ratelimit_core::store::evaluate`, and writes the charged
 //!   TATs only when every enforced counter conforms. Redis runs a script
 //!   atomically, so concurrent checks from any number of app servers cannot
 //!   interleave: the fleet never admits more than the rules allow.

@@ -7,8 +7,9 @@
 //! source to the one node that needs it (rather than `SCRIPT LOAD` to every
 //! node) keeps recovery working while other nodes of a cluster are down.
 
+use ratelimit_core::Error;
 use ratelimit_core::gcra::Stored;
-use ratelimit_core::{CheckItem, Error, MAX_KEYS_PER_CHECK, Outcome, evaluate};
+use ratelimit_core::store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, evaluate};
 use redis::{Cmd, Script, Value};
 use smallvec::SmallVec;
 
@@ -64,7 +65,7 @@ fn script_cmd(
 const NUMBER: usize = 20;
 
 /// The command checking `items` (validated by the caller with
-/// `ratelimit_core::validate_items`, all in one cluster slot): charge them if
+/// `ratelimit_core::store::validate_items`, all in one cluster slot): charge them if
 /// `charge` (and reserve what their [`reserve`](CheckItem::reserve) asks),
 /// at `now` microseconds, or at the server's `TIME` when `now` is `None`.
 /// Its reply goes to [`decode`].

@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ratelimit_core::{
-    CheckItem, Clock, Decision, Error, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate, validate_items,
-};
+use ratelimit_core::store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, evaluate, validate_items};
+use ratelimit_core::{Clock, Decision, Error, Store};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;

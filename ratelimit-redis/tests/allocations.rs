@@ -12,7 +12,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratelimit_core::{CheckItem, DistributedRateLimiter, LimiterConfig, Quota, Target};
+use ratelimit_core::store::CheckItem;
+use ratelimit_core::{DistributedRateLimiter, LimiterConfig, Quota, Target};
 use ratelimit_redis::RedisStore;
 use ratelimit_redis::script::{self, Form};
 use ratelimit_test_support::RedisServer;

@@ -264,14 +264,14 @@ async fn the_store_refuses_bad_checks_before_calling_redis() {
     let server = RedisServer::start();
     let store = RedisStore::connect(&server.url()).await.unwrap();
     let quota = Quota::per_second(2).unwrap();
-    let item = ratelimit_core::CheckItem::new(b"k", quota);
+    let item = ratelimit_core::store::CheckItem::new(b"k", quota);
     assert_eq!(
         store.check(&[item, item]).await.unwrap_err(),
         Error::DuplicateKey
     );
     assert_eq!(
         store
-            .check(&[ratelimit_core::CheckItem { cost: 3, ..item }])
+            .check(&[ratelimit_core::store::CheckItem { cost: 3, ..item }])
             .await
             .unwrap_err(),
         Error::CostExceedsBurst { cost: 3, burst: 2 }
@@ -437,7 +437,7 @@ async fn a_clock_stepping_back_costs_at_most_one_window() {
         .await
         .unwrap();
     let quota = Quota::per_second(2).unwrap();
-    let item = ratelimit_core::CheckItem::new(b"k", quota);
+    let item = ratelimit_core::store::CheckItem::new(b"k", quota);
     assert!(store.check(&[item]).await.unwrap().allowed);
     assert!(store.check(&[item]).await.unwrap().allowed);
     assert!(!store.check(&[item]).await.unwrap().allowed);

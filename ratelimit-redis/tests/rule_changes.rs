@@ -169,7 +169,7 @@ async fn a_refund_keeps_the_counters_revision() {
         ),
     ] {
         server.cli(&["SET", "refund:k", &stored, "PX", "60000"]);
-        let item = ratelimit_core::CheckItem::new(b"refund:k", quota);
+        let item = ratelimit_core::store::CheckItem::new(b"refund:k", quota);
         let command = ratelimit_redis::script::refund_command(
             &[item],
             Some(now),

@@ -2,7 +2,8 @@
 //! in for a store that is down, hangs, or answers garbage.
 
 use async_trait::async_trait;
-use ratelimit_core::{CheckItem, Error, Outcome, Store};
+use ratelimit_core::store::{CheckItem, Outcome};
+use ratelimit_core::{Error, Store};
 
 /// Fails every call, as a store whose server refuses connections.
 #[derive(Debug, Clone, Copy, Default)]

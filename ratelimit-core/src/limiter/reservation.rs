@@ -2,7 +2,7 @@
 //! (see [`Rule::with_batch`](crate::Rule::with_batch)).
 //!
 //! A reservation is an ordinary check that also asks for up to `batch − cost`
-//! further units ([`CheckItem::reserve`](crate::CheckItem::reserve)). The
+//! further units ([`CheckItem::reserve`](crate::store::CheckItem::reserve)). The
 //! store charges them to the shared counter as consecutive GCRA slots; the
 //! first extra unit's slot starts `first` after the store's instant, the
 //! next one interval later, and so on. A unit spent at local time `u` keeps

@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use ratelimit_core::store::CheckItem;
 use ratelimit_core::{
-    Caller, CheckItem, DenyCache, DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, Quota,
-    RuleId, Source, Store, Subject, Target,
+    Caller, DenyCache, DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, Quota, RuleId,
+    Source, Store, Subject, Target,
 };
 use ratelimit_redis::RedisStore;
 use ratelimit_redis::script::{self, Form};
