@@ -169,7 +169,7 @@ pub const REVISIONS: u16 = 1000;
 
 /// The most a [`Lineage::cap_micros`] may be (2^50 µs), so that a booked TAT
 /// stays below 2^53 with a clock below 2^52 (exact in Lua, see
-/// [`MAX_TOLERANCE_MICROS`](crate::MAX_TOLERANCE_MICROS)).
+/// [`Quota::MAX_TOLERANCE_MICROS`]).
 const MAX_CAP_MICROS: u64 = 1 << 50;
 
 /// Which quota a rule's counters were charged under: the rule's revision
@@ -223,7 +223,7 @@ impl Lineage {
     ) -> Option<Self> {
         let valid = revision < REVISIONS
             && (previous_interval_micros == 0) == (previous_burst == 0)
-            && previous_interval_micros <= crate::MAX_TOLERANCE_MICROS;
+            && previous_interval_micros <= Quota::MAX_TOLERANCE_MICROS;
         valid.then_some(Self {
             revision,
             previous_interval_micros,

@@ -7,7 +7,8 @@
 //!   (`u` user, `s` service, `i` address, `k` opaque key) and the encoded id;
 //! - `RULE` is the [`RuleId`] (its alphabet has no braces).
 //!
-//! An id made only of `[A-Za-z0-9._~@-]` and at most [`MAX_PLAIN_ID_LEN`]
+//! An id made only of `[A-Za-z0-9._~@-]` and at most
+//! [`KeyPrefix::MAX_PLAIN_ID_LEN`]
 //! bytes is written as `=ID`; any other id as `#` and the hex SHA-256 of its
 //! bytes. An opaque key (`Caller::Key`: API keys and other ids that may be
 //! secrets) is never written in clear: always as `!` and the first 128 bits
@@ -28,10 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::{Caller, Error, RuleId};
 
 /// Ids up to this many bytes of the plain alphabet are stored as they are.
-pub const MAX_PLAIN_ID_LEN: usize = 64;
-
-/// The longest key prefix, in bytes.
-pub const MAX_PREFIX_LEN: usize = 64;
+const MAX_PLAIN_ID_LEN: usize = KeyPrefix::MAX_PLAIN_ID_LEN;
 
 /// Whose counter a key holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,11 +56,18 @@ pub struct KeyPrefix(
 );
 
 impl KeyPrefix {
-    /// Validates a prefix: 1 to [`MAX_PREFIX_LEN`] bytes of printable ASCII
+    /// The longest key prefix, in bytes.
+    pub const MAX_LEN: usize = 64;
+
+    /// Ids up to this many bytes of the plain alphabet are written into keys
+    /// as they are; longer ones (and any other) as a digest.
+    pub const MAX_PLAIN_ID_LEN: usize = 64;
+
+    /// Validates a prefix: 1 to [`MAX_LEN`](Self::MAX_LEN) bytes of printable ASCII
     /// other than `{`, `}` and space.
     pub fn new(prefix: &str) -> Result<Self, Error> {
         let ok = !prefix.is_empty()
-            && prefix.len() <= MAX_PREFIX_LEN
+            && prefix.len() <= Self::MAX_LEN
             && prefix
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}');

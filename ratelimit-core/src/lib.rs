@@ -45,7 +45,7 @@ mod quota;
 mod rule;
 mod rule_id;
 mod rule_set;
-mod rule_store;
+pub mod rule_store;
 pub mod store;
 mod target;
 pub mod telemetry;
@@ -56,17 +56,17 @@ pub use clock::{Clock, FakeClock, SystemClock};
 pub use decision::Decision;
 pub use error::{BoxError, Error};
 pub use identity::Identity;
-pub use key::{KeyPrefix, MAX_PLAIN_ID_LEN, MAX_PREFIX_LEN, Subject};
+pub use key::{KeyPrefix, Subject};
 pub use limiter::{
     CircuitBreakerConfig, CircuitState, DenyCache, DistributedRateLimiter, LimiterConfig,
-    RateLimiter, RuleChoice, RuleDecision, RuleSelection, RuleSync, Source, Verdict, WeakLimiter,
+    RateLimiter, RuleChoice, RuleDecision, RuleSelection, RuleSync, Source, Verdict,
 };
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use policy::FailurePolicy;
-pub use quota::{MAX_TOLERANCE_MICROS, Quota};
+pub use quota::Quota;
 pub use rule::Rule;
 pub use rule_id::RuleId;
 pub use rule_set::RuleSet;
-pub use rule_store::{Following, RuleSnapshot, RuleStore, RuleWrite, RuleWritten};
+pub use rule_store::RuleStore;
 pub use store::Store;
-pub use target::{MAX_TARGET_ID_LEN, Target};
+pub use target::Target;

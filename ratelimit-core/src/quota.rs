@@ -4,13 +4,8 @@ use std::time::Duration;
 
 use crate::Error;
 
-/// The largest burst tolerance (`emission interval × burst`) a quota may have:
-/// 2^48 µs, about 8.9 years.
-///
-/// Keeping every time value below 2^53 makes the arithmetic exact in Lua too
-/// (Redis scripts compute with doubles); with a clock below 2^52 µs (the year
-/// 2112) and this bound, no sum the algorithm forms can reach 2^53.
-pub const MAX_TOLERANCE_MICROS: u64 = 1 << 48;
+/// See [`Quota::MAX_TOLERANCE_MICROS`].
+const MAX_TOLERANCE_MICROS: u64 = Quota::MAX_TOLERANCE_MICROS;
 
 /// A rate: `limit` requests per `window`, with a `burst` a fresh key may spend
 /// at once.
@@ -22,7 +17,7 @@ pub const MAX_TOLERANCE_MICROS: u64 = 1 << 48;
 /// - [`Quota::MIN_WINDOW`] ≤ `window` ≤ [`Quota::MAX_WINDOW`] (sub-microsecond
 ///   parts of the window are dropped);
 /// - at most one request per microsecond (`limit` ≤ window in µs);
-/// - `burst × emission interval` ≤ [`MAX_TOLERANCE_MICROS`].
+/// - `burst × emission interval` ≤ [`Quota::MAX_TOLERANCE_MICROS`].
 ///
 /// Internally the quota becomes GCRA's emission interval `T = ⌈window / limit⌉`
 /// (rounded **up**, so integer rounding can only admit slightly fewer requests
@@ -51,6 +46,13 @@ pub struct Quota {
 }
 
 impl Quota {
+    /// The largest burst tolerance (`emission interval × burst`) a quota may
+    /// have: 2^48 µs, about 8.9 years. Keeping every time value below 2^53
+    /// makes the arithmetic exact in Lua too (Redis scripts compute with
+    /// doubles); with a clock below 2^52 µs (the year 2112) and this bound,
+    /// no sum the algorithm forms can reach 2^53.
+    pub const MAX_TOLERANCE_MICROS: u64 = 1 << 48;
+
     /// The shortest window a quota may have.
     pub const MIN_WINDOW: Duration = Duration::from_millis(1);
     /// The longest window a quota may have: 366 days.

@@ -1,10 +1,13 @@
-//! [`RuleStore`]: where rules live when a fleet of instances shares them.
+//! [`RuleStore`]: where rules live when a fleet of instances shares them,
+//! and what a rule store implementer needs besides: the snapshot it loads,
+//! the writes it applies, and the handles its follower works with.
 
 use std::fmt::Debug;
 
 use async_trait::async_trait;
 
-use crate::{Error, Rule, RuleId, WeakLimiter};
+pub use crate::limiter::WeakLimiter;
+use crate::{Error, Rule, RuleId};
 
 /// All rules at one version, as loaded from a [`RuleStore`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use std::str::FromStr;
 use crate::key::Subject;
 use crate::{Caller, Error};
 
-/// The longest user or service id a rule may target, in bytes.
-pub const MAX_TARGET_ID_LEN: usize = 256;
+/// See [`Target::MAX_ID_LEN`].
+const MAX_TARGET_ID_LEN: usize = Target::MAX_ID_LEN;
 
 /// Whom a rule limits, and whether callers share its counter.
 ///
@@ -40,8 +40,11 @@ pub enum Target {
 }
 
 impl Target {
+    /// The longest user or service id a rule may target, in bytes.
+    pub const MAX_ID_LEN: usize = 256;
+
     /// Parses `*`, `global`, `user:ID` or `service:ID`. Ids are 1 to
-    /// [`MAX_TARGET_ID_LEN`] bytes without control characters.
+    /// [`MAX_ID_LEN`](Self::MAX_ID_LEN) bytes without control characters.
     pub fn parse(input: &str) -> Result<Self, Error> {
         let target = match input {
             "*" => Self::Each,

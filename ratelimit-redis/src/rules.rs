@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use ratelimit_core::{
-    Error, Following, KeyPrefix, Rule, RuleSnapshot, RuleStore, RuleWrite, RuleWritten, WeakLimiter,
-};
+use ratelimit_core::rule_store::{Following, RuleSnapshot, RuleWrite, RuleWritten, WeakLimiter};
+use ratelimit_core::{Error, KeyPrefix, Rule, RuleStore};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;

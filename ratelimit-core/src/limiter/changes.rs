@@ -6,8 +6,9 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use super::distributed::DistributedRateLimiter;
+use crate::rule_store::{RuleWrite, RuleWritten};
 use crate::telemetry;
-use crate::{Error, Quota, Rule, RuleId, RuleSet, RuleStore, RuleWrite, RuleWritten, Target};
+use crate::{Error, Quota, Rule, RuleId, RuleSet, RuleStore, Target};
 
 impl DistributedRateLimiter {
     /// Adds a rule `rule_id` giving `target` `limit` requests per `window`

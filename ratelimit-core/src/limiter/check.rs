@@ -14,7 +14,8 @@ use super::plan::Plan;
 use super::verdict::Verdict;
 use super::{RuleChoice, RuleSelection, Selector};
 use crate::rule_set::Selected;
-use crate::{Caller, Error, RuleWrite};
+use crate::rule_store::RuleWrite;
+use crate::{Caller, Error};
 
 impl DistributedRateLimiter {
     /// Whether the caller `target_id` (`user:ID`, `service:ID`, `ip:ADDR` or

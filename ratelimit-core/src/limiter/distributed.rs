@@ -15,11 +15,12 @@ use super::LimiterConfig;
 use super::breaker::{CircuitBreaker, CircuitState};
 use super::deny_cache::Denials;
 use super::unknown_rule::UnknownRules;
+use crate::rule_store::Following;
 use crate::store::CheckItem;
 use crate::telemetry;
 use crate::{
-    Caller, Clock, Error, FailurePolicy, Following, KeyPrefix, MemoryStore, Quota, Rule, RuleId,
-    RuleSet, RuleStore, Store,
+    Caller, Clock, Error, FailurePolicy, KeyPrefix, MemoryStore, Quota, Rule, RuleId, RuleSet,
+    RuleStore, Store,
 };
 
 /// Rate limiting by named rules, shared by every instance using the same

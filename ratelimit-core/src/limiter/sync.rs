@@ -20,7 +20,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, Weak};
 
 use super::distributed::{DistributedRateLimiter, Inner};
-use crate::{Error, RuleSet, RuleSnapshot, RuleStore, RuleWrite, telemetry};
+use crate::rule_store::{RuleSnapshot, RuleWrite};
+use crate::{Error, RuleSet, RuleStore, telemetry};
 
 /// Where a limiter's rules stand with its rule store (see
 /// [`DistributedRateLimiter::rule_sync`]).
