@@ -10,6 +10,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use ratelimit_core::Error;
 use redis::RedisError;
@@ -57,6 +58,21 @@ impl<C: Clone + Send + Sync> Lazy<C> {
             .map_err(|error| {
                 Error::Store(format!("cannot connect to Redis at {}: {error}", self.address).into())
             })
+    }
+
+    /// Makes the connection now, failing (with an error naming the address)
+    /// if it is not made within `limit`.
+    pub(crate) async fn connect_within(&self, limit: Duration) -> Result<(), Error> {
+        match tokio::time::timeout(limit, self.get()).await {
+            Ok(result) => result.map(drop),
+            Err(_) => Err(Error::Store(
+                format!(
+                    "cannot connect to Redis at {}: no answer within {limit:?}",
+                    self.address
+                )
+                .into(),
+            )),
+        }
     }
 
     /// The connection if it is made.

@@ -141,20 +141,10 @@ impl RedisRules {
     }
 
     async fn connected(self) -> Result<Self, Error> {
-        let limit = Duration::from_secs(2);
-        let connected = tokio::time::timeout(limit, self.connection.get())
+        self.connection
+            .connect_within(Duration::from_secs(2))
             .await
-            .map(|result| result.map(drop));
-        match connected {
-            Ok(result) => result.map(|()| self),
-            Err(_) => Err(Error::Store(
-                format!(
-                    "cannot connect to Redis at {}: no answer within {limit:?}",
-                    self.connection.address()
-                )
-                .into(),
-            )),
-        }
+            .map(|()| self)
     }
 
     fn with(

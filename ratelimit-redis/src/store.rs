@@ -419,19 +419,7 @@ impl RedisStoreBuilder {
     pub async fn build(self) -> Result<RedisStore, Error> {
         let limit = self.connection_timeout;
         let store = self.build_lazy()?;
-        let connected = tokio::time::timeout(limit, store.connection.get())
-            .await
-            .map(|result| result.map(drop));
-        match connected {
-            Ok(result) => result.map(|()| store),
-            Err(_) => Err(Error::Store(
-                format!(
-                    "cannot connect to Redis at {}: no answer within {limit:?}",
-                    store.address()
-                )
-                .into(),
-            )),
-        }
+        store.connection.connect_within(limit).await.map(|()| store)
     }
 
     /// A store that connects on first use, and again on each use after a
