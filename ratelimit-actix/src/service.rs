@@ -61,8 +61,7 @@ where
             .as_ref()
             .map_or(1, |cost| cost(request.request()));
 
-        // Read where it was returned: binding the verdict by value copied
-        // it out of the `Option`.
+        // Read where it was returned, not moved out of the `Option`.
         let checked = settings
             .limiter
             .try_check_choice(identity.caller(), &settings.rules, cost);
@@ -128,8 +127,8 @@ fn misconfigured(error: &Error) -> HttpResponse {
 
 #[inline]
 pub(crate) fn add_headers(target: &mut HeaderMap, values: Option<Values>) {
-    // Inlined to this test: most admitted responses carry no fields when
-    // `admitted_headers` is off, and a call to find that out cost more.
+    // Inlined down to this test: with `admitted_headers` off most admitted
+    // responses carry no fields, and need not pay a call to find that out.
     if let Some(values) = values {
         insert_all(target, values);
     }

@@ -8,8 +8,8 @@ use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 ///
 /// The layer hands this to [`KeyExtractor`](crate::KeyExtractor)s and
 /// [`cost`](crate::RateLimitLayer::cost) functions. It borrows the request
-/// where it is: splitting a request into its parts and joining them again
-/// around every check copied the whole head twice.
+/// where it is, so a check does not split the request into its parts and
+/// join them again (which moves the whole head twice).
 ///
 /// ```
 /// use http::Request;

@@ -62,8 +62,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        // Borrowed where it is: splitting the request into parts and joining
-        // them again copied its whole head twice.
+        // Borrowed where it is, not split into parts and joined again.
         let head = RequestHead::from(&request);
         let identity = match self.settings.extractor.extract(&head) {
             Ok(identity) => identity,
@@ -76,8 +75,7 @@ where
         // A store that answers in place (the in-memory one) is decided right
         // here: no future, no task wake-up, no clone of the inner service.
         let settings = &self.settings;
-        // Read where it was returned: binding the verdict by value copied
-        // it out of the `Option`.
+        // Read where it was returned, not moved out of the `Option`.
         let checked = settings
             .limiter
             .try_check_choice(identity.caller(), &settings.rules, cost);
@@ -88,8 +86,8 @@ where
                     ResponseFuture::admitted(future, values)
                 }
                 Next::Refuse => {
-                    // The request goes first: the refusal then reuses its
-                    // freed memory (measurably cheaper under a flood).
+                    // The request goes first, so the refusal can reuse its
+                    // freed memory.
                     drop(request);
                     ResponseFuture::ready(refusal(settings, result))
                 }

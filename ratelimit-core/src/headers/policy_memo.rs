@@ -2,9 +2,8 @@
 //!
 //! The policy field depends only on the enforced rules — their ids, limits
 //! and windows — so nearly every response of a route repeats the previous
-//! one's. Formatting it cost ~440 instructions per response (the HTTP
-//! bench, one rule); finding it among the last few seen costs a fraction
-//! of that. An entry also keeps what the adapter made of the text (its
+//! one's. Finding it among the last few seen does less work than formatting
+//! it (see `docs/benchmarks.md`). An entry also keeps what the adapter made of the text (its
 //! header type, which checks every byte it is given), so each response
 //! clones that instead. Each thread keeps its own few entries: nothing is
 //! shared between threads (no lock, no contended counter), and an entry is

@@ -97,8 +97,8 @@ impl Bytes {
     }
 }
 
-// Always inlined: a key is written in five or six pieces, and a call per
-// piece cost more than the copies.
+// Always inlined: a key is written in five or six small pieces, each less
+// work than a call.
 impl KeyBytes for Bytes {
     #[inline(always)]
     fn push(&mut self, byte: u8) {
