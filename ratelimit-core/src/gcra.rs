@@ -149,8 +149,8 @@ pub fn booked(quota: &Quota, lineage: &Lineage, stored: Stored, now: u64) -> Boo
 /// A lead booked at emission interval `from` expressed at interval `to`:
 /// `⌈lead × to / from⌉`, computed in IEEE doubles in exactly this order, as
 /// the Redis script (Lua numbers are doubles) computes it — so both stores
-/// convert alike. Exact while `lead × to` stays below 2^53; beyond that the
-/// result is within a microsecond or so of the exact quotient.
+/// convert alike. Exact while `lead × to` is an integer a double holds
+/// exactly; beyond that, within a rounding of the exact quotient.
 pub fn convert_lead(lead: u64, from: u64, to: u64) -> u64 {
     if from == to || from == 0 {
         return lead;
@@ -167,9 +167,9 @@ pub fn convert_lead(lead: u64, from: u64, to: u64) -> u64 {
 /// revision modulo this.
 pub const REVISIONS: u16 = 1000;
 
-/// The most a [`Lineage::cap_micros`] may be (2^50 µs), so that a booked TAT
-/// stays below 2^53 with a clock below 2^52 (exact in Lua, see
-/// [`Quota::MAX_TOLERANCE_MICROS`]).
+/// The most a [`Lineage::cap_micros`] may be: small enough that a booked TAT
+/// stays an integer a double holds exactly (as
+/// [`Quota::MAX_TOLERANCE_MICROS`] keeps the tolerance).
 const MAX_CAP_MICROS: u64 = 1 << 50;
 
 /// Which quota a rule's counters were charged under: the rule's revision
@@ -276,7 +276,8 @@ impl Lineage {
 
     /// The furthest ahead a key is read under `quota`: the larger of the
     /// current and the previous burst, in requests of the current emission
-    /// interval (at most 2^50 µs, at least the tolerance).
+    /// interval, never less than the tolerance nor more than the largest cap
+    /// a store can hold exactly.
     pub fn cap_micros(&self, quota: &Quota) -> u64 {
         let burst = quota.burst().max(self.previous_burst);
         quota

@@ -47,10 +47,10 @@ pub struct Quota {
 
 impl Quota {
     /// The largest burst tolerance (`emission interval × burst`) a quota may
-    /// have: 2^48 µs, about 8.9 years. Keeping every time value below 2^53
-    /// makes the arithmetic exact in Lua too (Redis scripts compute with
-    /// doubles); with a clock below 2^52 µs (the year 2112) and this bound,
-    /// no sum the algorithm forms can reach 2^53.
+    /// have. It keeps every sum the algorithm forms, with a clock in the
+    /// range stores accept, within the integers a double holds exactly, so
+    /// the Redis script (Lua computes with doubles) and Rust agree bit for
+    /// bit.
     pub const MAX_TOLERANCE_MICROS: u64 = 1 << 48;
 
     /// The shortest window a quota may have.

@@ -178,16 +178,21 @@ impl Evaluation {
     /// What item `i`'s key must hold afterwards: `Some(tat)` to write,
     /// `None` to leave the stored state as it is.
     pub fn write(&self, i: usize) -> Option<u64> {
-        let written = u32::try_from(i)
-            .ok()
-            .and_then(|i| self.written.checked_shr(i))
-            .is_some_and(|bits| bits & 1 == 1);
-        if written {
+        if self.written & item_bit(i) != 0 {
             self.tats.get(i).copied()
         } else {
             None
         }
     }
+}
+
+/// Item `i`'s bit in [`Evaluation::written`] (0 beyond 32 items: a check
+/// has at most [`MAX_KEYS_PER_CHECK`]).
+fn item_bit(i: usize) -> u32 {
+    u32::try_from(i)
+        .ok()
+        .and_then(|i| 1_u32.checked_shl(i))
+        .unwrap_or(0)
 }
 
 /// Evaluates a check of `items` whose keys hold `stored` at `now`: each
@@ -229,9 +234,7 @@ pub(crate) fn evaluate_by(
         .map(|(i, item)| {
             let read = crate::gcra::booked(&item.quota, &item.lineage, stored(i), now);
             if read.capped {
-                capped |= 1_u32
-                    .checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
-                    .unwrap_or(0);
+                capped |= item_bit(i);
             }
             crate::gcra::test(&item.quota, Some(read.tat), now, item.cost)
         })
@@ -254,9 +257,7 @@ pub(crate) fn evaluate_by(
                 reserved =
                     crate::gcra::extra_units(&item.quota, test.charged_tat, now, item.reserve);
             }
-            written |= 1_u32
-                .checked_shl(u32::try_from(i).unwrap_or(u32::MAX))
-                .unwrap_or(0);
+            written |= item_bit(i);
             crate::gcra::with_extra_units(&item.quota, test.charged_tat, reserved)
         } else {
             test.charged_tat.saturating_sub(increment)

@@ -79,8 +79,8 @@ pub const MEMORY_KEYS: &str = "ratelimit_memory_keys";
 /// failure policy), by the rule id the route names.
 pub const UNKNOWN_RULE_CHECKS: &str = "ratelimit_unknown_rule_checks_total";
 
-/// Histogram buckets (seconds) from 10 µs to 1 s: fine enough to tell a
-/// local Redis round trip (tens of µs) from a slow one.
+/// Histogram buckets (seconds), fine enough at the low end to tell a local
+/// Redis round trip from a slow one.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
     0.05, 0.1, 0.25, 0.5, 1.0,

@@ -156,7 +156,7 @@ impl RedisFleet {
             RedisStore::builder(self.urls.first().map_or("", String::as_str))
         };
         let store = match &self.clock {
-            Some(clock) => store.shared_clock(Arc::clone(clock)),
+            Some(clock) => store.clock(Arc::clone(clock)),
             None => store,
         };
         let store = store.timeout(self.timeout).build_lazy()?;
@@ -165,13 +165,13 @@ impl RedisFleet {
         } else {
             RedisRules::new(self.urls.first().map_or("", String::as_str), &self.prefix)?
         };
-        let rules = rules.timeout(self.timeout).poll_every(self.poll_every);
+        let rules = rules.poll_every(self.poll_every);
         let mut config = LimiterConfig::new(Arc::new(store))
             .key_prefix(self.prefix)
             .timeout(self.timeout)
             .rule_store(Arc::new(rules));
         if let Some(clock) = self.clock {
-            config = config.shared_clock(clock);
+            config = config.clock(clock);
         }
         let mut config = self.seeds.into_iter().fold(config, LimiterConfig::rule);
         if let Some(configure) = self.configure {

@@ -23,8 +23,9 @@
 -- its rule (ratelimit_core::gcra::Lineage), the rule as first set; under
 -- another revision r, '-' then the TAT's digits then r in three digits (a
 -- negative integer, so Redis still stores it as one). With s < 7 the
--- revision is 0, there is no previous quota and the cap is the tolerance. A counter of the previous revision has its lead converted to
--- the current interval, ceil(lead x interval / previous), in doubles as Rust
+-- revision is 0, there is no previous quota and the cap is the tolerance.
+-- A counter of the previous revision has its lead converted to the current
+-- interval, ceil(lead x interval / previous), in doubles as Rust
 -- computes it (ratelimit_core::gcra::convert_lead); one of an older revision
 -- is read as it is. Every lead is capped at the cap; a capped counter is
 -- written back as read, with the current revision, even when the check is

@@ -165,13 +165,6 @@ impl RedisRules {
         }
     }
 
-    /// The bound on one rule-store call (default 1 s).
-    #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
     /// How often a follower reloads even without an announcement (default
     /// 5 s).
     #[must_use]

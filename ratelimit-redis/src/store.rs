@@ -111,15 +111,7 @@ impl RedisStore {
         let Some(connection) = self.connection.made() else {
             return Box::pin(self.call_unconnected(command)).await;
         };
-        let attempt = async {
-            match query(connection, &command(Form::Sha)).await {
-                Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    query(connection, &command(Form::Source)).await
-                }
-                result => result,
-            }
-        };
-        match tokio::time::timeout(self.timeout, attempt).await {
+        match tokio::time::timeout(self.timeout, send_script(connection, &command)).await {
             Ok(result) => result.map_err(store_error),
             Err(_) => Err(Error::Timeout(self.timeout)),
         }
@@ -134,13 +126,7 @@ impl RedisStore {
     ) -> Result<T, Error> {
         let attempt = async {
             let connection = self.connection.get().await?;
-            match query(connection, &command(Form::Sha)).await {
-                Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    query(connection, &command(Form::Source)).await
-                }
-                result => result,
-            }
-            .map_err(store_error)
+            send_script(connection, &command).await.map_err(store_error)
         };
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(result) => result,
@@ -254,6 +240,20 @@ impl RedisStore {
 
 /// The items of one check that share a cluster slot.
 type Part<'a> = SmallVec<[CheckItem<'a>; MAX_KEYS_PER_CHECK]>;
+
+/// Sends a script command on `connection`; after `NOSCRIPT`, sends it again
+/// with the script's source.
+async fn send_script<T: redis::FromRedisValue>(
+    connection: &Connection,
+    command: &impl Fn(Form) -> Cmd,
+) -> Result<T, RedisError> {
+    match query(connection, &command(Form::Sha)).await {
+        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            query(connection, &command(Form::Source)).await
+        }
+        result => result,
+    }
+}
 
 /// Sends `cmd` on `connection` (on a standalone server, on its connections
 /// in turn).
@@ -402,12 +402,6 @@ impl RedisStoreBuilder {
     /// [`FakeClock`](ratelimit_core::FakeClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
-        self
-    }
-
-    /// [`clock`](Self::clock) from a clock already shared.
-    pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
         self
     }
 

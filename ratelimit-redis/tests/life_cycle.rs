@@ -141,20 +141,27 @@ async fn redis_restarted_empty_under_traffic_gets_the_fleets_rules_back() {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
                 checks.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                tokio::task::yield_now().await;
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let made = || checks.load(Ordering::Relaxed);
+    wait_until(Duration::from_secs(5), "traffic", || async { made() >= 50 }).await;
     server.restart();
     let answering = Instant::now();
+    let at_restart = made();
     let back = wait_until(
         Duration::from_secs(5),
         "the agreed rules back in Redis",
         || async { limits_in_redis(&server).contains("3 60000000") },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Traffic goes on against the restored rules before it stops.
+    let restored_at = made();
+    wait_until(Duration::from_secs(5), "traffic after", || async {
+        made() >= restored_at + 50
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for task in traffic {
         task.await.unwrap();
@@ -167,7 +174,7 @@ async fn redis_restarted_empty_under_traffic_gets_the_fleets_rules_back() {
     );
     assert!(back < Duration::from_secs(1), "{back:?}");
     assert_eq!(errors.load(Ordering::Relaxed), 0, "a route check failed");
-    assert!(checks.load(Ordering::Relaxed) > 0);
+    assert!(restored_at > at_restart, "checks ran through the restart");
 
     // An instance started now sees the fleet's rules, not its seeds.
     let c = instance(&server, &clock, seeds()).await;

@@ -69,12 +69,6 @@ impl LimiterConfig {
         self
     }
 
-    /// [`clock`](Self::clock) from a clock already shared.
-    pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
     /// How long a check may wait for the store before the failure policy
     /// answers instead. Checks never take longer than this (plus scheduling).
     pub fn timeout(mut self, timeout: Duration) -> Self {

@@ -202,14 +202,6 @@ impl DistributedRateLimiter {
         Ok(limiter)
     }
 
-    pub(super) fn from_inner(inner: Arc<Inner>) -> Self {
-        Self { inner }
-    }
-
-    pub(super) fn inner(&self) -> &Arc<Inner> {
-        &self.inner
-    }
-
     /// Asks the store a harmless question (a peek at a probe key), bounded by
     /// the timeout and ignoring the circuit breaker: `Ok` if it answers.
     pub async fn store_health(&self) -> Result<(), Error> {

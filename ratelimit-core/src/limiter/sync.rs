@@ -60,7 +60,9 @@ pub struct WeakLimiter(Weak<Inner>);
 impl WeakLimiter {
     /// The limiter, if any handle to it is still alive.
     pub fn upgrade(&self) -> Option<DistributedRateLimiter> {
-        self.0.upgrade().map(DistributedRateLimiter::from_inner)
+        self.0
+            .upgrade()
+            .map(|inner| DistributedRateLimiter { inner })
     }
 }
 
@@ -71,12 +73,12 @@ const ATTEMPTS: usize = 4;
 impl DistributedRateLimiter {
     /// A handle to this limiter that does not keep it alive.
     pub fn downgrade(&self) -> WeakLimiter {
-        WeakLimiter(Arc::downgrade(self.inner()))
+        WeakLimiter(Arc::downgrade(&self.inner))
     }
 
     /// Where this limiter's rules stand with its rule store.
     pub fn rule_sync(&self) -> RuleSync {
-        let inner = self.inner();
+        let inner = &self.inner;
         if inner.rule_store.is_none() {
             RuleSync::Local
         } else if inner.restoring.load(Ordering::Acquire) {
@@ -98,7 +100,7 @@ impl DistributedRateLimiter {
     /// [`start`](Self::start) calls it, and so does the store's follower on
     /// every announcement and reconnection.
     pub async fn refresh_rules(&self) -> Result<bool, Error> {
-        let Some(store) = self.inner().rule_store.clone() else {
+        let Some(store) = self.inner.rule_store.clone() else {
             return Ok(false);
         };
         for _ in 0..ATTEMPTS {
@@ -111,7 +113,7 @@ impl DistributedRateLimiter {
                     match self.with_timeout(store.write(*write)).await {
                         Ok(_) if after == After::Seeded => {
                             tracing::info!(
-                                rules = self.inner().seeds.len(),
+                                rules = self.inner.seeds.len(),
                                 "filled the empty rule store with the seed rules"
                             );
                             // Loaded on the next round, with the store's
@@ -121,7 +123,7 @@ impl DistributedRateLimiter {
                         Err(Error::RuleConflict(_)) => {}
                         Err(error) => {
                             if after == After::Restored {
-                                self.inner().restoring.store(true, Ordering::Release);
+                                self.inner.restoring.store(true, Ordering::Release);
                             }
                             return Err(error);
                         }
@@ -136,7 +138,7 @@ impl DistributedRateLimiter {
 
     /// What to do about `snapshot`, the store's rules as just read.
     fn next_step(&self, snapshot: &RuleSnapshot) -> Step {
-        let inner = self.inner();
+        let inner = &self.inner;
         let current = inner.rules.load();
         let synced = inner.synced.load(Ordering::Acquire);
         let ours = (current.version(), inner.epoch.load(Ordering::Acquire));
@@ -175,7 +177,7 @@ impl DistributedRateLimiter {
     /// Puts `snapshot` in force (unless a refresh running beside this one
     /// already did); returns whether the rules in force changed.
     fn install_snapshot(&self, snapshot: RuleSnapshot) -> bool {
-        let inner = self.inner();
+        let inner = &self.inner;
         let _serial = inner.changes.lock().unwrap_or_else(PoisonError::into_inner);
         let current = (
             inner.rules.load().version(),
@@ -199,7 +201,7 @@ impl DistributedRateLimiter {
     /// After our rules were put back into a store that had lost them: they
     /// stay in force.
     fn restored(&self, seen: (u64, u64)) -> bool {
-        let inner = self.inner();
+        let inner = &self.inner;
         inner.restoring.store(false, Ordering::Release);
         tracing::warn!(
             version = inner.rules.load().version(),
@@ -213,7 +215,7 @@ impl DistributedRateLimiter {
     /// lives (see [`RuleStore::follow`]).
     pub(super) fn follow(&self, store: &Arc<dyn RuleStore>) {
         if let Some(following) = store.follow(self.downgrade()) {
-            let _ = self.inner().following.set(following);
+            let _ = self.inner.following.set(following);
         }
     }
 }

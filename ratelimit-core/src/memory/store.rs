@@ -7,9 +7,7 @@ use smallvec::SmallVec;
 
 use super::table::{MAX_NOW, Table, Write, pack, unpack};
 use crate::gcra::Stored;
-use crate::store::{
-    CheckItem, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate, evaluate_by, validate_items,
-};
+use crate::store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, Store, evaluate_by, validate_items};
 use crate::{Clock, Decision, Error, SystemClock, gcra};
 
 /// An in-process [`Store`]: lock-free checks over a sharded table, bounded in
@@ -118,11 +116,12 @@ impl MemoryStore {
     pub fn peek_now(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
         validate_items(items)?;
         let now = self.now();
-        let stored: SmallVec<[Stored; MAX_KEYS_PER_CHECK]> = items
-            .iter()
-            .map(|item| unpack(self.inner.table.get(item.key)))
-            .collect();
-        Ok(evaluate(items, &stored, now, false).outcome)
+        let read = |i: usize| {
+            items.get(i).map_or_else(Stored::default, |item| {
+                unpack(self.inner.table.get(item.key))
+            })
+        };
+        Ok(evaluate_by(items, read, now, false).outcome)
     }
 
     /// [`Store::reset`] without the future.

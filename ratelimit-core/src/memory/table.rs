@@ -33,8 +33,8 @@ use crate::gcra::Stored;
 /// Set on an entry's TAT while a multi-key check has claimed it.
 pub(crate) const LOCKED: u64 = 1 << 63;
 
-/// Times are clamped below this (2^52 µs, the year 2112) so a TAT, at most
-/// 2^50 µs ahead of the clock, fits the bits above an entry's revision and
+/// Times are clamped below this so that a TAT, never further ahead of the
+/// clock than the largest cap, fits the bits above an entry's revision and
 /// never reaches the [`LOCKED`] bit.
 pub(crate) const MAX_NOW: u64 = 1 << 52;
 

@@ -1,7 +1,7 @@
 //! Runs one of the limiter's check paths `N` times on the in-memory store
 //! (rules that never deny), so that `run.sh` can count its instructions
 //! per check under callgrind: the count repeats to within a few
-//! instructions, where criterion's times on a shared host move by 10%.
+//! instructions, where wall-clock times on a shared host do not.
 //!
 //! ```text
 //! ratelimit-check-instructions PATH N
