@@ -8,7 +8,7 @@
 //! | [`UserServiceOrIp`] | `x-user-id` → that user; else `x-service-id` → that service; else [`PeerIp`] |
 //! | [`ExtensionId`] | an [`Identity`] an earlier (authentication) middleware put in the request extensions |
 //! | [`Everyone`] | one caller for all requests |
-//! | any `Fn(&HttpRequest) -> Result<Identity, KeyError>` | your own |
+//! | any `Fn(&HttpRequest) -> Result<Identity<'static>, KeyError>` | your own |
 //!
 //! Forwarding headers are read only from trusted proxies; IPv4-mapped IPv6
 //! addresses are normalised and IPv6 clients grouped by /64 — core's
@@ -22,8 +22,8 @@ use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderName;
 use ipnet::IpNet;
-use ratelimit_core::ClientIp;
 pub use ratelimit_core::Identity;
+use ratelimit_core::identity::ClientIp;
 
 /// Why no identity could be extracted. The middleware answers with
 /// [`status`](Self::status) (configurable with
@@ -62,14 +62,14 @@ impl std::error::Error for KeyError {}
 /// Finds the caller of a request.
 pub trait KeyExtractor: 'static {
     /// The caller of `request`, or why there is none.
-    fn extract(&self, request: &HttpRequest) -> Result<Identity, KeyError>;
+    fn extract(&self, request: &HttpRequest) -> Result<Identity<'static>, KeyError>;
 }
 
 impl<F> KeyExtractor for F
 where
-    F: Fn(&HttpRequest) -> Result<Identity, KeyError> + 'static,
+    F: Fn(&HttpRequest) -> Result<Identity<'static>, KeyError> + 'static,
 {
-    fn extract(&self, request: &HttpRequest) -> Result<Identity, KeyError> {
+    fn extract(&self, request: &HttpRequest) -> Result<Identity<'static>, KeyError> {
         self(request)
     }
 }
@@ -79,8 +79,8 @@ where
 pub struct Everyone;
 
 impl KeyExtractor for Everyone {
-    fn extract(&self, _: &HttpRequest) -> Result<Identity, KeyError> {
-        Ok(Identity::Key(b"*".to_vec()))
+    fn extract(&self, _: &HttpRequest) -> Result<Identity<'static>, KeyError> {
+        Ok(Identity::key(b"*"))
     }
 }
 
@@ -118,13 +118,22 @@ impl PeerIp {
     }
 }
 
+impl PeerIp {
+    /// The client address of `request`, if its peer address is known.
+    fn find(&self, request: &HttpRequest) -> Option<IpAddr> {
+        request
+            .peer_addr()
+            .map(|peer| self.client_ip(peer.ip(), request))
+    }
+}
+
 impl KeyExtractor for PeerIp {
-    fn extract(&self, request: &HttpRequest) -> Result<Identity, KeyError> {
-        let peer = request.peer_addr().ok_or(KeyError::new(
+    fn extract(&self, request: &HttpRequest) -> Result<Identity<'static>, KeyError> {
+        let ip = self.find(request).ok_or(KeyError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no peer address",
         ))?;
-        Ok(Identity::Ip(self.client_ip(peer.ip(), request)))
+        Ok(Identity::ip(ip))
     }
 }
 
@@ -151,29 +160,33 @@ impl HeaderId {
         Self { name, kind }
     }
 
-    fn read(&self, request: &HttpRequest) -> Option<Identity> {
+    fn read<'r>(&self, request: &'r HttpRequest) -> Option<Identity<'r>> {
         let value = request.headers().get(&self.name)?.as_bytes();
         if value.is_empty() {
             return None;
         }
         Some(match self.kind {
-            IdKind::User => Identity::User(value.to_vec()),
-            IdKind::Service => Identity::Service(value.to_vec()),
+            IdKind::User => Identity::user(value),
+            IdKind::Service => Identity::service(value),
         })
     }
 }
 
 impl KeyExtractor for HeaderId {
-    fn extract(&self, request: &HttpRequest) -> Result<Identity, KeyError> {
-        self.read(request).ok_or(KeyError::new(
-            StatusCode::BAD_REQUEST,
-            "the identity header is missing or empty",
-        ))
+    fn extract(&self, request: &HttpRequest) -> Result<Identity<'static>, KeyError> {
+        self.read(request)
+            .map(Identity::into_owned)
+            .ok_or(KeyError::new(
+                StatusCode::BAD_REQUEST,
+                "the identity header is missing or empty",
+            ))
     }
 }
 
 /// `x-user-id` → that user; else `x-service-id` → that service; else the
-/// client address ([`PeerIp`], whose proxy settings apply).
+/// client address ([`PeerIp`], whose proxy settings apply). The client
+/// address is a facet of every identity it finds when the peer address is
+/// known, so `ip:*` rules count users by address too.
 #[derive(Debug, Clone)]
 pub struct UserServiceOrIp {
     user: HeaderId,
@@ -199,15 +212,19 @@ impl Default for UserServiceOrIp {
 }
 
 impl KeyExtractor for UserServiceOrIp {
-    fn extract(&self, request: &HttpRequest) -> Result<Identity, KeyError> {
-        if let Some(id) = self
+    fn extract(&self, request: &HttpRequest) -> Result<Identity<'static>, KeyError> {
+        let Some(id) = self
             .user
             .read(request)
             .or_else(|| self.service.read(request))
-        {
-            return Ok(id);
-        }
-        self.ip.extract(request)
+        else {
+            return self.ip.extract(request);
+        };
+        let id = match self.ip.find(request) {
+            Some(ip) => id.with_ip(ip),
+            None => id,
+        };
+        Ok(id.into_owned())
     }
 }
 
@@ -217,10 +234,10 @@ impl KeyExtractor for UserServiceOrIp {
 pub struct ExtensionId;
 
 impl KeyExtractor for ExtensionId {
-    fn extract(&self, request: &HttpRequest) -> Result<Identity, KeyError> {
+    fn extract(&self, request: &HttpRequest) -> Result<Identity<'static>, KeyError> {
         request
             .extensions()
-            .get::<Identity>()
+            .get::<Identity<'static>>()
             .cloned()
             .ok_or(KeyError::new(
                 StatusCode::UNAUTHORIZED,

@@ -11,25 +11,27 @@
 //! use std::time::Duration;
 //! use actix_web::{App, HttpServer, web};
 //! use ratelimit_actix::RateLimit;
-//! use ratelimit_core::{DistributedRateLimiter, LimiterConfig, MemoryStore, Quota, Rule, Target};
+//! use ratelimit_core::{DistributedRateLimiter, LimiterConfig, MemoryStore, Quota, Rule, Rules, Target};
+//! use ratelimit_core::identity::Facet;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let quota = |n| Quota::new(n, Duration::from_secs(60));
 //! let limiter = DistributedRateLimiter::new(
 //!     LimiterConfig::new(Arc::new(MemoryStore::new()))
 //!         .rule(Rule::new("default", Target::Each, quota(600)?)?)
-//!         .rule(Rule::new("login", Target::Each, quota(5)?)?),
+//!         // 5 logins a minute per client address, whatever user a request claims.
+//!         .rule(Rule::new("login", Target::Every(Facet::Ip), quota(5)?)?),
 //! );
 //! HttpServer::new(move || {
 //!     App::new()
 //!         .service(
 //!             web::resource("/login")
-//!                 .wrap(RateLimit::new(limiter.clone()).route_rules(["login", "default"]))
+//!                 .wrap(RateLimit::new(limiter.clone()).rules(Rules::route(["login", "default"])))
 //!                 .route(web::post().to(|| async { "welcome" })),
 //!         )
 //!         .service(
 //!             web::resource("/")
-//!                 .wrap(RateLimit::new(limiter.clone()).route_rules(["default"]))
+//!                 .wrap(RateLimit::new(limiter.clone()).rules(Rules::route(["default"])))
 //!                 .route(web::get().to(|| async { "hello" })),
 //!         )
 //! })

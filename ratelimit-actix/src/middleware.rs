@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderValue;
 use actix_web::{HttpRequest, HttpResponse};
 use ratelimit_core::headers::HeaderOptions;
-use ratelimit_core::{DistributedRateLimiter, RuleChoice, Source, Verdict};
+use ratelimit_core::{DistributedRateLimiter, Rules, Verdict, verdict::Source};
 
 use crate::key::{KeyError, KeyExtractor, UserServiceOrIp};
 use crate::service::RateLimitMiddleware;
@@ -47,7 +47,7 @@ impl RateLimit {
             settings: Arc::new(Settings {
                 limiter,
                 extractor: Arc::new(UserServiceOrIp::default()),
-                rules: RuleChoice::applicable(),
+                rules: Rules::applicable(),
                 cost: None,
                 headers: HeaderOptions::new(),
                 on_denied: Arc::new(default_denial),
@@ -66,28 +66,13 @@ impl RateLimit {
         self.with(|s| s.extractor = Arc::new(extractor))
     }
 
-    /// Check exactly these rules (atomically) instead of every rule that
-    /// applies — e.g. on one resource. A rule the limiter does not have
-    /// (say its rule store lost it) is answered by the failure policy; a
-    /// rule that does not apply to the caller (a rule for another user)
-    /// gets 500, a server misconfiguration.
-    pub fn rules<I, S>(self, rules: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.with(|s| s.rules = RuleChoice::named(rules))
-    }
-
-    /// Check this scope's or resource's rules the way
-    /// `DistributedRateLimiter::check_route` does: every global rule, the `*`
-    /// rules named here, and every rule naming the caller.
-    pub fn route_rules<I, S>(self, rules: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.with(|s| s.rules = RuleChoice::route(rules))
+    /// Which rules a request is checked against (default
+    /// [`Rules::applicable`]): e.g. `Rules::route(["login", "default"])` on
+    /// one scope or resource. A rule the limiter does not have (say its rule
+    /// store lost it) is answered by the failure policy; a named rule that
+    /// does not apply to the caller gets 500, a server misconfiguration.
+    pub fn rules(self, rules: Rules) -> Self {
+        self.with(|s| s.rules = rules)
     }
 
     /// The cost of a request (default 1).

@@ -62,9 +62,7 @@ where
             .map_or(1, |cost| cost(request.request()));
 
         // Read where it was returned, not moved out of the `Option`.
-        let checked = settings
-            .limiter
-            .try_check_choice(identity.caller(), &settings.rules, cost);
+        let checked = settings.limiter.try_check(&identity, &settings.rules, cost);
         if let Some(result) = &checked {
             return match after_check(settings, result) {
                 Next::Admit(values) => ResponseFuture::admitted(self.service.call(request), values),
@@ -79,7 +77,7 @@ where
         ResponseFuture::checking(Box::pin(async move {
             let result = settings
                 .limiter
-                .check_choice(identity.caller(), &settings.rules, cost)
+                .check(&identity, &settings.rules, cost)
                 .await;
             match after_check(&settings, &result) {
                 Next::Admit(values) => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse};
 use ratelimit_core::headers::HeaderOptions;
-use ratelimit_core::{DistributedRateLimiter, RuleChoice, Verdict};
+use ratelimit_core::{DistributedRateLimiter, Rules, Verdict};
 
 use crate::key::{KeyError, KeyExtractor};
 
@@ -19,7 +19,7 @@ type CostFn = dyn Fn(&HttpRequest) -> u32 + Send + Sync;
 pub(crate) struct Settings {
     pub(crate) limiter: DistributedRateLimiter,
     pub(crate) extractor: Arc<dyn KeyExtractor + Send + Sync>,
-    pub(crate) rules: RuleChoice,
+    pub(crate) rules: Rules,
     pub(crate) cost: Option<Arc<CostFn>>,
     pub(crate) headers: HeaderOptions,
     pub(crate) on_denied: Arc<DenialFn>,

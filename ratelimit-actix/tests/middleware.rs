@@ -4,6 +4,7 @@
 //! grouping, IPv4-mapped addresses), costs, shadow rules and failure policies.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use ratelimit_core::Rules;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +16,8 @@ use actix_web::{App, HttpResponse, web};
 use ratelimit_actix::RateLimit;
 use ratelimit_actix::key::{HeaderId, IdKind, PeerIp, UserServiceOrIp};
 use ratelimit_core::{
-    Caller, DistributedRateLimiter, FailurePolicy, FakeClock, LimiterConfig, MemoryStore, Quota,
-    Rule, Target,
+    DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Quota, Rule, Target,
+    clock::FakeClock, config::FailurePolicy,
 };
 use ratelimit_test_support::stores::{FailingStore, HangingStore};
 
@@ -123,7 +124,7 @@ async fn per_resource_rules_are_checked_together() {
             .route("/", web::get().to(|| async { "hello" }))
             .service(
                 web::resource("/login")
-                    .wrap(RateLimit::new(limiter.clone()).rules(["login", "default"]))
+                    .wrap(RateLimit::new(limiter.clone()).rules(Rules::named(["login", "default"])))
                     .route(web::post().to(|| async { "welcome" })),
             ),
     )
@@ -144,7 +145,10 @@ async fn per_resource_rules_are_checked_together() {
     assert_eq!(header(&denied, "retry-after"), Some("60"));
     // `default` was charged once only: the denied check charged nothing.
     let v = limiter
-        .peek(Caller::Ip("10.0.0.1".parse().unwrap()), "default")
+        .peek(
+            &Identity::ip("10.0.0.1".parse().unwrap()),
+            &Rules::one("default"),
+        )
         .await
         .unwrap();
     assert_eq!(v.decisions()[0].decision.remaining(), 2);
@@ -244,7 +248,7 @@ async fn costs_shadow_rules_legacy_headers_and_custom_denials() {
     let clock = FakeClock::at_micros(1_000_000_000);
     let limiter = limiter(&clock).await;
     limiter
-        .try_insert_rule(
+        .insert_rule(
             Rule::new("trial", Target::Each, Quota::per_second(1).unwrap())
                 .unwrap()
                 .with_shadow(true),

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::FutureExt;
+use ratelimit_core::identity::Facet;
 use ratelimit_core::{
-    Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, RateLimiter, RuleChoice,
-    RuleSelection, Target,
+    DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, RateLimiter, Rules, Target,
 };
 
 fn front_doors(c: &mut Criterion) {
@@ -45,60 +45,56 @@ fn front_doors(c: &mut Criterion) {
             .add_rule("login", Target::Each, 1_000_000_000, hour)
             .await
             .unwrap();
+        limiter
+            .add_rule("per-ip", Target::Every(Facet::Ip), 1_000_000_000, hour)
+            .await
+            .unwrap();
     };
     setup.now_or_never().unwrap();
-    let caller = Caller::user("42");
+    let caller = Identity::user("42");
+    let one = Rules::one("default");
+    let three = Rules::named(["default", "global", "login"]);
     group.bench_function("check, 1 rule", |b| {
         b.iter(|| {
-            black_box(
-                limiter
-                    .check(caller, "default")
-                    .now_or_never()
-                    .unwrap()
-                    .unwrap()
-                    .allowed(),
-            )
+            let v = limiter.check(&caller, &one, 1);
+            black_box(v.now_or_never().unwrap().unwrap().allowed())
         })
     });
-    group.bench_function("try_check_now, 1 rule", |b| {
+    group.bench_function("check, 3 rules", |b| {
         b.iter(|| {
-            let v = limiter.try_check_now(caller, RuleSelection::One("default"), 1);
+            let v = limiter.check(&caller, &three, 1);
+            black_box(v.now_or_never().unwrap().unwrap().allowed())
+        })
+    });
+    group.bench_function("try_check, 1 rule", |b| {
+        b.iter(|| {
+            let v = limiter.try_check(&caller, &one, 1);
             black_box(v.unwrap().unwrap().allowed())
         })
     });
-    group.bench_function("try_check_now, 3 rules", |b| {
+    group.bench_function("try_check, 3 rules", |b| {
         b.iter(|| {
-            let rules = RuleSelection::Named(&["default", "global", "login"]);
-            black_box(
-                limiter
-                    .try_check_now(caller, rules, 1)
-                    .unwrap()
-                    .unwrap()
-                    .allowed(),
-            )
+            let v = limiter.try_check(&caller, &three, 1);
+            black_box(v.unwrap().unwrap().allowed())
         })
     });
     // What the HTTP adapters run: a route's rules (here `default`, with
-    // `global`), resolved per check, or through a `RuleChoice`, which keeps
-    // the resolution while the rules stay the same.
-    group.bench_function("try_check_now, route (2 rules)", |b| {
+    // `global`), from the plan the selection keeps.
+    let route = Rules::route(["default"]);
+    group.bench_function("try_check, route (2 rules)", |b| {
         b.iter(|| {
-            let rules = RuleSelection::Route(&["default"]);
-            let v = limiter.try_check_now(caller, rules, 1);
+            let v = limiter.try_check(&caller, &route, 1);
             black_box(v.unwrap().unwrap().allowed())
         })
     });
-    let route = RuleChoice::route(["default"]);
-    group.bench_function("try_check_choice, route (2 rules)", |b| {
+    // A route that also counts the client address: two facets of one
+    // identity in one check.
+    let login = Rules::route(["per-ip", "default"]);
+    let with_ip = Identity::user("42").with_ip("203.0.113.9".parse().unwrap());
+    group.bench_function("try_check, route with an address rule (3 rules)", |b| {
         b.iter(|| {
-            let v = limiter.try_check_choice(caller, &route, 1);
+            let v = limiter.try_check(&with_ip, &login, 1);
             black_box(v.unwrap().unwrap().allowed())
-        })
-    });
-    group.bench_function("check_rules, 3 rules", |b| {
-        b.iter(|| {
-            let v = limiter.check_rules(caller, &["default", "global", "login"], 1);
-            black_box(v.now_or_never().unwrap().unwrap().allowed())
         })
     });
     group.finish();
@@ -121,19 +117,17 @@ fn two_threads(c: &mut Criterion) {
         .unwrap()
         .unwrap();
     let mut group = c.benchmark_group("front doors, in-memory, allowed, 2 threads");
-    group.bench_function("try_check_now, 1 rule, a caller per thread", |b| {
+    let one = Rules::one("default");
+    group.bench_function("try_check, 1 rule, a caller per thread", |b| {
         b.iter_custom(|iters| {
             let started = Instant::now();
             thread::scope(|s| {
                 for user in ["1", "2"] {
-                    let limiter = &limiter;
+                    let (limiter, one) = (&limiter, &one);
                     s.spawn(move || {
+                        let caller = Identity::user(user);
                         for _ in 0..iters / 2 {
-                            let v = limiter.try_check_now(
-                                Caller::user(user),
-                                RuleSelection::One("default"),
-                                1,
-                            );
+                            let v = limiter.try_check(&caller, one, 1);
                             black_box(v.unwrap().unwrap().allowed());
                         }
                     });

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use governor::clock::FakeRelativeClock;
 use governor::state::keyed::DashMapStateStore;
 use ratelimit_core::store::CheckItem;
-use ratelimit_core::{FakeClock, MemoryStore, Quota};
+use ratelimit_core::{MemoryStore, Quota, clock::FakeClock};
 
 const THREADS: [usize; 3] = [1, 2, 8];
 /// Checks per thread-count run, in all.

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 ///
 /// ```
 /// use std::net::IpAddr;
-/// use ratelimit_core::ClientIp;
+/// use ratelimit_core::identity::ClientIp;
 ///
 /// let direct = ClientIp::new();
 /// let behind_lb = ClientIp::new().trust_proxy("10.0.0.0/8".parse().unwrap());

@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use ratelimit_core::{Clock, FakeClock};
+//! use ratelimit_core::{clock::Clock, clock::FakeClock};
 //!
 //! let clock = FakeClock::new();
 //! let shared = clock.clone();

@@ -24,12 +24,12 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use ratelimit_core::{headers, Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, Target};
+//! use ratelimit_core::{headers, DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Rules, Target};
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), ratelimit_core::Error> {
 //! let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
 //! limiter.add_rule("default", Target::Each, 10, std::time::Duration::from_secs(1)).await?;
-//! let verdict = limiter.check(Caller::user("1"), "default").await?;
+//! let verdict = limiter.check(&Identity::user("1"), &Rules::one("default"), 1).await?;
 //! let values = headers::values(&verdict, false);
 //! assert_eq!(values.rate_limit_policy.as_deref(), Some("\"default\";q=10;w=1"));
 //! assert_eq!(values.rate_limit.as_deref(), Some("\"default\";r=9;t=1"));
@@ -227,18 +227,18 @@ fn list<'a>(items: impl Iterator<Item = Item<'a>> + Clone) -> Option<String> {
 /// ```
 /// use std::sync::Arc;
 /// use ratelimit_core::headers::HeaderOptions;
-/// use ratelimit_core::{Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, Target};
+/// use ratelimit_core::{DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Rules, Target};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), ratelimit_core::Error> {
 /// let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
 /// limiter.add_rule("default", Target::Each, 1, std::time::Duration::from_secs(60)).await?;
 /// let denials_only = HeaderOptions::new().admitted(false);
 ///
-/// let admitted = limiter.check(Caller::user("1"), "default").await?;
+/// let admitted = limiter.check(&Identity::user("1"), &Rules::one("default"), 1).await?;
 /// assert_eq!(denials_only.values(&admitted), None);
 /// assert!(HeaderOptions::new().values(&admitted).is_some());
 ///
-/// let denied = limiter.check(Caller::user("1"), "default").await?;
+/// let denied = limiter.check(&Identity::user("1"), &Rules::one("default"), 1).await?;
 /// let values = denials_only.values(&denied).expect("a denial carries its fields");
 /// assert_eq!(values.retry_after.as_deref(), Some("60"));
 /// # Ok(())
@@ -320,14 +320,14 @@ pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use ratelimit_core::{headers, Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, Target};
+/// use ratelimit_core::{headers, DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Rules, Target};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), ratelimit_core::Error> {
 /// let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
 /// limiter.add_rule("api", Target::Each, 10, std::time::Duration::from_secs(1)).await?;
 /// let mut made = 0;
 /// for _ in 0..3 {
-///     let verdict = limiter.check(Caller::user("1"), "api").await?;
+///     let verdict = limiter.check(&Identity::user("1"), &Rules::one("api"), 1).await?;
 ///     let values = headers::values_with(&verdict, false, |policy| {
 ///         made += 1;
 ///         Some(policy.into_bytes()) // an HTTP library's `HeaderValue` here

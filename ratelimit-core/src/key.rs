@@ -10,8 +10,8 @@
 //! An id made only of `[A-Za-z0-9._~@-]` and at most
 //! [`KeyPrefix::MAX_PLAIN_ID_LEN`]
 //! bytes is written as `=ID`; any other id as `#` and the hex SHA-256 of its
-//! bytes. An opaque key (`Caller::Key`: API keys and other ids that may be
-//! secrets) is never written in clear: always as `!` and the first 128 bits
+//! bytes. A secret id (an API key, or a user or service id marked
+//! [`Identity::secret`]) is never written in clear: always as `!` and the first 128 bits
 //! of its SHA-256 in hex, which every instance computes alike with no secret
 //! to keep in step, and which keeps a counter's key as short as a plain id's.
 //! So keys are injective (a plain id and a digest cannot meet, and the
@@ -26,14 +26,15 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::{Caller, Error, RuleId};
+use crate::caller::Caller;
+use crate::{Error, Identity, Rule, RuleId};
 
 /// Ids up to this many bytes of the plain alphabet are stored as they are.
 const MAX_PLAIN_ID_LEN: usize = KeyPrefix::MAX_PLAIN_ID_LEN;
 
 /// Whose counter a key holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subject<'a> {
+pub(crate) enum Subject<'a> {
     /// The one counter a global rule shares among all callers.
     Global,
     /// One caller's own counter.
@@ -44,7 +45,7 @@ pub enum Subject<'a> {
 /// applications (or environments) can share one store.
 ///
 /// ```
-/// use ratelimit_core::KeyPrefix;
+/// use ratelimit_core::config::KeyPrefix;
 ///
 /// assert!(KeyPrefix::new("myapp:prod").is_ok());
 /// assert!(KeyPrefix::new("bad{prefix}").is_err());
@@ -90,16 +91,29 @@ impl KeyPrefix {
         self.0.strip_suffix(":{").unwrap_or(&self.0)
     }
 
-    /// The storage key of `rule`'s counter for `subject`.
-    pub fn key(&self, rule: &RuleId, subject: Subject<'_>) -> Vec<u8> {
-        let mut key = Vec::with_capacity(self.0.len() + rule.as_str().len() + 80);
-        self.write_key(rule, subject, &mut key);
-        key
+    /// The storage key of `rule`'s counter for `identity` (the one
+    /// counter of a global rule whoever asks), or `None` when the rule does
+    /// not apply to it — for tools that read or clear counters in a store
+    /// directly.
+    ///
+    /// ```
+    /// use ratelimit_core::{Identity, Quota, Rule, Target, config::KeyPrefix};
+    ///
+    /// let rule = Rule::new("api", Target::Each, Quota::per_second(5)?)?;
+    /// let key = KeyPrefix::default().key(&rule, &Identity::user("42"));
+    /// assert_eq!(key.as_deref(), Some(&b"rl:{u=42}:api"[..]));
+    /// # Ok::<(), ratelimit_core::Error>(())
+    /// ```
+    pub fn key(&self, rule: &Rule, identity: &Identity<'_>) -> Option<Vec<u8>> {
+        let subject = rule.target().subject_for(identity)?;
+        Some(self.key_of(rule.id(), subject))
     }
 
-    /// Appends the storage key of `rule`'s counter for `subject` to `out`.
-    pub fn write_key(&self, rule: &RuleId, subject: Subject<'_>, out: &mut Vec<u8>) {
-        self.write_key_to(rule, subject, out);
+    /// The storage key of `rule`'s counter for `subject`.
+    pub(crate) fn key_of(&self, rule: &RuleId, subject: Subject<'_>) -> Vec<u8> {
+        let mut key = Vec::with_capacity(self.0.len() + rule.as_str().len() + 80);
+        self.write_key_to(rule, subject, &mut key);
+        key
     }
 
     /// [`write_key`](Self::write_key) into any [`KeyBytes`] buffer.
@@ -114,7 +128,7 @@ impl KeyPrefix {
             Subject::Global => out.push(b'g'),
             Subject::Caller(Caller::User(id)) => push_id(out, b'u', id),
             Subject::Caller(Caller::Service(id)) => push_id(out, b's', id),
-            Subject::Caller(Caller::Key(id)) => push_secret(out, b'k', id),
+            Subject::Caller(Caller::Hidden(kind, id)) => push_secret(out, kind, id),
             Subject::Caller(Caller::Ip(ip)) => {
                 out.push(b'i');
                 push_ip(out, ip.to_canonical());
@@ -252,15 +266,15 @@ mod tests {
 
     fn key(subject: Subject<'_>) -> String {
         let rule = RuleId::new("login").unwrap();
-        String::from_utf8(KeyPrefix::default().key(&rule, subject)).unwrap()
+        String::from_utf8(KeyPrefix::default().key_of(&rule, subject)).unwrap()
     }
 
     #[test]
     fn layout() {
         assert_eq!(key(Subject::Global), "rl:{g}:login");
-        assert_eq!(key(Subject::Caller(Caller::user("42"))), "rl:{u=42}:login");
+        assert_eq!(key(Subject::Caller(Caller::User(b"42"))), "rl:{u=42}:login");
         assert_eq!(
-            key(Subject::Caller(Caller::service("42"))),
+            key(Subject::Caller(Caller::Service(b"42"))),
             "rl:{s=42}:login"
         );
         assert_eq!(
@@ -269,7 +283,7 @@ mod tests {
             ))),
             "rl:{i10.0.0.1}:login"
         );
-        let hashed = key(Subject::Caller(Caller::user("a}b")));
+        let hashed = key(Subject::Caller(Caller::User(b"a}b")));
         assert!(hashed.starts_with("rl:{u#"), "{hashed}");
         assert_eq!(hashed.len(), "rl:{u#}:login".len() + 64);
     }
@@ -303,19 +317,28 @@ mod tests {
     #[test]
     fn opaque_keys_are_never_written_in_clear() {
         let secret = "sk_live_0123456789abcdef";
-        let k = key(Subject::Caller(Caller::key(secret)));
+        let k = key(Subject::Caller(Caller::Hidden(b'k', secret.as_bytes())));
         assert!(!k.contains(secret), "{k}");
         assert!(k.starts_with("rl:{k!"), "{k}");
         assert_eq!(k.len(), "rl:{k!}:login".len() + 32);
         // The same on every instance, distinct per key.
-        assert_eq!(k, key(Subject::Caller(Caller::key(secret))));
+        assert_eq!(
+            k,
+            key(Subject::Caller(Caller::Hidden(b'k', secret.as_bytes())))
+        );
         assert_ne!(
             k,
-            key(Subject::Caller(Caller::key("sk_live_0123456789abcdeg")))
+            key(Subject::Caller(Caller::Hidden(
+                b'k',
+                b"sk_live_0123456789abcdeg"
+            )))
         );
         // A key whose text is a digest is digested again.
         let digest = &k["rl:{k!".len().."rl:{k!".len() + 32];
-        assert_ne!(k, key(Subject::Caller(Caller::key(digest))));
+        assert_ne!(
+            k,
+            key(Subject::Caller(Caller::Hidden(b'k', digest.as_bytes())))
+        );
     }
 
     #[test]
@@ -325,7 +348,7 @@ mod tests {
         assert!(k.len() < 200);
         assert_eq!(k.matches('{').count(), 1);
         assert_ne!(
-            key(Subject::Caller(Caller::user("a"))),
+            key(Subject::Caller(Caller::User(b"a"))),
             key(Subject::Caller(Caller::User(b"a\0")))
         );
     }

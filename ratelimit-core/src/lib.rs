@@ -31,12 +31,14 @@
 pub mod admin;
 mod caller;
 mod client_ip;
-mod clock;
+pub mod clock;
+pub mod config;
 mod decision;
 mod error;
 pub mod gcra;
 pub mod headers;
-mod identity;
+pub mod health;
+pub mod identity;
 mod key;
 mod limiter;
 mod memory;
@@ -49,24 +51,21 @@ pub mod rule_store;
 pub mod store;
 mod target;
 pub mod telemetry;
+pub mod verdict;
 
-pub use caller::Caller;
-pub use client_ip::ClientIp;
-pub use clock::{Clock, FakeClock, SystemClock};
-pub use decision::Decision;
-pub use error::{BoxError, Error};
+pub use error::Error;
 pub use identity::Identity;
-pub use key::{KeyPrefix, Subject};
-pub use limiter::{
-    CircuitBreakerConfig, CircuitState, DenyCache, DistributedRateLimiter, LimiterConfig,
-    RateLimiter, RuleChoice, RuleDecision, RuleSelection, RuleSync, Source, Verdict,
-};
-pub use memory::{MemoryStore, MemoryStoreBuilder};
-pub use policy::FailurePolicy;
+pub use limiter::{DistributedRateLimiter, LimiterConfig, RateLimiter, Rules, Verdict};
+pub use memory::MemoryStore;
 pub use quota::Quota;
 pub use rule::Rule;
 pub use rule_id::RuleId;
-pub use rule_set::RuleSet;
 pub use rule_store::RuleStore;
 pub use store::Store;
 pub use target::Target;
+
+// Crate-internal paths for items public in their modules.
+pub(crate) use clock::{Clock, SystemClock};
+pub(crate) use config::{FailurePolicy, KeyPrefix};
+pub(crate) use decision::Decision;
+pub(crate) use rule_set::RuleSet;

@@ -8,7 +8,7 @@ use crate::{Error, FailurePolicy, Quota, RuleId, Target};
 /// A named quota applied to a [`Target`], with the knobs operators need.
 ///
 /// ```
-/// use ratelimit_core::{FailurePolicy, Quota, Rule, Target};
+/// use ratelimit_core::{config::FailurePolicy, Quota, Rule, Target};
 ///
 /// let login = Rule::new("login", Target::Each, Quota::per_minute(5)?)?
 ///     .with_failure_policy(FailurePolicy::FailClosed);
@@ -34,9 +34,7 @@ pub struct Rule {
 impl Rule {
     /// The default priority of a rule for one user or service: higher than
     /// the wildcard's, so by default such a rule *replaces* the `*` rules for
-    /// its caller (see [`DistributedRateLimiter::check_all`]).
-    ///
-    /// [`DistributedRateLimiter::check_all`]: crate::DistributedRateLimiter::check_all
+    /// its caller (see [`Rules`](crate::Rules)).
     pub const SPECIFIC_PRIORITY: i32 = 10;
 
     /// A rule `id` limiting `target` to `quota`. Validates the id and the

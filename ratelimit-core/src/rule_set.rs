@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 use crate::key::Subject;
 use crate::limiter::Reservations;
 use crate::telemetry::RuleCounters;
-use crate::{Caller, Error, Rule, RuleId, Target};
+use crate::{Error, Identity, Rule, RuleId, Target};
 
 /// The rules in force at one moment, with a version that grows with every
 /// change. Limiters swap whole snapshots, so a check always sees one
@@ -20,6 +20,8 @@ pub struct RuleSet {
     by_id: BTreeMap<RuleId, Arc<ActiveRule>>,
     global: Vec<Arc<ActiveRule>>,
     each: Vec<Arc<ActiveRule>>,
+    /// The `FACET:*` rules.
+    facets: Vec<Arc<ActiveRule>>,
     users: HashMap<Box<[u8]>, Vec<Arc<ActiveRule>>>,
     services: HashMap<Box<[u8]>, Vec<Arc<ActiveRule>>>,
 }
@@ -108,13 +110,14 @@ impl RuleSet {
         !self.users.is_empty() || !self.services.is_empty()
     }
 
-    /// Whether a rule targets `caller` itself.
-    pub(crate) fn has_rules_of(&self, caller: Caller<'_>) -> bool {
-        match caller {
-            Caller::User(id) => self.users.contains_key(id),
-            Caller::Service(id) => self.services.contains_key(id),
-            Caller::Ip(_) | Caller::Key(_) => false,
-        }
+    /// Whether a rule targets this identity's user or service.
+    pub(crate) fn has_rules_of(&self, identity: &Identity<'_>) -> bool {
+        identity
+            .user_id()
+            .is_some_and(|id| self.users.contains_key(id))
+            || identity
+                .service_id()
+                .is_some_and(|id| self.services.contains_key(id))
     }
 
     /// All rules, ordered by id.
@@ -170,6 +173,7 @@ impl RuleSet {
             let list = match rule.target() {
                 Target::Global => &mut set.global,
                 Target::Each => &mut set.each,
+                Target::Every(_) => &mut set.facets,
                 Target::User(id) => set.users.entry(id.as_bytes().into()).or_default(),
                 Target::Service(id) => set.services.entry(id.as_bytes().into()).or_default(),
             };
@@ -179,31 +183,35 @@ impl RuleSet {
         set
     }
 
-    /// The rules that apply to `caller` when checking "everything that
+    /// The rules that apply to `identity` when checking "everything that
     /// applies", with their counters:
     ///
     /// 1. every global rule (one counter shared by all callers);
-    /// 2. of the per-caller rules — the wildcard `*` rules and the rules
-    ///    naming this very user or service — those with the highest
+    /// 2. every `FACET:*` rule whose facet the identity shows;
+    /// 3. of the rules counting the caller itself — the wildcard `*` rules
+    ///    and the rules naming its user or service — those with the highest
     ///    [`priority`](Rule::priority). Ties all apply.
     ///
     /// So, with default priorities, a rule for one user replaces the `*`
     /// rules for that user (a VIP gets their own limit instead of the common
-    /// one), while global rules still count the VIP's requests. Give a user
-    /// rule the wildcard's priority (0) to apply both instead.
-    pub(crate) fn applicable<'c>(&self, caller: Caller<'c>) -> Selected<'_, 'c> {
-        self.select_for(caller, &self.each.iter())
+    /// one), while global and per-facet rules (a login limit per client
+    /// address) still count the VIP's requests. Give a user rule the
+    /// wildcard's priority (0) to apply both instead.
+    pub(crate) fn applicable<'c>(&self, identity: &'c Identity<'_>) -> Selected<'_, 'c> {
+        self.select_for(identity, &self.facets.iter(), &self.each.iter())
     }
 
-    /// Like [`applicable`](Self::applicable), but the only `*` rules
-    /// considered are those named by a route: every global rule, the named
-    /// `*` rules, and every rule naming this very caller, prioritised as in
-    /// `applicable`. Fails with [`Error::UnknownRule`] for an unknown name.
+    /// Like [`applicable`](Self::applicable), but the only `*` and
+    /// `FACET:*` rules considered are those named by a route: every global
+    /// rule, the named wildcard rules, and every rule naming this very
+    /// caller, prioritised as in `applicable`. Fails with
+    /// [`Error::UnknownRule`] for an unknown name.
     pub(crate) fn applicable_on_route<'c, S: AsRef<str>>(
         &self,
-        caller: Caller<'c>,
+        identity: &'c Identity<'_>,
         names: &[S],
     ) -> Result<Selected<'_, 'c>, Error> {
+        let mut facets: SmallVec<[&Arc<ActiveRule>; 2]> = SmallVec::new();
         let mut wildcards: SmallVec<[&Arc<ActiveRule>; 2]> = SmallVec::new();
         for name in names {
             let name = name.as_ref();
@@ -211,31 +219,47 @@ impl RuleSet {
                 .by_id
                 .get(name)
                 .ok_or_else(|| Error::UnknownRule(name.to_owned()))?;
-            if *rule.target() == Target::Each {
-                wildcards.push(rule);
+            match rule.target() {
+                Target::Each => wildcards.push(rule),
+                Target::Every(_) => facets.push(rule),
+                _ => {}
             }
         }
-        Ok(self.select_for(caller, &wildcards.iter().copied()))
+        Ok(self.select_for(
+            identity,
+            &facets.iter().copied(),
+            &wildcards.iter().copied(),
+        ))
     }
 
     fn select_for<'r, 'c>(
         &'r self,
-        caller: Caller<'c>,
+        identity: &'c Identity<'_>,
+        facets: &(impl Iterator<Item = &'r Arc<ActiveRule>> + Clone),
         wildcards: &(impl Iterator<Item = &'r Arc<ActiveRule>> + Clone),
     ) -> Selected<'r, 'c> {
         let mut selected = Selected::new();
         for rule in &self.global {
             selected.push((rule, Subject::Global));
         }
-        let specific = match caller {
-            Caller::User(id) => self.users.get(id),
-            Caller::Service(id) => self.services.get(id),
-            Caller::Ip(_) | Caller::Key(_) => None,
+        for rule in facets.clone() {
+            if let Some(subject) = rule.target().subject_for(identity) {
+                selected.push((rule, subject));
+            }
+        }
+        let user = identity.user_id().and_then(|id| self.users.get(id));
+        let service = identity.service_id().and_then(|id| self.services.get(id));
+        let per_caller = || {
+            wildcards
+                .clone()
+                .chain(user.into_iter().flatten())
+                .chain(service.into_iter().flatten())
         };
-        let per_caller = || wildcards.clone().chain(specific.into_iter().flatten());
         if let Some(top) = per_caller().map(|rule| rule.priority()).max() {
             for rule in per_caller().filter(|rule| rule.priority() == top) {
-                selected.push((rule, Subject::Caller(caller)));
+                if let Some(subject) = rule.target().subject_for(identity) {
+                    selected.push((rule, subject));
+                }
             }
         }
         selected
@@ -251,8 +275,8 @@ mod tests {
         Rule::new(id, target.parse().unwrap(), Quota::per_second(1).unwrap()).unwrap()
     }
 
-    fn ids(set: &RuleSet, caller: Caller<'_>) -> Vec<String> {
-        set.applicable(caller)
+    fn ids(set: &RuleSet, identity: &Identity<'_>) -> Vec<String> {
+        set.applicable(identity)
             .iter()
             .map(|(rule, _)| rule.id().to_string())
             .collect()
@@ -266,10 +290,10 @@ mod tests {
             .with_rule(rule("vip", "user:42"))
             .with_rule(rule("svc", "service:42"));
         assert_eq!(set.version(), 4);
-        assert_eq!(ids(&set, Caller::user("1")), ["everyone", "default"]);
-        assert_eq!(ids(&set, Caller::user("42")), ["everyone", "vip"]);
-        assert_eq!(ids(&set, Caller::service("42")), ["everyone", "svc"]);
-        assert_eq!(ids(&set, Caller::key("42")), ["everyone", "default"]);
+        assert_eq!(ids(&set, &Identity::user("1")), ["everyone", "default"]);
+        assert_eq!(ids(&set, &Identity::user("42")), ["everyone", "vip"]);
+        assert_eq!(ids(&set, &Identity::service("42")), ["everyone", "svc"]);
+        assert_eq!(ids(&set, &Identity::key("42")), ["everyone", "default"]);
     }
 
     #[test]
@@ -280,26 +304,59 @@ mod tests {
             .with_rule(rule("global", "global"))
             .with_rule(rule("vip", "user:42"));
         let on = |caller, names: &[&str]| -> Vec<String> {
-            set.applicable_on_route(caller, names)
+            set.applicable_on_route(&caller, names)
                 .unwrap()
                 .iter()
                 .map(|(rule, _)| rule.id().to_string())
                 .collect()
         };
-        assert_eq!(on(Caller::user("1"), &["default"]), ["global", "default"]);
+        assert_eq!(on(Identity::user("1"), &["default"]), ["global", "default"]);
         assert_eq!(
-            on(Caller::user("1"), &["login", "default"]),
+            on(Identity::user("1"), &["login", "default"]),
             ["global", "login", "default"]
         );
-        assert_eq!(on(Caller::user("42"), &["default"]), ["global", "vip"]);
+        assert_eq!(on(Identity::user("42"), &["default"]), ["global", "vip"]);
         assert_eq!(
-            on(Caller::user("42"), &["login", "default"]),
+            on(Identity::user("42"), &["login", "default"]),
             ["global", "vip"]
         );
         assert!(matches!(
-            set.applicable_on_route(Caller::user("1"), &["nope"]),
+            set.applicable_on_route(&Identity::user("1"), &["nope"]),
             Err(Error::UnknownRule(_))
         ));
+    }
+
+    #[test]
+    fn facet_rules_count_their_facet_whatever_the_priorities() {
+        let set = RuleSet::new()
+            .with_rule(rule("default", "*"))
+            .with_rule(rule("login", "ip:*"))
+            .with_rule(rule("keys", "key:*"))
+            .with_rule(rule("vip", "user:42"));
+        let ip = "10.0.0.1".parse().unwrap();
+        // The address is counted for a VIP too; no key, no `keys`.
+        assert_eq!(
+            ids(&set, &Identity::user("42").with_ip(ip)),
+            ["login", "vip"]
+        );
+        assert_eq!(
+            ids(&set, &Identity::user("1").with_ip(ip).with_key("k")),
+            ["keys", "login", "default"]
+        );
+        let on_login: Vec<String> = set
+            .applicable_on_route(&Identity::user("1").with_ip(ip), &["login", "default"])
+            .unwrap()
+            .iter()
+            .map(|(rule, _)| rule.id().to_string())
+            .collect();
+        assert_eq!(on_login, ["login", "default"]);
+        let elsewhere: Vec<String> = set
+            .applicable_on_route(&Identity::user("1").with_ip(ip), &["default"])
+            .unwrap()
+            .iter()
+            .map(|(rule, _)| rule.id().to_string())
+            .collect();
+        assert_eq!(elsewhere, ["default"]);
     }
 
     #[test]
@@ -307,9 +364,9 @@ mod tests {
         let set = RuleSet::new()
             .with_rule(rule("default", "*"))
             .with_rule(rule("extra", "user:42").with_priority(0));
-        assert_eq!(ids(&set, Caller::user("42")), ["default", "extra"]);
+        assert_eq!(ids(&set, &Identity::user("42")), ["default", "extra"]);
         let set = set.with_rule(rule("low", "user:42").with_priority(-1));
-        assert_eq!(ids(&set, Caller::user("42")), ["default", "extra"]);
+        assert_eq!(ids(&set, &Identity::user("42")), ["default", "extra"]);
     }
 
     #[test]
@@ -322,6 +379,6 @@ mod tests {
         let set = set.without_rule("a").unwrap();
         assert!(set.is_empty());
         assert_eq!(set.version(), 3);
-        assert!(ids(&set, Caller::user("1")).is_empty());
+        assert!(ids(&set, &Identity::user("1")).is_empty());
     }
 }

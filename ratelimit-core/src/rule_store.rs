@@ -7,6 +7,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 
 pub use crate::limiter::WeakLimiter;
+pub use crate::rule_set::RuleSet;
 use crate::{Error, Rule, RuleId};
 
 /// All rules at one version, as loaded from a [`RuleStore`].

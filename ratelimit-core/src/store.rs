@@ -11,8 +11,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use smallvec::SmallVec;
 
+pub use crate::decision::Decision;
+pub use crate::error::BoxError;
+pub use crate::memory::MemoryStoreBuilder;
+
 use crate::gcra::{Lineage, Stored};
-use crate::{Decision, Error, Quota};
+use crate::{Error, Quota};
 
 /// The most keys one check may name.
 pub const MAX_KEYS_PER_CHECK: usize = 16;

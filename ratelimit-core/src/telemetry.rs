@@ -49,7 +49,9 @@
 
 use metrics::{Counter, Gauge, counter, gauge};
 
-use crate::{CircuitState, Error, RuleId, Source};
+use crate::health::CircuitState;
+use crate::verdict::Source;
+use crate::{Error, RuleId};
 
 /// Checks, by rule and outcome.
 pub const CHECKS: &str = "ratelimit_checks_total";

@@ -3,12 +3,14 @@
 //! reset on a fake clock.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+use ratelimit_core::Rules;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ratelimit_core::admin::{AdminApi, AdminRequest, AdminResponse, Operation};
 use ratelimit_core::{
-    Caller, DistributedRateLimiter, FakeClock, LimiterConfig, MemoryStore, Quota, Rule, Target,
+    DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Quota, Rule, Target,
+    clock::FakeClock,
 };
 use serde_json::{Value, json};
 
@@ -74,7 +76,7 @@ async fn only_the_token_opens_the_api() {
         );
     }
     assert!(
-        limiter.rule("new").is_none(),
+        limiter.rules().get("new").cloned().is_none(),
         "a refused request changed nothing"
     );
     assert_eq!(limiter.rules().version(), 2);
@@ -133,7 +135,10 @@ async fn rules_round_trip_through_the_api() {
     assert_eq!(patched["rule"]["limit"], 7);
     assert_eq!(patched["rule"]["window_ms"], 1000);
     assert_eq!(patched["rule"]["target"], "user:42");
-    assert_eq!(limiter.rule("vip").unwrap().quota().limit(), 7);
+    assert_eq!(
+        limiter.rules().get("vip").cloned().unwrap().quota().limit(),
+        7
+    );
 
     // Delete, then it is gone.
     let (status, deleted) = call(&api, Operation::DeleteRule { id: "vip" }).await;
@@ -149,7 +154,7 @@ async fn rules_round_trip_through_the_api() {
         let (status, body) = call(&api, operation).await;
         assert_eq!((status, &body["error"]), (404, &json!("not_found")));
     }
-    assert!(limiter.rule("vip").is_none());
+    assert!(limiter.rules().get("vip").cloned().is_none());
 }
 
 #[tokio::test]
@@ -223,7 +228,10 @@ async fn bad_input_names_the_field_and_changes_nothing() {
 async fn status_reports_without_charging_and_reset_clears() {
     let (api, limiter, clock) = setup();
     for _ in 0..4 {
-        limiter.check(Caller::user("42"), "default").await.unwrap();
+        limiter
+            .check(&Identity::user("42"), &Rules::one("default"), 1)
+            .await
+            .unwrap();
     }
     let status = Operation::Status {
         query: "target=user%3A42&rule=default",
@@ -237,7 +245,10 @@ async fn status_reports_without_charging_and_reset_clears() {
 
     // A global rule: exhausted, then the caller `global` sees it.
     for _ in 0..3 {
-        limiter.check(Caller::user("1"), "everyone").await.unwrap();
+        limiter
+            .check(&Identity::user("1"), &Rules::one("everyone"), 1)
+            .await
+            .unwrap();
     }
     let global = Operation::Status {
         query: "target=global&rule=everyone",
@@ -249,7 +260,10 @@ async fn status_reports_without_charging_and_reset_clears() {
 
     // Reset clears user 42's counter, and only it.
     clock.advance(Duration::from_millis(100));
-    limiter.check(Caller::user("7"), "default").await.unwrap();
+    limiter
+        .check(&Identity::user("7"), &Rules::one("default"), 1)
+        .await
+        .unwrap();
     let reset = Operation::Reset {
         query: "target=user:42&rule=default",
     };

@@ -10,6 +10,7 @@
     clippy::cast_possible_truncation
 )]
 
+use ratelimit_core::Rules;
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +19,8 @@ use futures::FutureExt;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use ratelimit_core::{
-    Caller, DenyCache, DistributedRateLimiter, FakeClock, LimiterConfig, MemoryStore, Quota, Rule,
-    Source, Target, Verdict,
+    DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Quota, Rule, Target, Verdict,
+    clock::FakeClock, config::DenyCache, verdict::Source,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -112,9 +113,9 @@ fn run_both(ops: &[Op]) -> Result<usize, TestCaseError> {
                 cost,
             } => {
                 let id = caller.to_string();
-                let caller = Caller::user(&id);
-                let expected = now(plain.check_route(caller, ROUTES[route], cost));
-                let got = now(cached.check_route(caller, ROUTES[route], cost));
+                let caller = Identity::user(&id);
+                let expected = now(plain.check(&caller, &Rules::route(ROUTES[route]), cost));
+                let got = now(cached.check(&caller, &Rules::route(ROUTES[route]), cost));
                 match (expected, got) {
                     (Ok(expected), Ok(got)) => {
                         prop_assert_eq!(expected.allowed(), got.allowed(), "{:?}", op);
@@ -133,18 +134,15 @@ fn run_both(ops: &[Op]) -> Result<usize, TestCaseError> {
             Op::Advance { ms } => clock.advance(Duration::from_millis(ms)),
             Op::Raise { rule, by } => {
                 for limiter in [&plain, &cached] {
-                    now(limiter.modify_rule(RAISABLE[rule], |rule| {
-                        let quota = rule.quota();
-                        let raised = Quota::new(quota.limit() + by, quota.window())?;
-                        Ok(rule.clone().with_quota(raised))
-                    }))
-                    .unwrap();
+                    let quota = *limiter.rules().get(RAISABLE[rule]).unwrap().quota();
+                    now(limiter.update_rule(RAISABLE[rule], quota.limit() + by, quota.window()))
+                        .unwrap();
                 }
             }
             Op::Reset { caller, rule } => {
                 let id = caller.to_string();
                 for limiter in [&plain, &cached] {
-                    now(limiter.reset(Caller::user(&id), RAISABLE[rule])).unwrap();
+                    now(limiter.reset(&Identity::user(&id), &Rules::one(RAISABLE[rule]))).unwrap();
                 }
             }
         }
@@ -195,9 +193,9 @@ fn decisions_are_identical_with_and_without_the_cache() {
 fn a_flood_on_a_denied_key_reaches_the_store_once() {
     let clock = FakeClock::at_micros(1_000_000_000);
     let limiter = limiter(&clock, true);
-    let caller = Caller::user("flood");
+    let caller = Identity::user("flood");
     let sources: Vec<Source> = (0..1_000)
-        .map(|_| now(limiter.check_route(caller, &["each"], 1)).unwrap())
+        .map(|_| now(limiter.check(&caller, &Rules::route(["each"]), 1)).unwrap())
         .filter(|v| !v.allowed())
         .map(|v| v.source())
         .collect();
@@ -207,7 +205,7 @@ fn a_flood_on_a_denied_key_reaches_the_store_once() {
 
     // The cached denial's figures match the store's: the key is full, the
     // next request fits after one interval (1/3 s, rounded up to µs).
-    let verdict = now(limiter.check_route(caller, &["each"], 1)).unwrap();
+    let verdict = now(limiter.check(&caller, &Rules::route(["each"]), 1)).unwrap();
     let decision = &verdict.decisions()[0];
     assert_eq!(decision.rule.as_str(), "each");
     assert_eq!(decision.decision.remaining(), 0);
@@ -215,14 +213,14 @@ fn a_flood_on_a_denied_key_reaches_the_store_once() {
 
     clock.advance(Duration::from_micros(333_333));
     assert_eq!(
-        now(limiter.check_route(caller, &["each"], 1))
+        now(limiter.check(&caller, &Rules::route(["each"]), 1))
             .unwrap()
             .source(),
         Source::DenyCache
     );
     clock.advance(Duration::from_micros(1));
     assert!(
-        now(limiter.check_route(caller, &["each"], 1))
+        now(limiter.check(&caller, &Rules::route(["each"]), 1))
             .unwrap()
             .allowed()
     );
@@ -232,23 +230,23 @@ fn a_flood_on_a_denied_key_reaches_the_store_once() {
 fn a_smaller_cost_is_asked_of_the_store() {
     let clock = FakeClock::at_micros(1_000_000_000);
     let limiter = limiter(&clock, true);
-    let caller = Caller::user("1");
+    let caller = Identity::user("1");
     // "slow": 2 per 10 s. Spend 1, then a cost of 2 is denied and cached.
     assert!(
-        now(limiter.check_rules(caller, &["slow"], 1))
+        now(limiter.check(&caller, &Rules::named(["slow"]), 1))
             .unwrap()
             .allowed()
     );
-    let denied = now(limiter.check_rules(caller, &["slow"], 2)).unwrap();
+    let denied = now(limiter.check(&caller, &Rules::named(["slow"]), 2)).unwrap();
     assert_eq!((denied.allowed(), denied.source()), (false, Source::Store));
     assert_eq!(
-        now(limiter.check_rules(caller, &["slow"], 2))
+        now(limiter.check(&caller, &Rules::named(["slow"]), 2))
             .unwrap()
             .source(),
         Source::DenyCache
     );
     // A cost of 1 still fits: the cache must not answer it.
-    let one = now(limiter.check_rules(caller, &["slow"], 1)).unwrap();
+    let one = now(limiter.check(&caller, &Rules::named(["slow"]), 1)).unwrap();
     assert!(one.allowed());
 }
 
@@ -256,15 +254,15 @@ fn a_smaller_cost_is_asked_of_the_store() {
 fn rule_changes_and_resets_empty_the_cache() {
     let clock = FakeClock::at_micros(1_000_000_000);
     let limiter = limiter(&clock, true);
-    let caller = Caller::user("1");
-    let check = || now(limiter.check_rules(caller, &["each"], 1)).unwrap();
+    let caller = Identity::user("1");
+    let check = || now(limiter.check(&caller, &Rules::named(["each"]), 1)).unwrap();
     let fill = || {
         while check().allowed() {}
         assert_eq!(check().source(), Source::DenyCache);
     };
 
     fill();
-    now(limiter.reset(caller, "each")).unwrap();
+    now(limiter.reset(&caller, &Rules::one("each"))).unwrap();
     assert!(check().allowed(), "a reset counter admits at once");
 
     fill();
@@ -276,7 +274,7 @@ fn rule_changes_and_resets_empty_the_cache() {
     // Another caller's denial does not leak.
     fill();
     assert!(
-        now(limiter.check_rules(Caller::user("2"), &["each"], 1))
+        now(limiter.check(&Identity::user("2"), &Rules::named(["each"]), 1))
             .unwrap()
             .allowed()
     );
@@ -286,9 +284,9 @@ fn rule_changes_and_resets_empty_the_cache() {
 fn shadow_denials_are_not_cached() {
     let clock = FakeClock::at_micros(1_000_000_000);
     let limiter = limiter(&clock, true);
-    let caller = Caller::user("1");
+    let caller = Identity::user("1");
     for _ in 0..5 {
-        let verdict = now(limiter.check_rules(caller, &["watch"], 1)).unwrap();
+        let verdict = now(limiter.check(&caller, &Rules::named(["watch"]), 1)).unwrap();
         assert!(verdict.allowed());
         assert_eq!(verdict.source(), Source::Store);
     }
@@ -304,7 +302,7 @@ fn a_full_cache_leaves_denials_to_the_store() {
             .deny_cache(DenyCache::new(2).clock(clock.clone())),
     );
     let source = |id: &str| {
-        now(limiter.check(Caller::user(id), "one"))
+        now(limiter.check(&Identity::user(id), &Rules::one("one"), 1))
             .unwrap()
             .source()
     };

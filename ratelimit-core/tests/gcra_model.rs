@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use ratelimit_core::{Decision, Quota, gcra};
+use ratelimit_core::{Quota, gcra, store::Decision};
 
 /// A leaky bucket of capacity `burst × T` microseconds that drains one
 /// microsecond per microsecond; a request of cost `c` pours `c × T` into it

@@ -14,7 +14,7 @@ use std::time::Duration;
 use governor::clock::FakeRelativeClock;
 use proptest::prelude::*;
 use ratelimit_core::store::CheckItem;
-use ratelimit_core::{FakeClock, MemoryStore, Quota};
+use ratelimit_core::{MemoryStore, Quota, clock::FakeClock};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]

@@ -22,8 +22,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use ratelimit_core::store::{CheckItem, Outcome};
 use ratelimit_core::{
-    Caller, Clock, DistributedRateLimiter, Error, FakeClock, LimiterConfig, MemoryStore, Quota,
-    Rule, RuleSelection, Source, Store, Target, gcra,
+    DistributedRateLimiter, Error, Identity, LimiterConfig, MemoryStore, Quota, Rule, Rules, Store,
+    Target, clock::Clock, clock::FakeClock, gcra, verdict::Source,
 };
 
 /// The shared store, counting the checks that reach it.
@@ -84,7 +84,11 @@ fn check(
     cost: u32,
 ) -> ratelimit_core::Verdict {
     limiter
-        .try_check_now(Caller::user(user), RuleSelection::Named(rules), cost)
+        .try_check(
+            &Identity::user(user),
+            &Rules::named(rules.iter().copied()),
+            cost,
+        )
         .expect("the in-memory store answers in place")
         .expect("a valid check")
 }
@@ -180,7 +184,11 @@ fn the_fleet_never_admits_more_than_the_rule_allows() {
             let cost = arrival.cost.min(quota.burst());
             let verdict = if arrival.awaited {
                 limiter
-                    .check_rules(Caller::user(&user), names, cost)
+                    .check(
+                        &Identity::user(&user),
+                        &Rules::named(names.iter().copied()),
+                        cost,
+                    )
                     .now_or_never()
                     .expect("the in-memory store answers at once")
                     .expect("a valid check")
@@ -295,7 +303,7 @@ fn units_from_before_a_reset_or_a_rule_change_are_not_spent() {
     // A reset: the counter is fresh, and the units reserved from the old
     // one are gone, so the next check asks the store.
     limiter
-        .reset(Caller::user("1"), "global")
+        .reset(&Identity::user("1"), &Rules::one("global"))
         .now_or_never()
         .unwrap()
         .unwrap();

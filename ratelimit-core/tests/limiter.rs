@@ -9,14 +9,15 @@
     clippy::cast_possible_truncation
 )]
 
+use ratelimit_core::Rules;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ratelimit_core::store::{CheckItem, Outcome};
 use ratelimit_core::{
-    Caller, DistributedRateLimiter, Error, FailurePolicy, FakeClock, LimiterConfig, MemoryStore,
-    Quota, RateLimiter, Rule, Source, Store, Target,
+    DistributedRateLimiter, Error, Identity, LimiterConfig, MemoryStore, Quota, RateLimiter, Rule,
+    Store, Target, clock::FakeClock, config::FailurePolicy, verdict::Source,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -55,8 +56,22 @@ async fn rules_change_at_run_time() {
     let removed = limiter.remove_rule("api").await.unwrap();
     assert_eq!(removed.quota().limit(), 6);
     assert!(!limiter.is_allowed("user:1", "api").await);
+    // A check naming the removed rule is answered by the failure policy
+    // (fail open), with the reason; a peek says it plainly.
+    let verdict = limiter
+        .check(&Identity::user("1"), &Rules::one("api"), 1)
+        .await
+        .unwrap();
+    assert_eq!(verdict.source(), Source::FailOpen);
     assert_eq!(
-        limiter.check(Caller::user("1"), "api").await.unwrap_err(),
+        verdict.store_error(),
+        Some(&Error::UnknownRule("api".into()))
+    );
+    assert_eq!(
+        limiter
+            .peek(&Identity::user("1"), &Rules::one("api"))
+            .await
+            .unwrap_err(),
         Error::UnknownRule("api".into())
     );
     assert_eq!(limiter.rules().version(), 3);
@@ -121,7 +136,10 @@ async fn rule_management_errors() {
     );
     // Failed changes changed nothing.
     assert_eq!(limiter.rules().version(), 1);
-    assert_eq!(limiter.rule("a").unwrap().quota().limit(), 1);
+    assert_eq!(
+        limiter.rules().get("a").cloned().unwrap().quota().limit(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -136,12 +154,12 @@ async fn update_keeps_everything_but_the_rate() {
     .with_priority(7)
     .with_shadow(true)
     .with_failure_policy(FailurePolicy::FailClosed);
-    limiter.try_insert_rule(rule).await.unwrap();
+    limiter.insert_rule(rule).await.unwrap();
     limiter
         .update_rule("r", 20, Duration::from_secs(2))
         .await
         .unwrap();
-    let updated = limiter.rule("r").unwrap();
+    let updated = limiter.rules().get("r").cloned().unwrap();
     assert_eq!(updated.quota().limit(), 20);
     assert_eq!(updated.quota().window(), Duration::from_secs(2));
     assert_eq!(updated.quota().burst(), 3);
@@ -181,7 +199,10 @@ async fn callers_and_targets() {
     assert!(limiter.is_allowed("user:42", "vip").await);
     assert!(!limiter.is_allowed("user:7", "vip").await);
     assert_eq!(
-        limiter.check(Caller::user("7"), "vip").await.unwrap_err(),
+        limiter
+            .check(&Identity::user("7"), &Rules::one("vip"), 1)
+            .await
+            .unwrap_err(),
         Error::RuleNotApplicable {
             rule: "vip".into(),
             caller: "user:7".into()
@@ -189,7 +210,7 @@ async fn callers_and_targets() {
     );
     assert_eq!(
         limiter
-            .check(Caller::service("42"), "vip")
+            .check(&Identity::service("42"), &Rules::one("vip"), 1)
             .await
             .unwrap_err(),
         Error::RuleNotApplicable {
@@ -226,9 +247,15 @@ async fn check_all_applies_priorities_and_is_atomic() {
             .map(|d| d.rule.to_string())
             .collect::<Vec<_>>()
     };
-    let v = limiter.check_all(Caller::user("1")).await.unwrap();
+    let v = limiter
+        .check(&Identity::user("1"), &Rules::applicable(), 1)
+        .await
+        .unwrap();
     assert_eq!(ids(&v), ["global", "default"]);
-    let v = limiter.check_all(Caller::user("42")).await.unwrap();
+    let v = limiter
+        .check(&Identity::user("42"), &Rules::applicable(), 1)
+        .await
+        .unwrap();
     assert_eq!(ids(&v), ["global", "vip"]);
 
     // Together they have used 2 of global's 5; user 42 gets 3 more (vip
@@ -236,23 +263,29 @@ async fn check_all_applies_priorities_and_is_atomic() {
     for _ in 0..3 {
         assert!(
             limiter
-                .check_all(Caller::user("42"))
+                .check(&Identity::user("42"), &Rules::applicable(), 1)
                 .await
                 .unwrap()
                 .allowed()
         );
     }
-    let denied = limiter.check_all(Caller::user("42")).await.unwrap();
+    let denied = limiter
+        .check(&Identity::user("42"), &Rules::applicable(), 1)
+        .await
+        .unwrap();
     assert!(!denied.allowed());
     assert_eq!(denied.binding().unwrap().rule.as_str(), "global");
     assert_eq!(denied.retry_after(), Duration::from_millis(200));
     // The denied check charged nothing: vip has 6 of 10 left, not 5.
-    let vip = limiter.peek(Caller::user("42"), "vip").await.unwrap();
+    let vip = limiter
+        .peek(&Identity::user("42"), &Rules::one("vip"))
+        .await
+        .unwrap();
     assert_eq!(vip.decisions()[0].decision.remaining(), 6);
     clock.advance(Duration::from_millis(200));
     assert!(
         limiter
-            .check_all(Caller::user("42"))
+            .check(&Identity::user("42"), &Rules::applicable(), 1)
             .await
             .unwrap()
             .allowed()
@@ -271,12 +304,18 @@ async fn check_all_applies_priorities_and_is_atomic() {
         )
         .await
         .unwrap();
-    let v = limiter.check_all(Caller::user("9")).await.unwrap();
+    let v = limiter
+        .check(&Identity::user("9"), &Rules::applicable(), 1)
+        .await
+        .unwrap();
     assert_eq!(ids(&v), ["global", "default", "extra"]);
 
     // No rule at all: admitted, nothing charged.
     let (empty, _) = self::limiter();
-    let v = empty.check_all(Caller::user("1")).await.unwrap();
+    let v = empty
+        .check(&Identity::user("1"), &Rules::applicable(), 1)
+        .await
+        .unwrap();
     assert!(v.allowed() && v.decisions().is_empty() && v.binding().is_none());
 }
 
@@ -291,51 +330,58 @@ async fn named_rules_and_costs() {
         .add_rule("login", Target::Each, 2, Duration::from_secs(60))
         .await
         .unwrap();
-    let caller = Caller::Ip("203.0.113.9".parse().unwrap());
+    let caller = Identity::ip("203.0.113.9".parse().unwrap());
     for _ in 0..2 {
         assert!(
             limiter
-                .check_rules(caller, &["default", "login"], 1)
+                .check(&caller, &Rules::named(["default", "login"]), 1)
                 .await
                 .unwrap()
                 .allowed()
         );
     }
     let denied = limiter
-        .check_rules(caller, &["default", "login"], 1)
+        .check(&caller, &Rules::named(["default", "login"]), 1)
         .await
         .unwrap();
     assert!(!denied.allowed());
     assert_eq!(denied.binding().unwrap().rule.as_str(), "login");
     assert_eq!(denied.retry_after(), Duration::from_secs(30));
     // `default` was charged twice, not three times.
-    let left = limiter.peek(caller, "default").await.unwrap();
+    let left = limiter.peek(&caller, &Rules::one("default")).await.unwrap();
     assert_eq!(left.decisions()[0].decision.remaining(), 8);
 
     assert!(
         limiter
-            .check_cost(caller, "default", 8)
+            .check(&caller, &Rules::one("default"), 8)
             .await
             .unwrap()
             .allowed()
     );
     assert_eq!(
-        limiter.check_cost(caller, "default", 11).await.unwrap_err(),
+        limiter
+            .check(&caller, &Rules::one("default"), 11)
+            .await
+            .unwrap_err(),
         Error::CostExceedsBurst {
             cost: 11,
             burst: 10
         }
     );
     assert_eq!(
-        limiter.check_cost(caller, "default", 0).await.unwrap_err(),
+        limiter
+            .check(&caller, &Rules::one("default"), 0)
+            .await
+            .unwrap_err(),
         Error::ZeroCost
     );
     assert_eq!(
         limiter
-            .check_rules(caller, &["default", "nope"], 1)
+            .check(&caller, &Rules::named(["default", "nope"]), 1)
             .await
-            .unwrap_err(),
-        Error::UnknownRule("nope".into())
+            .unwrap()
+            .store_error(),
+        Some(&Error::UnknownRule("nope".into()))
     );
 }
 
@@ -347,7 +393,7 @@ async fn shadow_rules_count_but_never_block() {
         .await
         .unwrap();
     limiter
-        .try_insert_rule(
+        .insert_rule(
             Rule::new("trial", Target::Each, Quota::per_second(2).unwrap())
                 .unwrap()
                 .with_shadow(true),
@@ -356,7 +402,10 @@ async fn shadow_rules_count_but_never_block() {
         .unwrap();
     let mut shadow_denials = 0;
     for _ in 0..5 {
-        let v = limiter.check_all(Caller::user("1")).await.unwrap();
+        let v = limiter
+            .check(&Identity::user("1"), &Rules::applicable(), 1)
+            .await
+            .unwrap();
         assert!(v.allowed());
         shadow_denials += v.shadow_denials().count();
         assert_eq!(v.binding().unwrap().rule.as_str(), "real");
@@ -364,7 +413,7 @@ async fn shadow_rules_count_but_never_block() {
     assert_eq!(shadow_denials, 3);
     assert_eq!(
         limiter
-            .peek(Caller::user("1"), "real")
+            .peek(&Identity::user("1"), &Rules::one("real"))
             .await
             .unwrap()
             .decisions()[0]
@@ -384,7 +433,10 @@ async fn reset_clears_one_callers_counter() {
     assert!(limiter.is_allowed("user:1", "r").await);
     assert!(limiter.is_allowed("user:2", "r").await);
     assert!(!limiter.is_allowed("user:1", "r").await);
-    limiter.reset(Caller::user("1"), "r").await.unwrap();
+    limiter
+        .reset(&Identity::user("1"), &Rules::one("r"))
+        .await
+        .unwrap();
     assert!(limiter.is_allowed("user:1", "r").await);
     assert!(!limiter.is_allowed("user:2", "r").await);
 }
@@ -419,7 +471,10 @@ async fn every_failure_policy_on_every_bad_store() {
     for (name, store) in stores {
         let open = limiter_on(Arc::clone(&store), FailurePolicy::FailOpen, &clock).await;
         let started = tokio::time::Instant::now();
-        let v = open.check(Caller::user("1"), "r").await.unwrap();
+        let v = open
+            .check(&Identity::user("1"), &Rules::one("r"), 1)
+            .await
+            .unwrap();
         assert!(v.allowed(), "{name}");
         assert_eq!(v.source(), Source::FailOpen, "{name}");
         assert!(v.store_error().unwrap().is_store_failure(), "{name}");
@@ -427,7 +482,10 @@ async fn every_failure_policy_on_every_bad_store() {
         assert!(started.elapsed() <= Duration::from_millis(30), "{name}");
 
         let closed = limiter_on(Arc::clone(&store), FailurePolicy::FailClosed, &clock).await;
-        let v = closed.check(Caller::user("1"), "r").await.unwrap();
+        let v = closed
+            .check(&Identity::user("1"), &Rules::one("r"), 1)
+            .await
+            .unwrap();
         assert!(!v.allowed(), "{name}");
         assert_eq!(v.source(), Source::FailClosed);
         assert_eq!(v.retry_after(), Duration::from_secs(2));
@@ -435,7 +493,10 @@ async fn every_failure_policy_on_every_bad_store() {
         let fallback = limiter_on(Arc::clone(&store), FailurePolicy::LocalFallback, &clock).await;
         let mut answers = Vec::new();
         for _ in 0..3 {
-            let v = fallback.check(Caller::user("1"), "r").await.unwrap();
+            let v = fallback
+                .check(&Identity::user("1"), &Rules::one("r"), 1)
+                .await
+                .unwrap();
             assert_eq!(v.source(), Source::Fallback, "{name}");
             answers.push(v.allowed());
         }
@@ -457,11 +518,17 @@ async fn the_timeout_bounds_a_hanging_store() {
     assert_eq!(started.elapsed(), Duration::from_millis(30));
     // peek and reset report the failure rather than guessing.
     assert_eq!(
-        limiter.peek(Caller::user("1"), "r").await.unwrap_err(),
+        limiter
+            .peek(&Identity::user("1"), &Rules::one("r"))
+            .await
+            .unwrap_err(),
         Error::Timeout(Duration::from_millis(30))
     );
     assert_eq!(
-        limiter.reset(Caller::user("1"), "r").await.unwrap_err(),
+        limiter
+            .reset(&Identity::user("1"), &Rules::one("r"))
+            .await
+            .unwrap_err(),
         Error::Timeout(Duration::from_millis(30))
     );
 }
@@ -471,7 +538,7 @@ async fn the_strictest_policy_of_the_rules_wins() {
     let clock = FakeClock::new();
     let limiter = limiter_on(Arc::new(FailingStore), FailurePolicy::FailOpen, &clock).await;
     limiter
-        .try_insert_rule(
+        .insert_rule(
             Rule::new("strict", Target::Global, Quota::per_second(1).unwrap())
                 .unwrap()
                 .with_failure_policy(FailurePolicy::FailClosed),
@@ -479,7 +546,7 @@ async fn the_strictest_policy_of_the_rules_wins() {
         .await
         .unwrap();
     limiter
-        .try_insert_rule(
+        .insert_rule(
             Rule::new(
                 "local",
                 "user:5".parse().unwrap(),
@@ -494,7 +561,7 @@ async fn the_strictest_policy_of_the_rules_wins() {
     // r (fail open) alone: admitted.
     assert_eq!(
         limiter
-            .check(Caller::user("1"), "r")
+            .check(&Identity::user("1"), &Rules::one("r"), 1)
             .await
             .unwrap()
             .source(),
@@ -502,20 +569,20 @@ async fn the_strictest_policy_of_the_rules_wins() {
     );
     // r + strict: strict's fail-closed wins.
     let v = limiter
-        .check_rules(Caller::user("1"), &["r", "strict"], 1)
+        .check(&Identity::user("1"), &Rules::named(["r", "strict"]), 1)
         .await
         .unwrap();
     assert_eq!((v.allowed(), v.source()), (false, Source::FailClosed));
     // r + local: the local fallback decides, for `local` only.
     let v = limiter
-        .check_rules(Caller::user("5"), &["r", "local"], 1)
+        .check(&Identity::user("5"), &Rules::named(["r", "local"]), 1)
         .await
         .unwrap();
     assert_eq!((v.allowed(), v.source()), (true, Source::Fallback));
     assert_eq!(v.decisions().len(), 1);
     assert_eq!(v.decisions()[0].rule.as_str(), "local");
     let v = limiter
-        .check_rules(Caller::user("5"), &["r", "local"], 1)
+        .check(&Identity::user("5"), &Rules::named(["r", "local"]), 1)
         .await
         .unwrap();
     assert!(!v.allowed());
@@ -551,7 +618,7 @@ async fn rule_changes_race_with_checks_safely() {
             tokio::spawn(async move {
                 for _ in 0..500 {
                     let v = limiter
-                        .check_all(Caller::user(&format!("{r}")))
+                        .check(&Identity::user(&format!("{r}")), &Rules::applicable(), 1)
                         .await
                         .unwrap();
                     // Every verdict saw one consistent rule set: base, maybe flip.
@@ -567,7 +634,7 @@ async fn rule_changes_race_with_checks_safely() {
         r.await.unwrap();
     }
     assert!(
-        limiter.rule("flip").is_some(),
+        limiter.rules().get("flip").cloned().is_some(),
         "the last change (i = 199) put it back"
     );
     assert_eq!(limiter.rules().version(), 1 + 200 + 100);
@@ -657,7 +724,7 @@ impl Store for FlakyStore {
 
 #[tokio::test(start_paused = true)]
 async fn the_circuit_opens_after_repeated_failures_and_a_probe_closes_it() {
-    use ratelimit_core::{CircuitBreakerConfig, CircuitState};
+    use ratelimit_core::{config::CircuitBreakerConfig, health::CircuitState};
     let clock = FakeClock::new();
     let store = FlakyStore::new(&clock);
     let limiter = DistributedRateLimiter::new(
@@ -667,7 +734,7 @@ async fn the_circuit_opens_after_repeated_failures_and_a_probe_closes_it() {
     limiter.add_rule("r", Target::Each, 100, SEC).await.unwrap();
     assert!(
         limiter
-            .check(Caller::user("1"), "r")
+            .check(&Identity::user("1"), &Rules::one("r"), 1)
             .await
             .unwrap()
             .source()
@@ -676,37 +743,56 @@ async fn the_circuit_opens_after_repeated_failures_and_a_probe_closes_it() {
 
     store.set_healthy(false);
     for _ in 0..3 {
-        let v = limiter.check(Caller::user("1"), "r").await.unwrap();
+        let v = limiter
+            .check(&Identity::user("1"), &Rules::one("r"), 1)
+            .await
+            .unwrap();
         assert_eq!(v.source(), Source::FailOpen);
     }
-    assert_eq!(limiter.circuit_state(), CircuitState::Open);
-    assert_eq!(store.calls(), 4);
+    // Each health report asks the store once more (past the breaker).
+    assert_eq!(limiter.health().await.circuit, CircuitState::Open);
+    assert_eq!(store.calls(), 5);
     // Open: the store is not asked; the policy answers at once.
     for _ in 0..10 {
-        let v = limiter.check(Caller::user("1"), "r").await.unwrap();
+        let v = limiter
+            .check(&Identity::user("1"), &Rules::one("r"), 1)
+            .await
+            .unwrap();
         assert_eq!(v.source(), Source::FailOpen);
         assert_eq!(v.store_error(), Some(&Error::CircuitOpen));
     }
-    assert_eq!(store.calls(), 4);
+    assert_eq!(store.calls(), 5);
 
     // After `open_for`, one probe; the store is still down: open again.
     tokio::time::advance(Duration::from_millis(500)).await;
-    limiter.check(Caller::user("1"), "r").await.unwrap();
-    assert_eq!(store.calls(), 5);
-    limiter.check(Caller::user("1"), "r").await.unwrap();
-    assert_eq!(store.calls(), 5);
-    assert_eq!(limiter.circuit_state(), CircuitState::Open);
+    limiter
+        .check(&Identity::user("1"), &Rules::one("r"), 1)
+        .await
+        .unwrap();
+    assert_eq!(store.calls(), 6);
+    limiter
+        .check(&Identity::user("1"), &Rules::one("r"), 1)
+        .await
+        .unwrap();
+    assert_eq!(store.calls(), 6);
+    assert_eq!(limiter.health().await.circuit, CircuitState::Open);
 
     // The store is back: the next probe closes the circuit.
     store.set_healthy(true);
     tokio::time::advance(Duration::from_millis(499)).await;
-    limiter.check(Caller::user("1"), "r").await.unwrap();
-    assert_eq!(store.calls(), 5, "not yet");
+    limiter
+        .check(&Identity::user("1"), &Rules::one("r"), 1)
+        .await
+        .unwrap();
+    assert_eq!(store.calls(), 7, "not yet");
     tokio::time::advance(Duration::from_millis(1)).await;
-    let v = limiter.check(Caller::user("1"), "r").await.unwrap();
+    let v = limiter
+        .check(&Identity::user("1"), &Rules::one("r"), 1)
+        .await
+        .unwrap();
     assert_eq!(v.source(), Source::Store);
-    assert_eq!(limiter.circuit_state(), CircuitState::Closed);
-    assert_eq!(store.calls(), 6);
+    assert_eq!(store.calls(), 8);
+    assert_eq!(limiter.health().await.circuit, CircuitState::Closed);
     // Only the two admitted-by-store checks were charged.
     assert_eq!(v.decisions()[0].decision.remaining(), 98);
 }
@@ -740,7 +826,10 @@ async fn without_a_breaker_every_check_asks_the_store() {
         DistributedRateLimiter::new(LimiterConfig::new(store.clone()).without_circuit_breaker());
     limiter.add_rule("r", Target::Each, 1, SEC).await.unwrap();
     for _ in 0..20 {
-        limiter.check(Caller::user("1"), "r").await.unwrap();
+        limiter
+            .check(&Identity::user("1"), &Rules::one("r"), 1)
+            .await
+            .unwrap();
     }
     assert_eq!(store.calls(), 20);
 }
@@ -758,16 +847,19 @@ async fn header_values_follow_the_draft() {
         .await
         .unwrap();
     limiter
-        .try_insert_rule(
+        .insert_rule(
             Rule::new("trial", Target::Each, Quota::per_second(1).unwrap())
                 .unwrap()
                 .with_shadow(true),
         )
         .await
         .unwrap();
-    let caller = Caller::user("1");
+    let caller = Identity::user("1");
 
-    let v = limiter.check_all(caller).await.unwrap();
+    let v = limiter
+        .check(&caller, &Rules::applicable(), 1)
+        .await
+        .unwrap();
     let h = headers::values(&v, true);
     assert_eq!(
         h.rate_limit_policy.as_deref(),
@@ -788,8 +880,14 @@ async fn header_values_follow_the_draft() {
         ("2", "1", "1")
     );
 
-    limiter.check_all(caller).await.unwrap();
-    let denied = limiter.check_all(caller).await.unwrap();
+    limiter
+        .check(&caller, &Rules::applicable(), 1)
+        .await
+        .unwrap();
+    let denied = limiter
+        .check(&caller, &Rules::applicable(), 1)
+        .await
+        .unwrap();
     assert!(!denied.allowed());
     let h = headers::values(&denied, false);
     assert_eq!(
@@ -812,14 +910,16 @@ async fn header_values_follow_the_draft() {
         .add_rule("r", Target::Each, 1, SEC)
         .await
         .unwrap();
-    let v = store_down.check(caller, "r").await.unwrap();
+    let v = store_down
+        .check(&caller, &Rules::one("r"), 1)
+        .await
+        .unwrap();
     let h = headers::values(&v, true);
     assert_eq!(h.pairs().collect::<Vec<_>>(), [("retry-after", "2")]);
 }
 
 #[tokio::test]
 async fn checks_in_place_answer_exactly_as_awaited_checks() {
-    use ratelimit_core::RuleSelection;
     // Two limiters on twin stores and one clock: one checked in place, one
     // awaited, through the same sequence of selections, costs and times.
     let clock = FakeClock::at_micros(1_000_000_000);
@@ -842,25 +942,29 @@ async fn checks_in_place_answer_exactly_as_awaited_checks() {
             "user:9".parse().unwrap(),
             Quota::per_second(4).unwrap(),
         );
-        limiter.try_insert_rule(vip.unwrap()).await.unwrap();
+        limiter.insert_rule(vip.unwrap()).await.unwrap();
     }
     let selections = [
-        RuleSelection::One("each"),
-        RuleSelection::Named(&["each", "all"]),
-        RuleSelection::Applicable,
-        RuleSelection::Route(&["each"]),
-        RuleSelection::One("missing"),
+        Rules::one("each"),
+        Rules::named(["each", "all"]),
+        Rules::applicable(),
+        Rules::route(["each"]),
+        Rules::one("missing"),
     ];
-    let callers = [Caller::user("1"), Caller::user("9"), Caller::service("s")];
+    let callers = [
+        Identity::user("1"),
+        Identity::user("9"),
+        Identity::service("s"),
+    ];
     let mut admitted = 0;
     for step in 0_u64..120 {
-        let selection = selections[(step % 5) as usize];
-        let caller = callers[(step % 3) as usize];
+        let selection = &selections[(step % 5) as usize];
+        let caller = &callers[(step % 3) as usize];
         let cost = 1 + (step % 2) as u32;
         let now = in_place
-            .try_check_now(caller, selection, cost)
+            .try_check(caller, selection, cost)
             .expect("the in-memory store answers in place");
-        let later = awaited.check_selection(caller, selection, cost).await;
+        let later = awaited.check(caller, selection, cost).await;
         match (now, later) {
             (Ok(a), Ok(b)) => {
                 assert_eq!(a.allowed(), b.allowed(), "step {step}");
@@ -878,7 +982,6 @@ async fn checks_in_place_answer_exactly_as_awaited_checks() {
 
 #[tokio::test(start_paused = true)]
 async fn stores_that_must_be_awaited_are_not_checked_in_place() {
-    use ratelimit_core::RuleSelection;
     let clock = FakeClock::new();
     for store in [
         Arc::new(FailingStore) as Arc<dyn Store>,
@@ -889,31 +992,46 @@ async fn stores_that_must_be_awaited_are_not_checked_in_place() {
         // check owns the store call, the timeout and the breaker.
         assert!(
             limiter
-                .try_check_now(Caller::user("1"), RuleSelection::One("r"), 1)
+                .try_check(&Identity::user("1"), &Rules::one("r"), 1)
                 .is_none()
         );
-        let v = limiter.check(Caller::user("1"), "r").await.unwrap();
+        let v = limiter
+            .check(&Identity::user("1"), &Rules::one("r"), 1)
+            .await
+            .unwrap();
         assert_eq!(v.source(), Source::FailClosed);
     }
 }
 
-/// A route naming a rule the instance does not have is answered by the
-/// failure policy; a check naming the rule directly still says it is
-/// unknown (the caller asked for that rule by name).
+/// A check naming a rule the instance does not have (a route's, or one by
+/// name) is answered by the failure policy, with the reason; a peek says
+/// it is unknown.
 #[tokio::test]
 async fn a_route_naming_an_unknown_rule_is_answered_by_the_failure_policy() {
     let (limiter, _clock) = limiter();
     limiter.add_rule("api", Target::Each, 1, SEC).await.unwrap();
     for _ in 0..3 {
         let verdict = limiter
-            .check_route(Caller::user("1"), &["api", "gone"], 1)
+            .check(&Identity::user("1"), &Rules::route(["api", "gone"]), 1)
             .await
             .unwrap();
         assert!(verdict.allowed());
         assert_eq!(verdict.source(), Source::FailOpen);
     }
+    let verdict = limiter
+        .check(&Identity::user("1"), &Rules::one("gone"), 1)
+        .await
+        .unwrap();
+    assert_eq!(verdict.source(), Source::FailOpen);
     assert_eq!(
-        limiter.check(Caller::user("1"), "gone").await.unwrap_err(),
+        verdict.store_error(),
+        Some(&Error::UnknownRule("gone".into()))
+    );
+    assert_eq!(
+        limiter
+            .peek(&Identity::user("1"), &Rules::one("gone"))
+            .await
+            .unwrap_err(),
         Error::UnknownRule("gone".into())
     );
 
@@ -922,7 +1040,7 @@ async fn a_route_naming_an_unknown_rule_is_answered_by_the_failure_policy() {
         LimiterConfig::new(store).failure_policy(FailurePolicy::FailClosed),
     );
     let verdict = closed
-        .check_route(Caller::user("1"), &["gone"], 1)
+        .check(&Identity::user("1"), &Rules::route(["gone"]), 1)
         .await
         .unwrap();
     assert!(!verdict.allowed());
@@ -979,7 +1097,10 @@ async fn a_store_that_bounds_its_calls_owns_the_timeout() {
         };
         let limiter = limiter_on(Arc::new(store), FailurePolicy::FailClosed, &clock).await;
         let started = tokio::time::Instant::now();
-        let verdict = limiter.check(Caller::user("1"), "r").await.unwrap();
+        let verdict = limiter
+            .check(&Identity::user("1"), &Rules::one("r"), 1)
+            .await
+            .unwrap();
         if waited {
             assert_eq!(verdict.source(), Source::Store, "{bound:?}");
             assert_eq!(started.elapsed(), Duration::from_millis(60));

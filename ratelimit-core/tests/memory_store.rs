@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use ratelimit_core::store::{CheckItem, MAX_KEYS_PER_CHECK};
-use ratelimit_core::{Error, FakeClock, MemoryStore, Quota, Store};
+use ratelimit_core::{Error, MemoryStore, Quota, Store, clock::FakeClock};
 
 fn per_sec(limit: u32) -> Quota {
     Quota::per_second(limit).unwrap()

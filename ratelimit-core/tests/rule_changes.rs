@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ratelimit_core::{
-    DenyCache, DistributedRateLimiter, FakeClock, LimiterConfig, MemoryStore, Quota, Rule, Target,
+    DistributedRateLimiter, LimiterConfig, MemoryStore, Quota, Rule, Target, clock::FakeClock,
+    config::DenyCache,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -196,6 +197,14 @@ async fn a_rule_set_to_its_own_quota_changes_nothing() {
     let limiter = limiter(&clock, Setup::Plain, 10);
     assert_eq!(admitted(&limiter, "user:a", 4).await, 4);
     limiter.update_rule("api", 10, MINUTE).await.unwrap();
-    assert!(limiter.rule("api").unwrap().lineage().is_original());
+    assert!(
+        limiter
+            .rules()
+            .get("api")
+            .cloned()
+            .unwrap()
+            .lineage()
+            .is_original()
+    );
     assert_eq!(admitted(&limiter, "user:a", 10).await, 6);
 }

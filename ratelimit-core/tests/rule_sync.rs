@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ratelimit_core::rule_store::{RuleSnapshot, RuleWrite, RuleWritten};
 use ratelimit_core::{
-    DistributedRateLimiter, Error, LimiterConfig, MemoryStore, Quota, Rule, RuleStore, RuleSync,
-    Target,
+    DistributedRateLimiter, Error, LimiterConfig, MemoryStore, Quota, Rule, RuleStore, Target,
+    health::RuleSync,
 };
 
 /// Rules in a `Mutex`, written as `RedisRules` writes them.
@@ -119,7 +119,7 @@ async fn instance(store: &Arc<SharedRules>) -> DistributedRateLimiter {
 async fn seeds_fill_an_empty_store_and_nothing_else() {
     let store = Arc::new(SharedRules::default());
     let first = instance(&store).await;
-    assert_eq!(first.rule_sync(), RuleSync::Synced);
+    assert_eq!(first.health().await.rules, RuleSync::Synced);
     let filled = store.snapshot();
     assert_eq!((filled.version, filled.rules.len()), (1, 2));
     assert_ne!(filled.epoch, 0);
@@ -127,7 +127,7 @@ async fn seeds_fill_an_empty_store_and_nothing_else() {
     // The fleet removes a seed; a new instance does not bring it back.
     first.remove_rule("login").await.unwrap();
     let second = instance(&store).await;
-    assert!(second.rule("login").is_none());
+    assert!(second.rules().get("login").cloned().is_none());
     assert_eq!(store.limit_of("login"), None);
 }
 
@@ -140,10 +140,13 @@ async fn a_store_that_lost_the_fleets_rules_gets_them_back() {
     limiter.refresh_rules().await.unwrap();
     assert_eq!(store.limit_of("login"), Some(3));
     assert_eq!(store.snapshot().version, limiter.rules().version());
-    assert_eq!(limiter.rule_sync(), RuleSync::Synced);
+    assert_eq!(limiter.health().await.rules, RuleSync::Synced);
     // An instance started now loads them, not its seeds.
     let late = instance(&store).await;
-    assert_eq!(late.rule("login").unwrap().quota().limit(), 3);
+    assert_eq!(
+        late.rules().get("login").cloned().unwrap().quota().limit(),
+        3
+    );
 }
 
 #[tokio::test]
@@ -153,7 +156,7 @@ async fn the_rules_stay_in_force_and_the_limiter_says_so_until_they_are_back() {
     store.lose_everything();
     store.refuse_writes.store(true, Ordering::Relaxed);
     assert!(limiter.refresh_rules().await.is_err());
-    assert_eq!(limiter.rule_sync(), RuleSync::Restoring);
+    assert_eq!(limiter.health().await.rules, RuleSync::Restoring);
     // Still enforced here: 5 logins a minute.
     let mut admitted = 0;
     for _ in 0..8 {
@@ -163,7 +166,7 @@ async fn the_rules_stay_in_force_and_the_limiter_says_so_until_they_are_back() {
 
     store.refuse_writes.store(false, Ordering::Relaxed);
     limiter.refresh_rules().await.unwrap();
-    assert_eq!(limiter.rule_sync(), RuleSync::Synced);
+    assert_eq!(limiter.health().await.rules, RuleSync::Synced);
     assert_eq!(store.limit_of("login"), Some(5));
 }
 
@@ -180,6 +183,15 @@ async fn instances_that_disagree_converge_on_the_newest_rules() {
     ahead.refresh_rules().await.unwrap(); // newer: puts back its own
     assert_eq!(store.limit_of("login"), Some(4));
     behind.refresh_rules().await.unwrap(); // loads the newer
-    assert_eq!(behind.rule("login").unwrap().quota().limit(), 4);
+    assert_eq!(
+        behind
+            .rules()
+            .get("login")
+            .cloned()
+            .unwrap()
+            .quota()
+            .limit(),
+        4
+    );
     assert_eq!(behind.rules().version(), ahead.rules().version());
 }

@@ -7,6 +7,7 @@
 //! what it added.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use ratelimit_core::Rules;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +18,8 @@ use ratelimit_core::telemetry::{
     RULES_VERSION, STORE_DURATION, STORE_ERRORS,
 };
 use ratelimit_core::{
-    Caller, CircuitBreakerConfig, DistributedRateLimiter, FailurePolicy, FakeClock, LimiterConfig,
-    MemoryStore, Quota, Rule, Target,
+    DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Quota, Rule, Target,
+    clock::FakeClock, config::CircuitBreakerConfig, config::FailurePolicy,
 };
 use ratelimit_test_support::stores::{FailingStore, HangingStore};
 
@@ -80,7 +81,7 @@ async fn a_known_sequence_of_checks_leaves_known_metrics() {
     for _ in 0..3 {
         allowed.push(
             limiter
-                .check_all(Caller::user("1"))
+                .check(&Identity::user("1"), &Rules::applicable(), 1)
                 .await
                 .unwrap()
                 .allowed(),
@@ -88,13 +89,12 @@ async fn a_known_sequence_of_checks_leaves_known_metrics() {
     }
     assert_eq!(allowed, [true, true, false]);
     // A peek is not a check; another caller's in-place check is.
-    limiter.peek(Caller::user("1"), "api").await.unwrap();
+    limiter
+        .peek(&Identity::user("1"), &Rules::one("api"))
+        .await
+        .unwrap();
     let verdict = limiter
-        .try_check_now(
-            Caller::user("2"),
-            ratelimit_core::RuleSelection::One("api"),
-            1,
-        )
+        .try_check(&Identity::user("2"), &Rules::one("api"), 1)
         .unwrap()
         .unwrap();
     assert!(verdict.allowed());
@@ -142,7 +142,7 @@ async fn a_known_sequence_of_checks_leaves_known_metrics() {
     for _ in 0..2 {
         assert!(
             failing
-                .check(Caller::user("1"), "open")
+                .check(&Identity::user("1"), &Rules::one("open"), 1)
                 .await
                 .unwrap()
                 .allowed()
@@ -150,7 +150,7 @@ async fn a_known_sequence_of_checks_leaves_known_metrics() {
     }
     assert!(
         !failing
-            .check(Caller::user("1"), "closed")
+            .check(&Identity::user("1"), &Rules::one("closed"), 1)
             .await
             .unwrap()
             .allowed()
@@ -185,14 +185,14 @@ async fn a_known_sequence_of_checks_leaves_known_metrics() {
     read(&snapshotter);
     assert!(
         hanging
-            .check(Caller::user("1"), "local")
+            .check(&Identity::user("1"), &Rules::one("local"), 1)
             .await
             .unwrap()
             .allowed()
     );
     assert!(
         !hanging
-            .check(Caller::user("1"), "local")
+            .check(&Identity::user("1"), &Rules::one("local"), 1)
             .await
             .unwrap()
             .allowed()

@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratelimit_core::{Clock, DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, Rule};
+use ratelimit_core::{
+    DistributedRateLimiter, Error, LimiterConfig, Rule, clock::Clock, config::KeyPrefix,
+};
 
 use crate::{RedisRules, RedisStore};
 
@@ -25,7 +27,7 @@ use crate::{RedisRules, RedisStore};
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use ratelimit_core::{DenyCache, FailurePolicy, Quota, Rule, Target};
+/// use ratelimit_core::{config::DenyCache, config::FailurePolicy, Quota, Rule, Target};
 /// use ratelimit_redis::RedisFleet;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -129,7 +131,7 @@ impl RedisFleet {
 
     /// Reads time from `clock` instead of Redis's `TIME` (for counters and
     /// hot-key batches alike); for tests with a
-    /// [`FakeClock`](ratelimit_core::FakeClock).
+    /// [`FakeClock`](ratelimit_core::clock::FakeClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self

@@ -42,7 +42,7 @@
 //!   changed the TAT and the rule's revision — and expires (`PX`) exactly
 //!   when it becomes equivalent to an absent key: memory cleans itself,
 //!   with no sweeper.
-//! - Keys are built by `ratelimit_core::KeyPrefix`: collision-free, bounded in
+//! - Keys are built by `ratelimit_core::config::KeyPrefix`: collision-free, bounded in
 //!   length whatever the id, with a hash tag chosen by us, never by an id;
 //!   API keys are written as digests, never in clear.
 //! - Connections are made on first use and remade by themselves; every call

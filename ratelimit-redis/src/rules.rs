@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use ratelimit_core::rule_store::{Following, RuleSnapshot, RuleWrite, RuleWritten, WeakLimiter};
-use ratelimit_core::{Error, KeyPrefix, Rule, RuleStore};
+use ratelimit_core::{Error, Rule, RuleStore, config::KeyPrefix};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ratelimit_core::store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, evaluate, validate_items};
-use ratelimit_core::{Clock, Decision, Error, Store};
+use ratelimit_core::{Error, Store, clock::Clock, store::Decision};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -399,7 +399,7 @@ impl RedisStoreBuilder {
 
     /// Read time from `clock` instead of the server's `TIME`. Every app server
     /// must then agree on the time; meant for tests with a
-    /// [`FakeClock`](ratelimit_core::FakeClock).
+    /// [`FakeClock`](ratelimit_core::clock::FakeClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self

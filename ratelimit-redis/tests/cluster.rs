@@ -9,11 +9,12 @@
     clippy::cast_possible_truncation
 )]
 
+use ratelimit_core::Rules;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ratelimit_core::{Caller, DistributedRateLimiter, LimiterConfig, Source, Target};
+use ratelimit_core::{DistributedRateLimiter, Identity, LimiterConfig, Target, verdict::Source};
 use ratelimit_redis::RedisStore;
 use ratelimit_test_support::{RedisCluster, wait_until};
 
@@ -56,7 +57,10 @@ async fn a_cluster_admits_exactly_what_the_rules_allow() {
             for i in 0..5 {
                 let user = (t + i) % 20;
                 let id = user.to_string();
-                let verdict = limiter.check_all(Caller::user(&id)).await.unwrap();
+                let verdict = limiter
+                    .check(&Identity::user(&id), &Rules::applicable(), 1)
+                    .await
+                    .unwrap();
                 assert_eq!(verdict.source(), Source::Store);
                 if verdict.allowed() {
                     per_user[user].fetch_add(1, Ordering::Relaxed);
@@ -80,7 +84,7 @@ async fn a_check_denied_in_another_slot_charges_nothing() {
     for _ in 0..3 {
         assert!(
             limiter
-                .check_all(Caller::user("a"))
+                .check(&Identity::user("a"), &Rules::applicable(), 1)
                 .await
                 .unwrap()
                 .allowed()
@@ -88,7 +92,10 @@ async fn a_check_denied_in_another_slot_charges_nothing() {
     }
     // The global rule (its own slot) denies user b; b's own counter, in b's
     // slot, was charged first and must have been given back.
-    let denied = limiter.check_all(Caller::user("b")).await.unwrap();
+    let denied = limiter
+        .check(&Identity::user("b"), &Rules::applicable(), 1)
+        .await
+        .unwrap();
     assert!(!denied.allowed());
     assert_eq!(denied.binding().unwrap().rule.as_str(), "everyone");
     let each = denied
@@ -98,10 +105,16 @@ async fn a_check_denied_in_another_slot_charges_nothing() {
         .unwrap();
     assert!(each.decision.allowed());
     assert_eq!(each.decision.remaining(), 5);
-    let peek = limiter.peek(Caller::user("b"), "each").await.unwrap();
+    let peek = limiter
+        .peek(&Identity::user("b"), &Rules::one("each"))
+        .await
+        .unwrap();
     assert_eq!(peek.decisions()[0].decision.remaining(), 5);
     // User a's counter shows exactly its three admitted requests.
-    let peek = limiter.peek(Caller::user("a"), "each").await.unwrap();
+    let peek = limiter
+        .peek(&Identity::user("a"), &Rules::one("each"))
+        .await
+        .unwrap();
     assert_eq!(peek.decisions()[0].decision.remaining(), 2);
 }
 
@@ -111,7 +124,7 @@ async fn scripts_come_back_after_every_node_is_flushed() {
     let limiter = limiter(&cluster).await;
     assert!(
         limiter
-            .check_all(Caller::user("1"))
+            .check(&Identity::user("1"), &Rules::applicable(), 1)
             .await
             .unwrap()
             .allowed()
@@ -119,7 +132,10 @@ async fn scripts_come_back_after_every_node_is_flushed() {
     for node in cluster.nodes() {
         assert_eq!(node.cli(&["SCRIPT", "FLUSH"]), "OK");
     }
-    let verdict = limiter.check_all(Caller::user("1")).await.unwrap();
+    let verdict = limiter
+        .check(&Identity::user("1"), &Rules::applicable(), 1)
+        .await
+        .unwrap();
     assert_eq!(verdict.source(), Source::Store);
     let each = verdict
         .decisions()
@@ -137,7 +153,7 @@ async fn a_replica_takes_over_from_a_killed_primary() {
         let id = user.to_string();
         assert!(
             limiter
-                .check_all(Caller::user(&id))
+                .check(&Identity::user(&id), &Rules::applicable(), 1)
                 .await
                 .unwrap()
                 .allowed()
@@ -153,7 +169,10 @@ async fn a_replica_takes_over_from_a_killed_primary() {
         let mut all_stored = true;
         for user in 0..10 {
             let id = user.to_string();
-            let verdict = limiter.check_all(Caller::user(&id)).await.unwrap();
+            let verdict = limiter
+                .check(&Identity::user(&id), &Rules::applicable(), 1)
+                .await
+                .unwrap();
             all_stored &= verdict.source() == Source::Store;
         }
         assert!(started.elapsed() < Duration::from_secs(15));
@@ -173,7 +192,7 @@ async fn a_replica_takes_over_from_a_killed_primary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_are_shared_across_a_cluster() {
-    use ratelimit_core::KeyPrefix;
+    use ratelimit_core::config::KeyPrefix;
     use ratelimit_redis::RedisRules;
 
     let cluster = RedisCluster::start(3, 0);
@@ -195,7 +214,7 @@ async fn rules_are_shared_across_a_cluster() {
     let (a, b) = (&instances[0], &instances[1]);
     a.add_rule("shared", Target::Global, 2, HOUR).await.unwrap();
     let took = wait_until(Duration::from_secs(5), "propagation", || async {
-        b.rule("shared").is_some()
+        b.rules().get("shared").cloned().is_some()
     })
     .await;
     eprintln!("propagated across the cluster in {took:?}");
@@ -204,7 +223,7 @@ async fn rules_are_shared_across_a_cluster() {
     assert!(!a.is_allowed("user:3", "shared").await);
     b.remove_rule("shared").await.unwrap();
     wait_until(Duration::from_secs(5), "removal", || async {
-        a.rule("shared").is_none()
+        a.rules().get("shared").cloned().is_none()
     })
     .await;
 }
@@ -242,7 +261,10 @@ async fn scripts_come_back_while_a_node_is_down() {
     let mut served = 0;
     for user in 0..12 {
         let id = user.to_string();
-        let verdict = limiter.check(Caller::user(&id), "each").await.unwrap();
+        let verdict = limiter
+            .check(&Identity::user(&id), &Rules::one("each"), 1)
+            .await
+            .unwrap();
         if verdict.source() == Source::Store {
             assert_eq!(verdict.decisions()[0].decision.remaining(), 98);
             served += 1;

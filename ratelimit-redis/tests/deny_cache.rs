@@ -10,12 +10,13 @@
     clippy::cast_possible_truncation
 )]
 
+use ratelimit_core::Rules;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ratelimit_core::{
-    Caller, DenyCache, DistributedRateLimiter, KeyPrefix, LimiterConfig, Quota, Rule, Source,
-    Target,
+    DistributedRateLimiter, Identity, LimiterConfig, Quota, Rule, Target, config::DenyCache,
+    config::KeyPrefix, verdict::Source,
 };
 use ratelimit_redis::{RedisRules, RedisStore};
 use ratelimit_test_support::{RedisServer, wait_until};
@@ -58,7 +59,10 @@ async fn two_cached_instances_admit_exactly_the_limit() {
             let (mut allowed, mut cached) = (0, 0);
             for i in 0..50 {
                 let id = ((t + i) % 10).to_string();
-                let verdict = limiter.check(Caller::user(&id), "api").await.unwrap();
+                let verdict = limiter
+                    .check(&Identity::user(&id), &Rules::one("api"), 1)
+                    .await
+                    .unwrap();
                 allowed += usize::from(verdict.allowed());
                 cached += usize::from(verdict.source() == Source::DenyCache);
             }
@@ -80,11 +84,23 @@ async fn two_cached_instances_admit_exactly_the_limit() {
 async fn a_flood_on_a_denied_key_stops_reaching_redis() {
     let server = RedisServer::start();
     let a = instance(&server, 1).await;
-    let caller = Caller::user("flood");
-    assert!(a.limiter.check(caller, "api").await.unwrap().allowed());
+    let caller = Identity::user("flood");
+    assert!(
+        a.limiter
+            .check(&caller, &Rules::one("api"), 1)
+            .await
+            .unwrap()
+            .allowed()
+    );
     let before = server.script_calls();
     for _ in 0..1_000 {
-        assert!(!a.limiter.check(caller, "api").await.unwrap().allowed());
+        assert!(
+            !a.limiter
+                .check(&caller, &Rules::one("api"), 1)
+                .await
+                .unwrap()
+                .allowed()
+        );
     }
     let calls = server.script_calls() - before;
     assert_eq!(calls, 1, "only the first denial asks Redis");
@@ -94,25 +110,54 @@ async fn a_flood_on_a_denied_key_stops_reaching_redis() {
 async fn a_reset_through_one_instance_empties_every_cache() {
     let server = RedisServer::start();
     let (a, b) = (instance(&server, 1).await, instance(&server, 1).await);
-    let caller = Caller::user("7");
-    assert!(a.limiter.check(caller, "api").await.unwrap().allowed());
+    let caller = Identity::user("7");
+    assert!(
+        a.limiter
+            .check(&caller, &Rules::one("api"), 1)
+            .await
+            .unwrap()
+            .allowed()
+    );
     for instance in [&a, &b] {
-        let first = instance.limiter.check(caller, "api").await.unwrap();
+        let first = instance
+            .limiter
+            .check(&caller, &Rules::one("api"), 1)
+            .await
+            .unwrap();
         assert_eq!((first.allowed(), first.source()), (false, Source::Store));
-        let second = instance.limiter.check(caller, "api").await.unwrap();
+        let second = instance
+            .limiter
+            .check(&caller, &Rules::one("api"), 1)
+            .await
+            .unwrap();
         assert_eq!(second.source(), Source::DenyCache);
     }
 
-    b.limiter.reset(caller, "api").await.unwrap();
+    b.limiter.reset(&caller, &Rules::one("api")).await.unwrap();
     // The resetting instance knows at once; the other after the
     // announcement (a new rules version) reaches it.
-    assert!(b.limiter.check(caller, "api").await.unwrap().allowed());
+    assert!(
+        b.limiter
+            .check(&caller, &Rules::one("api"), 1)
+            .await
+            .unwrap()
+            .allowed()
+    );
     let took = wait_until(Duration::from_secs(2), "the reset announcement", || async {
-        a.limiter.check(caller, "api").await.unwrap().source() != Source::DenyCache
+        a.limiter
+            .check(&caller, &Rules::one("api"), 1)
+            .await
+            .unwrap()
+            .source()
+            != Source::DenyCache
     })
     .await;
     println!("cached denial dropped on the other instance after {took:?}");
     // B took the one request the reset freed, so Redis itself denies A now.
-    let verdict = a.limiter.check(caller, "api").await.unwrap();
+    let verdict = a
+        .limiter
+        .check(&caller, &Rules::one("api"), 1)
+        .await
+        .unwrap();
     assert!(!verdict.allowed());
 }

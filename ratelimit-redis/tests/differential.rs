@@ -21,7 +21,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use ratelimit_core::gcra::{self, Lineage, Stored};
 use ratelimit_core::store::{CheckItem, Outcome};
-use ratelimit_core::{Clock, FakeClock, MemoryStore, Quota};
+use ratelimit_core::{MemoryStore, Quota, clock::Clock, clock::FakeClock};
 use ratelimit_redis::script;
 use ratelimit_test_support::RedisServer;
 use redis::Value;

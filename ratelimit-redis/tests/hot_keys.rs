@@ -10,12 +10,13 @@
     clippy::cast_possible_truncation
 )]
 
+use ratelimit_core::Rules;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ratelimit_core::{
-    Caller, Clock, DistributedRateLimiter, FakeClock, LimiterConfig, Quota, Rule, Source, Target,
-    gcra,
+    DistributedRateLimiter, Identity, LimiterConfig, Quota, Rule, Target, clock::Clock,
+    clock::FakeClock, gcra, verdict::Source,
 };
 use ratelimit_redis::RedisStore;
 use ratelimit_test_support::{RedisCluster, RedisServer};
@@ -70,7 +71,11 @@ async fn two_instances_share_one_hot_counter_within_its_rule() {
             possible_tat = Some(plain.charged_tat);
         }
         let verdict = fleet[i % 2]
-            .check(Caller::user(&(i % 7).to_string()), "global")
+            .check(
+                &Identity::user(&(i % 7).to_string()),
+                &Rules::one("global"),
+                1,
+            )
             .await
             .unwrap();
         assert_ne!(
@@ -126,28 +131,40 @@ async fn on_a_cluster_a_denial_in_another_slot_gives_back_the_reserved_units() {
     // Four users take 4 of the global burst of 10 (no time passes).
     for user in 0..4 {
         let verdict = limiter
-            .check(Caller::user(&user.to_string()), "global")
+            .check(&Identity::user(&user.to_string()), &Rules::one("global"), 1)
             .await
             .unwrap();
         assert!(verdict.allowed());
         assert_eq!(verdict.decisions()[0].decision.reserved(), 0);
     }
     // User x spends its own quota.
-    let x = Caller::user("x");
-    assert!(limiter.check(x, "user").await.unwrap().allowed());
+    let x = Identity::user("x");
+    assert!(
+        limiter
+            .check(&x, &Rules::one("user"), 1)
+            .await
+            .unwrap()
+            .allowed()
+    );
     // Its next check spans two slots. The global slot is charged first, and
     // now reaches half its tolerance, so it reserves 3 more units; then x's
     // own slot denies, and everything the global slot took comes back.
     let verdict = limiter
-        .check_rules(x, &["user", "global"], 1)
+        .check(&x, &Rules::named(["user", "global"]), 1)
         .await
         .unwrap();
     assert!(!verdict.allowed());
-    let global = limiter.peek(Caller::user("y"), "global").await.unwrap();
+    let global = limiter
+        .peek(&Identity::user("y"), &Rules::one("global"))
+        .await
+        .unwrap();
     assert_eq!(global.decisions()[0].decision.remaining(), 6);
     // And nothing is held locally: the next check goes to Redis and
     // reserves there.
-    let verdict = limiter.check(Caller::user("y"), "global").await.unwrap();
+    let verdict = limiter
+        .check(&Identity::user("y"), &Rules::one("global"), 1)
+        .await
+        .unwrap();
     assert_eq!(verdict.source(), Source::Store);
     assert_eq!(verdict.decisions()[0].decision.reserved(), 3);
 }

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ratelimit_core::{
-    Caller, DistributedRateLimiter, FakeClock, Quota, Rule, RuleChoice, RuleSync, Source, Target,
+    DistributedRateLimiter, Identity, Quota, Rule, Rules, Target, clock::FakeClock,
+    health::RuleSync, verdict::Source,
 };
 use ratelimit_redis::RedisFleet;
 use ratelimit_test_support::{RedisServer, wait_until};
@@ -60,10 +61,10 @@ async fn admitted(
 /// Waits until checks reach Redis again (the circuit breaker closed), using
 /// a caller no assertion counts.
 async fn until_checks_reach_redis(limiter: &DistributedRateLimiter) {
-    let choice = RuleChoice::route(["default"]);
+    let choice = Rules::route(["default"]);
     wait_until(Duration::from_secs(5), "checks reach Redis", || async {
         limiter
-            .check_choice(Caller::user("probe"), &choice, 1)
+            .check(&Identity::user("probe"), &choice, 1)
             .await
             .is_ok_and(|verdict| verdict.source() == Source::Store)
     })
@@ -82,12 +83,24 @@ async fn an_instance_started_while_redis_is_down_picks_it_up_without_a_restart()
     let limiter = instance(&server, &clock, seeds()).await;
 
     // Served by the failure policy (fail open), the seeds in force.
-    assert_eq!(limiter.rule_sync(), RuleSync::Pending);
-    assert_eq!(limiter.rule("default").unwrap().quota().limit(), 10);
-    let verdict = limiter.check(Caller::user("a"), "default").await.unwrap();
+    assert_eq!(limiter.health().await.rules, RuleSync::Pending);
+    assert_eq!(
+        limiter
+            .rules()
+            .get("default")
+            .cloned()
+            .unwrap()
+            .quota()
+            .limit(),
+        10
+    );
+    let verdict = limiter
+        .check(&Identity::user("a"), &Rules::one("default"), 1)
+        .await
+        .unwrap();
     assert!(verdict.allowed());
     assert_eq!(verdict.source(), Source::FailOpen);
-    let error = limiter.store_health().await.unwrap_err().to_string();
+    let error = limiter.health().await.store.unwrap_err().to_string();
     assert!(
         error.contains(&format!("127.0.0.1:{}", server.port())) || error.contains("within"),
         "{error}"
@@ -97,7 +110,7 @@ async fn an_instance_started_while_redis_is_down_picks_it_up_without_a_restart()
     let took = wait_until(
         Duration::from_secs(5),
         "the fleet's rules loaded",
-        || async { limiter.rule_sync() == RuleSync::Synced },
+        || async { limiter.health().await.rules == RuleSync::Synced },
     )
     .await;
     eprintln!("rules loaded {took:?} after Redis answered");
@@ -116,7 +129,7 @@ async fn redis_restarted_empty_under_traffic_gets_the_fleets_rules_back() {
     // The fleet agrees on a change the seeds do not have.
     a.update_rule("login", 3, MINUTE).await.unwrap();
     wait_until(Duration::from_secs(5), "the change on b", || async {
-        b.rule("login").unwrap().quota().limit() == 3
+        b.rules().get("login").cloned().unwrap().quota().limit() == 3
     })
     .await;
 
@@ -127,14 +140,14 @@ async fn redis_restarted_empty_under_traffic_gets_the_fleets_rules_back() {
     for limiter in [a.clone(), b.clone()] {
         let (stop, errors, checks) = (stop.clone(), errors.clone(), checks.clone());
         traffic.push(tokio::spawn(async move {
-            let choice = RuleChoice::route(["default", "login"]);
+            let choice = Rules::route(["default", "login"]);
             for i in 0..100_000_u32 {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let caller = format!("{}", i % 50);
                 if limiter
-                    .check_choice(Caller::user(&caller), &choice, 1)
+                    .check(&Identity::user(&caller), &choice, 1)
                     .await
                     .is_err()
                 {
@@ -178,8 +191,8 @@ async fn redis_restarted_empty_under_traffic_gets_the_fleets_rules_back() {
 
     // An instance started now sees the fleet's rules, not its seeds.
     let c = instance(&server, &clock, seeds()).await;
-    assert_eq!(c.rule("login").unwrap().quota().limit(), 3);
-    assert_eq!(c.rule_sync(), RuleSync::Synced);
+    assert_eq!(c.rules().get("login").cloned().unwrap().quota().limit(), 3);
+    assert_eq!(c.health().await.rules, RuleSync::Synced);
     // And limits are exact again, across the fleet.
     for limiter in [&a, &b, &c] {
         until_checks_reach_redis(limiter).await;
@@ -215,10 +228,16 @@ async fn seed_rules_never_shadow_or_add_to_the_fleets_rules() {
         }
         let limiter = instance(&server, &clock, seeds()).await;
         let case = format!("version {version}, epoch {epoch:?}");
-        assert_eq!(limiter.rule_sync(), RuleSync::Synced, "{case}");
+        assert_eq!(limiter.health().await.rules, RuleSync::Synced, "{case}");
         assert_eq!(limiter.rules().len(), 1, "{case}");
         assert_eq!(
-            limiter.rule("default").unwrap().quota().limit(),
+            limiter
+                .rules()
+                .get("default")
+                .cloned()
+                .unwrap()
+                .quota()
+                .limit(),
             99,
             "{case}"
         );

@@ -9,13 +9,14 @@
     clippy::cast_possible_truncation
 )]
 
+use ratelimit_core::Rules;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ratelimit_core::{
-    Caller, DistributedRateLimiter, Error, FailurePolicy, LimiterConfig, Quota, Rule, Source,
-    Store, Target,
+    DistributedRateLimiter, Error, Identity, LimiterConfig, Quota, Rule, Store, Target,
+    config::FailurePolicy, verdict::Source,
 };
 use ratelimit_redis::RedisStore;
 use ratelimit_test_support::{RedisServer, wait_until};
@@ -85,11 +86,11 @@ async fn a_denied_multi_rule_check_charges_no_rule() {
         .add_rule("wide", Target::Global, 100, HOUR)
         .await
         .unwrap();
-    let caller = Caller::user("7");
+    let caller = Identity::user("7");
     let mut admitted = 0;
     for _ in 0..5 {
         let verdict = limiter
-            .check_rules(caller, &["narrow", "wide"], 1)
+            .check(&caller, &Rules::named(["narrow", "wide"]), 1)
             .await
             .unwrap();
         assert_eq!(verdict.source(), Source::Store);
@@ -100,7 +101,7 @@ async fn a_denied_multi_rule_check_charges_no_rule() {
         }
     }
     assert_eq!(admitted, 2);
-    let wide = limiter.peek(caller, "wide").await.unwrap();
+    let wide = limiter.peek(&caller, &Rules::one("wide")).await.unwrap();
     assert_eq!(wide.decisions()[0].decision.remaining(), 98);
 }
 
@@ -112,7 +113,10 @@ async fn keys_expire_when_they_are_rested() {
         .add_rule("fast", Target::Each, 10, Duration::from_secs(1))
         .await
         .unwrap();
-    let verdict = limiter.check(Caller::user("1"), "fast").await.unwrap();
+    let verdict = limiter
+        .check(&Identity::user("1"), &Rules::one("fast"), 1)
+        .await
+        .unwrap();
     assert_eq!(
         verdict.decisions()[0].decision.reset_after(),
         Duration::from_millis(100)
@@ -144,7 +148,10 @@ async fn hostile_ids_get_distinct_bounded_keys() {
         b"plain\0",
     ];
     for id in &ids {
-        let verdict = limiter.check(Caller::User(id), "r").await.unwrap();
+        let verdict = limiter
+            .check(&Identity::user(id), &Rules::one("r"), 1)
+            .await
+            .unwrap();
         assert!(verdict.allowed());
         assert_eq!(verdict.decisions()[0].decision.remaining(), 4, "{id:?}");
     }
@@ -165,7 +172,10 @@ async fn the_script_is_reloaded_after_a_flush() {
     limiter.add_rule("r", Target::Each, 3, HOUR).await.unwrap();
     assert!(limiter.is_allowed("user:1", "r").await);
     assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
-    let verdict = limiter.check(Caller::user("1"), "r").await.unwrap();
+    let verdict = limiter
+        .check(&Identity::user("1"), &Rules::one("r"), 1)
+        .await
+        .unwrap();
     assert_eq!(verdict.source(), Source::Store);
     assert_eq!(verdict.decisions()[0].decision.remaining(), 1);
 }
@@ -178,12 +188,15 @@ async fn reset_and_peek() {
     assert!(limiter.is_allowed("user:1", "r").await);
     assert!(
         !limiter
-            .peek(Caller::user("1"), "r")
+            .peek(&Identity::user("1"), &Rules::one("r"))
             .await
             .unwrap()
             .allowed()
     );
-    limiter.reset(Caller::user("1"), "r").await.unwrap();
+    limiter
+        .reset(&Identity::user("1"), &Rules::one("r"))
+        .await
+        .unwrap();
     assert_eq!(server.cli(&["DBSIZE"]), "0");
     assert!(limiter.is_allowed("user:1", "r").await);
 }
@@ -201,7 +214,7 @@ async fn a_dead_server_is_answered_by_the_policy_and_recovery_is_automatic() {
         .failure_policy(FailurePolicy::FailOpen);
     let limiter = DistributedRateLimiter::new(config);
     limiter
-        .try_insert_rule(
+        .insert_rule(
             Rule::new("strict", Target::Each, Quota::new(100, HOUR).unwrap())
                 .unwrap()
                 .with_failure_policy(FailurePolicy::FailClosed),
@@ -217,8 +230,14 @@ async fn a_dead_server_is_answered_by_the_policy_and_recovery_is_automatic() {
     server.kill();
     for _ in 0..5 {
         let started = Instant::now();
-        let open = limiter.check(Caller::user("1"), "open").await.unwrap();
-        let strict = limiter.check(Caller::user("1"), "strict").await.unwrap();
+        let open = limiter
+            .check(&Identity::user("1"), &Rules::one("open"), 1)
+            .await
+            .unwrap();
+        let strict = limiter
+            .check(&Identity::user("1"), &Rules::one("strict"), 1)
+            .await
+            .unwrap();
         // Each check returns within the timeout plus scheduling slack.
         assert!(started.elapsed() < Duration::from_millis(2 * 200 + 300));
         assert_eq!((open.allowed(), open.source()), (true, Source::FailOpen));
@@ -295,7 +314,10 @@ async fn load(
             for _ in 0..checks {
                 let id = t.to_string();
                 let started = Instant::now();
-                let verdict = limiter.check(Caller::user(&id), "r").await.unwrap();
+                let verdict = limiter
+                    .check(&Identity::user(&id), &Rules::one("r"), 1)
+                    .await
+                    .unwrap();
                 slowest = slowest.max(started.elapsed());
                 sources.push(verdict.source());
             }
@@ -330,9 +352,9 @@ async fn fast_failing_limiter(server: &RedisServer, limit: u32) -> DistributedRa
 
 /// Waits (bounded) until checks reach the store again; returns how long.
 async fn wait_for_recovery(limiter: &DistributedRateLimiter, caller: &str, rule: &str) -> Duration {
-    let caller = Caller::parse(caller).unwrap();
+    let caller = Identity::parse(caller).unwrap();
     wait_until(Duration::from_secs(5), "recovery", || async {
-        let verdict = limiter.check(caller, rule).await.unwrap();
+        let verdict = limiter.check(&caller, &Rules::one(rule), 1).await.unwrap();
         verdict.source() == Source::Store
     })
     .await
@@ -376,7 +398,10 @@ async fn script_flushes_under_load_go_unnoticed() {
     assert_eq!(sources.len(), 16 * 40);
     assert!(sources.iter().all(|s| *s == Source::Store), "{sources:?}");
     // Every check was counted: 40 per user.
-    let verdict = limiter.peek(Caller::user("3"), "r").await.unwrap();
+    let verdict = limiter
+        .peek(&Identity::user("3"), &Rules::one("r"))
+        .await
+        .unwrap();
     assert_eq!(verdict.decisions()[0].decision.remaining(), 960);
 }
 
@@ -394,7 +419,10 @@ async fn a_server_killed_under_load_costs_at_most_the_timeout() {
             for _ in 0..2_000 {
                 let id = t.to_string();
                 let started = Instant::now();
-                let verdict = limiter.check(Caller::user(&id), "r").await.unwrap();
+                let verdict = limiter
+                    .check(&Identity::user(&id), &Rules::one("r"), 1)
+                    .await
+                    .unwrap();
                 slowest = slowest.max(started.elapsed());
                 if verdict.source() == Source::FailOpen {
                     failed += 1;
@@ -421,7 +449,7 @@ async fn a_server_killed_under_load_costs_at_most_the_timeout() {
 #[derive(Debug, Clone)]
 struct SteppingClock(Arc<AtomicU64>);
 
-impl ratelimit_core::Clock for SteppingClock {
+impl ratelimit_core::clock::Clock for SteppingClock {
     fn now_micros(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
     }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ratelimit_core::{
-    DenyCache, DistributedRateLimiter, FakeClock, KeyPrefix, LimiterConfig, Quota, Rule, Target,
+    DistributedRateLimiter, LimiterConfig, Quota, Rule, Target, clock::FakeClock,
+    config::DenyCache, config::KeyPrefix,
 };
 use ratelimit_redis::{RedisRules, RedisStore};
 use ratelimit_test_support::{RedisServer, wait_until};
@@ -76,9 +77,16 @@ async fn change(instances: &[Instance], limit: u32) {
         .await
         .unwrap();
     wait_until(Duration::from_secs(5), "the change everywhere", || async {
-        instances
-            .iter()
-            .all(|i| i.limiter.rule("api").unwrap().quota().limit() == limit)
+        instances.iter().all(|i| {
+            i.limiter
+                .rules()
+                .get("api")
+                .cloned()
+                .unwrap()
+                .quota()
+                .limit()
+                == limit
+        })
     })
     .await;
 }

@@ -12,7 +12,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratelimit_core::{DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, Rule, Target};
+use ratelimit_core::rule_store::RuleWrite;
+use ratelimit_core::{
+    DistributedRateLimiter, Error, LimiterConfig, Rule, RuleStore, Target, config::KeyPrefix,
+};
 use ratelimit_redis::{RedisRules, RedisStore};
 use ratelimit_test_support::{RedisServer, wait_until};
 
@@ -20,6 +23,7 @@ const SEC: Duration = Duration::from_secs(1);
 
 struct Instance {
     limiter: DistributedRateLimiter,
+    rules: Arc<RedisRules>,
 }
 
 async fn instance(server: &RedisServer, seeds: &[Rule]) -> Instance {
@@ -31,12 +35,12 @@ async fn instance(server: &RedisServer, seeds: &[Rule]) -> Instance {
     let store = RedisStore::connect(&server.url()).await.unwrap();
     let mut config = LimiterConfig::new(Arc::new(store))
         .timeout(Duration::from_millis(500))
-        .rule_store(rules.clone());
+        .rule_store(rules.clone() as Arc<dyn RuleStore>);
     for rule in seeds {
         config = config.rule(rule.clone());
     }
     let limiter = DistributedRateLimiter::start(config).await.unwrap();
-    Instance { limiter }
+    Instance { limiter, rules }
 }
 
 /// Waits (bounded) until every instance satisfies `ok`; returns how long.
@@ -51,7 +55,7 @@ async fn until_all(
 }
 
 fn limit_of(limiter: &DistributedRateLimiter, id: &str) -> Option<u32> {
-    limiter.rule(id).map(|rule| rule.quota().limit())
+    limiter.rules().get(id).map(|rule| rule.quota().limit())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +78,7 @@ async fn a_change_on_one_instance_reaches_every_instance_within_a_second() {
     let updated = until_all(&all, |l| limit_of(l, "api") == Some(20)).await;
 
     c.limiter.remove_rule("api").await.unwrap();
-    let removed = until_all(&all, |l| l.rule("api").is_none()).await;
+    let removed = until_all(&all, |l| l.rules().get("api").cloned().is_none()).await;
 
     eprintln!("propagation: add {added:?}, update {updated:?}, remove {removed:?}");
     for took in [added, updated, removed] {
@@ -88,7 +92,7 @@ async fn a_change_on_one_instance_reaches_every_instance_within_a_second() {
         .add_rule("tight", Target::Global, 2, Duration::from_secs(60))
         .await
         .unwrap();
-    until_all(&all, |l| l.rule("tight").is_some()).await;
+    until_all(&all, |l| l.rules().get("tight").cloned().is_some()).await;
     assert!(b.limiter.is_allowed("user:1", "tight").await);
     assert!(c.limiter.is_allowed("user:2", "tight").await);
     assert!(!a.limiter.is_allowed("user:3", "tight").await);
@@ -177,10 +181,10 @@ async fn concurrent_changes_converge_to_one_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_modifications_lose_no_update() {
-    // Two instances each raise a limit by one, 25 times, at the same time.
-    // `modify_rule` is a compare-and-set on the stored rule, so every
-    // increment that reports success is in the final limit: none is
-    // overwritten by the other instance's read-modify-write.
+    // Two instances each raise a limit by one, 25 times, at the same time,
+    // each by a compare-and-set on the rule it read (what the admin API's
+    // PATCH does), so every increment that reports success is in the final
+    // limit: none is overwritten by the other instance's read-modify-write.
     let server = RedisServer::start();
     let (a, b) = (instance(&server, &[]).await, instance(&server, &[]).await);
     a.limiter
@@ -188,15 +192,25 @@ async fn concurrent_modifications_lose_no_update() {
         .await
         .unwrap();
     let mut tasks = Vec::new();
-    for limiter in [a.limiter.clone(), b.limiter.clone()] {
+    for rules in [a.rules.clone(), b.rules.clone()] {
         tasks.push(tokio::spawn(async move {
             let mut applied = 0_u32;
-            for _ in 0..25 {
-                let raise = |rule: &Rule| {
-                    let quota = rule.quota().with_rate(rule.quota().limit() + 1, SEC)?;
-                    Ok(rule.clone().with_quota(quota))
-                };
-                match limiter.modify_rule("counter", raise).await {
+            for attempt in 0..25 * 8 {
+                if applied == 25 || attempt / 8 >= 25 {
+                    break;
+                }
+                let snapshot = rules.load().await.unwrap();
+                let expected = snapshot
+                    .rules
+                    .into_iter()
+                    .find(|rule| rule.id().as_str() == "counter")
+                    .unwrap();
+                let quota = expected
+                    .quota()
+                    .with_rate(expected.quota().limit() + 1, SEC)
+                    .unwrap();
+                let new = expected.clone().with_quota(quota);
+                match rules.write(RuleWrite::Replace { expected, new }).await {
                     Ok(_) => applied += 1,
                     Err(Error::RuleConflict(_)) => {}
                     Err(other) => panic!("{other}"),
@@ -220,7 +234,7 @@ async fn an_instance_that_missed_announcements_catches_up() {
     let server = RedisServer::start();
     let (a, b) = (instance(&server, &[]).await, instance(&server, &[]).await);
     a.limiter.add_rule("r", Target::Each, 1, SEC).await.unwrap();
-    until_all(&[&b], |l| l.rule("r").is_some()).await;
+    until_all(&[&b], |l| l.rules().get("r").cloned().is_some()).await;
 
     // Drop every subscriber connection, then change the rules at once: the
     // announcement may go to nobody; the watcher's reconnect must catch up.

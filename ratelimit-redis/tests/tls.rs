@@ -4,10 +4,11 @@
 #![cfg(feature = "tls")]
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use ratelimit_core::Rules;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratelimit_core::{DistributedRateLimiter, LimiterConfig, Source, Target};
+use ratelimit_core::{DistributedRateLimiter, LimiterConfig, Target, verdict::Source};
 use ratelimit_redis::RedisStore;
 use ratelimit_test_support::RedisServer;
 
@@ -30,7 +31,7 @@ async fn checks_run_over_tls_with_auth() {
         .await
         .unwrap();
     let verdict = limiter
-        .check(ratelimit_core::Caller::user("1"), "r")
+        .check(&ratelimit_core::Identity::user("1"), &Rules::one("r"), 1)
         .await
         .unwrap();
     assert_eq!(verdict.source(), Source::Store);

@@ -12,6 +12,7 @@
     clippy::semicolon_if_nothing_returned
 )]
 
+use ratelimit_core::Rules;
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -54,7 +55,7 @@ fn layer(c: &mut Criterion) {
 
     let mut allowed = RateLimitLayer::new(limiter(3_000_000_000, Duration::from_secs(3_600)))
         .key_extractor(PeerIp::new())
-        .route_rules(["default"])
+        .rules(Rules::route(["default"]))
         .layer(hello);
     group.bench_function("allowed", |b| {
         b.iter(|| black_box(allowed.call(request()).now_or_never().unwrap().unwrap()))
@@ -62,7 +63,7 @@ fn layer(c: &mut Criterion) {
 
     let mut quiet = RateLimitLayer::new(limiter(3_000_000_000, Duration::from_secs(3_600)))
         .key_extractor(PeerIp::new())
-        .route_rules(["default"])
+        .rules(Rules::route(["default"]))
         .admitted_headers(false)
         .layer(hello);
     group.bench_function("allowed, headers on denials only", |b| {
@@ -71,7 +72,7 @@ fn layer(c: &mut Criterion) {
 
     let mut denied = RateLimitLayer::new(limiter(1, Duration::from_secs(3_600)))
         .key_extractor(PeerIp::new())
-        .route_rules(["default"])
+        .rules(Rules::route(["default"]))
         .layer(hello);
     group.bench_function("denied", |b| {
         b.iter(|| black_box(denied.call(request()).now_or_never().unwrap().unwrap()))

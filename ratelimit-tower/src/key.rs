@@ -4,10 +4,10 @@
 //! |---|---|
 //! | [`PeerIp`] | the client address (axum's `ConnectInfo`), or the forwarded client address when the peer is a trusted proxy |
 //! | [`HeaderId`] | a user or service id from a request header |
-//! | [`UserServiceOrIp`] | `x-user-id` → that user; else `x-service-id` → that service; else [`PeerIp`] |
+//! | [`UserServiceOrIp`] | `x-user-id` → that user; else `x-service-id` → that service; else [`PeerIp`] — with the client address as a facet whenever it is known |
 //! | [`ExtensionId`] | an identity an earlier (authentication) layer put in the request extensions |
 //! | [`Everyone`] | one caller for all requests |
-//! | any `Fn(&RequestHead<'_>) -> Result<Identity, KeyError>` | your own |
+//! | any `Fn(&RequestHead<'_>) -> Result<Identity<'static>, KeyError>` | your own |
 //!
 //! **Forwarding headers are spoofable.** `Forwarded`, `X-Forwarded-For` and
 //! `X-Real-IP` are read only when the TCP peer is one of the proxies you
@@ -21,7 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderName, StatusCode};
 use ipnet::IpNet;
-use ratelimit_core::ClientIp;
+use ratelimit_core::identity::ClientIp;
 
 use crate::RequestHead;
 
@@ -64,14 +64,14 @@ impl std::error::Error for KeyError {}
 /// Finds the caller of a request.
 pub trait KeyExtractor: Send + Sync + 'static {
     /// The caller of the request whose head is `request`.
-    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity, KeyError>;
+    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity<'static>, KeyError>;
 }
 
 impl<F> KeyExtractor for F
 where
-    F: Fn(&RequestHead<'_>) -> Result<Identity, KeyError> + Send + Sync + 'static,
+    F: Fn(&RequestHead<'_>) -> Result<Identity<'static>, KeyError> + Send + Sync + 'static,
 {
-    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity, KeyError> {
+    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity<'static>, KeyError> {
         self(request)
     }
 }
@@ -81,8 +81,8 @@ where
 pub struct Everyone;
 
 impl KeyExtractor for Everyone {
-    fn extract(&self, _: &RequestHead<'_>) -> Result<Identity, KeyError> {
-        Ok(Identity::Key(b"*".to_vec()))
+    fn extract(&self, _: &RequestHead<'_>) -> Result<Identity<'static>, KeyError> {
+        Ok(Identity::key(b"*"))
     }
 }
 
@@ -139,13 +139,20 @@ fn peer_of(request: &RequestHead<'_>) -> Option<IpAddr> {
     request.extensions().get::<SocketAddr>().map(SocketAddr::ip)
 }
 
+impl PeerIp {
+    /// The client address of `request`, if its peer address is known.
+    fn find(&self, request: &RequestHead<'_>) -> Option<IpAddr> {
+        peer_of(request).map(|peer| self.client_ip(peer, request))
+    }
+}
+
 impl KeyExtractor for PeerIp {
-    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity, KeyError> {
-        let peer = peer_of(request).ok_or(KeyError::new(
+    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity<'static>, KeyError> {
+        let ip = self.find(request).ok_or(KeyError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no peer address: serve with into_make_service_with_connect_info::<SocketAddr>()",
         ))?;
-        Ok(Identity::Ip(self.client_ip(peer, request)))
+        Ok(Identity::ip(ip))
     }
 }
 
@@ -172,29 +179,34 @@ impl HeaderId {
         Self { name, kind }
     }
 
-    fn read(&self, request: &RequestHead<'_>) -> Option<Identity> {
+    fn read<'r>(&self, request: &RequestHead<'r>) -> Option<Identity<'r>> {
         let value = request.headers().get(&self.name)?.as_bytes();
         if value.is_empty() {
             return None;
         }
         Some(match self.kind {
-            IdKind::User => Identity::User(value.to_vec()),
-            IdKind::Service => Identity::Service(value.to_vec()),
+            IdKind::User => Identity::user(value),
+            IdKind::Service => Identity::service(value),
         })
     }
 }
 
 impl KeyExtractor for HeaderId {
-    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity, KeyError> {
-        self.read(request).ok_or(KeyError::new(
-            StatusCode::BAD_REQUEST,
-            "the identity header is missing or empty",
-        ))
+    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity<'static>, KeyError> {
+        self.read(request)
+            .map(Identity::into_owned)
+            .ok_or(KeyError::new(
+                StatusCode::BAD_REQUEST,
+                "the identity header is missing or empty",
+            ))
     }
 }
 
 /// `x-user-id` → that user; else `x-service-id` → that service; else the
-/// client address ([`PeerIp`], whose proxy settings apply).
+/// client address ([`PeerIp`], whose proxy settings apply). The client
+/// address is a facet of every identity it finds when the peer address is
+/// known, so `ip:*` rules count users by address too (a login limit per
+/// address, whatever user id a request claims).
 #[derive(Debug, Clone)]
 pub struct UserServiceOrIp {
     user: HeaderId,
@@ -220,15 +232,19 @@ impl Default for UserServiceOrIp {
 }
 
 impl KeyExtractor for UserServiceOrIp {
-    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity, KeyError> {
-        if let Some(id) = self
+    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity<'static>, KeyError> {
+        let Some(id) = self
             .user
             .read(request)
             .or_else(|| self.service.read(request))
-        {
-            return Ok(id);
-        }
-        self.ip.extract(request)
+        else {
+            return self.ip.extract(request);
+        };
+        let id = match self.ip.find(request) {
+            Some(ip) => id.with_ip(ip),
+            None => id,
+        };
+        Ok(id.into_owned())
     }
 }
 
@@ -238,10 +254,10 @@ impl KeyExtractor for UserServiceOrIp {
 pub struct ExtensionId;
 
 impl KeyExtractor for ExtensionId {
-    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity, KeyError> {
+    fn extract(&self, request: &RequestHead<'_>) -> Result<Identity<'static>, KeyError> {
         request
             .extensions()
-            .get::<Identity>()
+            .get::<Identity<'static>>()
             .cloned()
             .ok_or(KeyError::new(
                 StatusCode::UNAUTHORIZED,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::{Response, StatusCode};
 use ratelimit_core::headers::HeaderOptions;
-use ratelimit_core::{DistributedRateLimiter, RuleChoice, Verdict};
+use ratelimit_core::{DistributedRateLimiter, Rules, Verdict};
 use tower::Layer;
 
 use crate::RequestHead;
@@ -44,7 +44,7 @@ impl RateLimitLayer {
             settings: Arc::new(Settings {
                 limiter,
                 extractor: Arc::new(UserServiceOrIp::default()),
-                rules: RuleChoice::applicable(),
+                rules: Rules::applicable(),
                 cost: None,
                 headers: HeaderOptions::new(),
                 on_denied: Arc::new(default_denial),
@@ -64,29 +64,14 @@ impl RateLimitLayer {
         self.with(|s| s.extractor = Arc::new(extractor))
     }
 
-    /// Check exactly these rules (atomically) instead of every rule that
-    /// applies — e.g. on one route with `Router::route_layer`. A rule the
-    /// limiter does not have (say its rule store lost it) is answered by
-    /// the failure policy; a rule that does not apply to the caller (a rule
-    /// for another user) gets 500, a server misconfiguration.
-    pub fn rules<I, S>(self, rules: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.with(|s| s.rules = RuleChoice::named(rules))
-    }
-
-    /// Check this route's rules the way `DistributedRateLimiter::check_route`
-    /// does: every global rule, the `*` rules named here, and every rule
-    /// naming the caller (a VIP's own rule replaces the route's wildcards
-    /// for them), in one atomic check.
-    pub fn route_rules<I, S>(self, rules: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.with(|s| s.rules = RuleChoice::route(rules))
+    /// Which rules a request is checked against (default
+    /// [`Rules::applicable`]): e.g. `Rules::route(["login", "default"])` on
+    /// one route with `Router::route_layer`. A rule the limiter does not
+    /// have (say its rule store lost it) is answered by the failure policy;
+    /// a named rule that does not apply to the caller (a rule for another
+    /// user) gets 500, a server misconfiguration.
+    pub fn rules(self, rules: Rules) -> Self {
+        self.with(|s| s.rules = rules)
     }
 
     /// The cost of a request (default 1), from its head — e.g. by route or
@@ -151,7 +136,7 @@ fn plain<T: Into<Cow<'static, str>>>(status: StatusCode, body: T) -> Response<Co
 /// 429 for a denial by the rules, 503 when the store is down and the
 /// failure policy denied.
 pub(crate) fn default_denial(verdict: &Verdict) -> Response<Cow<'static, str>> {
-    if verdict.source() == ratelimit_core::Source::FailClosed {
+    if verdict.source() == ratelimit_core::verdict::Source::FailClosed {
         plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "Rate limiting is unavailable; try again later.\n",

@@ -76,9 +76,7 @@ where
         // here: no future, no task wake-up, no clone of the inner service.
         let settings = &self.settings;
         // Read where it was returned, not moved out of the `Option`.
-        let checked = settings
-            .limiter
-            .try_check_choice(identity.caller(), &settings.rules, cost);
+        let checked = settings.limiter.try_check(&identity, &settings.rules, cost);
         if let Some(result) = &checked {
             return match after_check(settings, result) {
                 Next::Admit(values) => {
@@ -104,7 +102,7 @@ where
         ResponseFuture::checking(Box::pin(async move {
             let result = settings
                 .limiter
-                .check_choice(identity.caller(), &settings.rules, cost)
+                .check(&identity, &settings.rules, cost)
                 .await;
             match after_check(&settings, &result) {
                 Next::Admit(values) => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::Response;
 use ratelimit_core::headers::HeaderOptions;
-use ratelimit_core::{DistributedRateLimiter, RuleChoice, Verdict};
+use ratelimit_core::{DistributedRateLimiter, Rules, Verdict};
 
 use crate::RequestHead;
 use crate::key::{KeyError, KeyExtractor};
@@ -23,7 +23,7 @@ type CostFn = dyn Fn(&RequestHead<'_>) -> u32 + Send + Sync;
 pub(crate) struct Settings {
     pub(crate) limiter: DistributedRateLimiter,
     pub(crate) extractor: Arc<dyn KeyExtractor>,
-    pub(crate) rules: RuleChoice,
+    pub(crate) rules: Rules,
     pub(crate) cost: Option<Arc<CostFn>>,
     pub(crate) headers: HeaderOptions,
     pub(crate) on_denied: Arc<DenialFn>,

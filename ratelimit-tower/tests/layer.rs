@@ -4,6 +4,7 @@
 //! IPv4-mapped addresses), costs, shadow rules and failure policies.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use ratelimit_core::Rules;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +16,8 @@ use axum::routing::get;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use ratelimit_core::{
-    DistributedRateLimiter, FailurePolicy, FakeClock, LimiterConfig, MemoryStore, Quota, Rule,
-    Target,
+    DistributedRateLimiter, LimiterConfig, MemoryStore, Quota, Rule, Target, clock::FakeClock,
+    config::FailurePolicy,
 };
 use ratelimit_test_support::stores::FailingStore;
 use ratelimit_tower::key::{HeaderId, IdKind, PeerIp, UserServiceOrIp};
@@ -114,8 +115,9 @@ async fn per_route_rules_are_checked_together() {
         .unwrap();
     let app = Router::new().route("/", get(|| async { "hello" })).route(
         "/login",
-        get(|| async { "welcome" })
-            .route_layer(RateLimitLayer::new(limiter.clone()).rules(["login", "default"])),
+        get(|| async { "welcome" }).route_layer(
+            RateLimitLayer::new(limiter.clone()).rules(Rules::named(["login", "default"])),
+        ),
     );
     let login = || {
         let mut r = request("10.0.0.1");
@@ -135,8 +137,8 @@ async fn per_route_rules_are_checked_together() {
     assert_eq!(statuses(&app, || request("10.0.0.1"), 1).await, [200]);
     let v = limiter
         .peek(
-            ratelimit_core::Caller::Ip("10.0.0.1".parse().unwrap()),
-            "default",
+            &ratelimit_core::Identity::ip("10.0.0.1".parse().unwrap()),
+            &Rules::one("default"),
         )
         .await
         .unwrap();
@@ -273,9 +275,9 @@ async fn a_closure_extracts_from_the_request_head() {
     // Keyed by tenant header; GETs without one share a key, other methods
     // without one are refused.
     let by_tenant = |request: &RequestHead<'_>| match request.headers().get("x-tenant") {
-        Some(value) => Ok(Identity::Key(value.as_bytes().to_vec())),
+        Some(value) => Ok(Identity::key(value.as_bytes()).into_owned()),
         None if request.method() == Method::GET && request.uri().path() == "/" => {
-            Ok(Identity::Key(b"anonymous".to_vec()))
+            Ok(Identity::key(b"anonymous"))
         }
         None => Err(KeyError::new(StatusCode::FORBIDDEN, "tenant required")),
     };
@@ -304,7 +306,7 @@ async fn costs_shadow_rules_legacy_headers_and_custom_denials() {
     let clock = FakeClock::at_micros(1_000_000_000);
     let limiter = limiter(&clock).await;
     limiter
-        .try_insert_rule(
+        .insert_rule(
             Rule::new("trial", Target::Each, Quota::per_second(1).unwrap())
                 .unwrap()
                 .with_shadow(true),
@@ -402,7 +404,8 @@ async fn a_failing_store_gets_the_failure_policy() {
 #[tokio::test]
 async fn a_route_with_an_unknown_rule_is_answered_by_the_failure_policy() {
     let clock = FakeClock::at_micros(1_000_000_000);
-    let open = app(RateLimitLayer::new(limiter(&clock).await).rules(["no-such-rule"]));
+    let open =
+        app(RateLimitLayer::new(limiter(&clock).await).rules(Rules::named(["no-such-rule"])));
     assert_eq!(
         statuses(&open, || request("10.0.0.1"), 3).await,
         [200, 200, 200]
@@ -414,7 +417,7 @@ async fn a_route_with_an_unknown_rule_is_answered_by_the_failure_policy() {
             .failure_policy(FailurePolicy::FailClosed)
             .fail_closed_retry_after(Duration::from_secs(7)),
     );
-    let closed = app(RateLimitLayer::new(closed).rules(["no-such-rule"]));
+    let closed = app(RateLimitLayer::new(closed).rules(Rules::named(["no-such-rule"])));
     let response = closed.oneshot(request("10.0.0.1")).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(&response, "retry-after"), Some("7"));

@@ -5,6 +5,7 @@
 //! rules, legacy headers, denials and a failing store.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use ratelimit_core::Rules;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +19,8 @@ use axum::routing::{get, post};
 use http_body_util::BodyExt;
 use ratelimit_actix::RateLimit;
 use ratelimit_core::{
-    DistributedRateLimiter, FailurePolicy, FakeClock, LimiterConfig, MemoryStore, Quota, Rule,
-    Store, Target,
+    DistributedRateLimiter, LimiterConfig, MemoryStore, Quota, Rule, Store, Target,
+    clock::FakeClock, config::FailurePolicy,
 };
 use ratelimit_test_support::stores::FailingStore;
 use ratelimit_tower::RateLimitLayer;
@@ -69,17 +70,17 @@ async fn rules_on(limiter: &DistributedRateLimiter) {
         Quota::per_second(6).unwrap(),
     )
     .unwrap();
-    limiter.try_insert_rule(vip).await.unwrap();
+    limiter.insert_rule(vip).await.unwrap();
     let trial = Rule::new("trial", Target::Global, Quota::per_second(3).unwrap())
         .unwrap()
         .with_shadow(true);
-    limiter.try_insert_rule(trial).await.unwrap();
+    limiter.insert_rule(trial).await.unwrap();
 }
 
 fn tower_app(limiter: &DistributedRateLimiter) -> Router {
     let layer = |rules: &[&str]| {
         RateLimitLayer::new(limiter.clone())
-            .route_rules(rules.iter().copied())
+            .rules(Rules::route(rules.iter().copied()))
             .legacy_headers(true)
             .cost(|request| {
                 if request.headers().contains_key("x-bulk") {
@@ -140,7 +141,7 @@ macro_rules! actix_app {
         let limiter = $limiter;
         let middleware = |rules: &[&str]| {
             RateLimit::new(limiter.clone())
-                .route_rules(rules.iter().copied())
+                .rules(Rules::route(rules.iter().copied()))
                 .legacy_headers(true)
                 .cost(|request| {
                     if request.headers().contains_key("x-bulk") {

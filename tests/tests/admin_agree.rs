@@ -4,6 +4,7 @@
 //! validation errors, oversized bodies, status and reset.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+use ratelimit_core::Rules;
 use std::sync::Arc;
 
 use actix_web::App;
@@ -13,7 +14,8 @@ use axum::body::Body;
 use http_body_util::BodyExt;
 use ratelimit_core::admin::AdminApi;
 use ratelimit_core::{
-    Caller, DistributedRateLimiter, FakeClock, LimiterConfig, MemoryStore, Quota, Rule, Target,
+    DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Quota, Rule, Target,
+    clock::FakeClock,
 };
 use tower::ServiceExt;
 
@@ -177,7 +179,10 @@ async fn both_adapters_serve_the_admin_api_byte_for_byte_alike() {
     let clock = FakeClock::at_micros(7_000_000_000);
     let (for_tower, for_actix) = (limiter(&clock), limiter(&clock));
     for limiter in [&for_tower, &for_actix] {
-        limiter.check(Caller::user("1"), "default").await.unwrap();
+        limiter
+            .check(&Identity::user("1"), &Rules::one("default"), 1)
+            .await
+            .unwrap();
     }
     let router = Router::new().nest(
         "/admin",

@@ -3,13 +3,14 @@
 //! The store's clock is fake and frozen, so the expected counts are exact.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use ratelimit_core::Rules;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ratelimit_core::{
-    Caller, DistributedRateLimiter, FakeClock, LimiterConfig, MemoryStore, RateLimiter, Store,
-    Target,
+    DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, RateLimiter, Store, Target,
+    clock::FakeClock,
 };
 
 const HOUR: Duration = Duration::from_secs(3_600);
@@ -40,8 +41,13 @@ async fn instances_sharing_a_store_admit_exactly_the_limit() {
         tasks.push(tokio::spawn(async move {
             for i in 0..40 {
                 let which = (t + i) % users.len();
-                let caller = Caller::parse(users[which]).unwrap();
-                if limiter.check_all(caller).await.unwrap().allowed() {
+                let caller = Identity::parse(users[which]).unwrap();
+                if limiter
+                    .check(&caller, &Rules::applicable(), 1)
+                    .await
+                    .unwrap()
+                    .allowed()
+                {
                     per_caller[which].fetch_add(1, Ordering::Relaxed);
                 }
             }

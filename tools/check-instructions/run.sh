@@ -5,6 +5,7 @@
 #
 #   bash tools/check-instructions/run.sh          (N=200000)
 #   BIN=/other/checkout/target/release/ratelimit-check-instructions bash ...
+#   PATHS="one choice three"        (the paths to count)
 #                                   measures another build the same way
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,7 +22,7 @@ count() {  # count PATH N: the instructions of one run
   sed -n 's/^summary: //p' "$dir/out"
 }
 printf '%-8s %18s\n' path "instructions/check"
-for path in one choice three; do
+for path in ${PATHS:-one choice facets three}; do
   base=$(count "$path" 0)
   total=$(count "$path" "$N")
   printf '%-8s %18s\n' "$path" $(( (total - base) / N ))

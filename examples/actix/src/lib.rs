@@ -9,6 +9,7 @@ pub use example_common::{Settings, memory_limiter, memory_limiter_on, redis_limi
 use ratelimit_actix::RateLimit;
 use ratelimit_actix::key::{PeerIp, UserServiceOrIp};
 use ratelimit_core::DistributedRateLimiter;
+use ratelimit_core::Rules;
 
 /// The app, for `HttpServer::new(move || example_actix::app(..))`.
 pub fn app(
@@ -32,12 +33,12 @@ pub fn app(
         .app_data(web::Data::new(limiter))
         .service(
             web::resource("/")
-                .wrap(limit.clone().route_rules(["default"]))
+                .wrap(limit.clone().rules(Rules::route(["default"])))
                 .route(web::get().to(|| async { "hello\n" })),
         )
         .service(
             web::resource("/login")
-                .wrap(limit.route_rules(["login", "default"]))
+                .wrap(limit.rules(Rules::route(["login", "default"])))
                 .route(web::post().to(|| async { "welcome\n" })),
         )
         .route("/healthz", web::get().to(healthz))

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_web::test::{self, TestRequest};
 use example_common::Settings;
-use ratelimit_core::{FakeClock, MemoryStore};
+use ratelimit_core::{MemoryStore, clock::FakeClock};
 use ratelimit_test_support::RedisServer;
 use ratelimit_test_support::http::exchange;
 use support::{serve_actix, serve_axum};
@@ -37,12 +37,14 @@ async fn routes_and_rules_match_the_axum_demo() {
     let request = TestRequest::get().uri("/").peer_addr(peer()).to_request();
     assert_eq!(test::call_service(&app, request).await.status(), 200);
 
+    // `login` counts the client address: twenty logins from one address,
+    // each claiming another user, are five admitted logins.
     let mut login = Vec::new();
-    for _ in 0..6 {
+    for user in 0..20 {
         let request = TestRequest::post()
             .uri("/login")
             .peer_addr(peer())
-            .insert_header(("x-user-id", "7"))
+            .insert_header(("x-user-id", format!("user-{user}")))
             .to_request();
         let response = test::call_service(&app, request).await;
         login.push(response.status().as_u16());
@@ -55,7 +57,15 @@ async fn routes_and_rules_match_the_axum_demo() {
             );
         }
     }
-    assert_eq!(login, [200, 200, 200, 200, 200, 429]);
+    assert_eq!(login.iter().filter(|&&status| status == 200).count(), 5);
+    assert_eq!(login[..5], [200; 5]);
+    // Another address logs in.
+    let request = TestRequest::post()
+        .uri("/login")
+        .peer_addr(SocketAddr::from(([127, 0, 0, 2], 40_000)))
+        .insert_header(("x-user-id", "user-0"))
+        .to_request();
+    assert_eq!(test::call_service(&app, request).await.status(), 200);
 
     let request = TestRequest::get().uri("/healthz").to_request();
     let health = test::call_service(&app, request).await;

@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 pub use example_common::{Settings, memory_limiter, memory_limiter_on, redis_limiter, rules};
 use ratelimit_core::DistributedRateLimiter;
+use ratelimit_core::Rules;
 use ratelimit_tower::RateLimitLayer;
 use ratelimit_tower::key::{PeerIp, UserServiceOrIp};
 
@@ -21,11 +22,12 @@ pub fn app(limiter: DistributedRateLimiter, settings: &Settings) -> Router {
     let app = Router::new()
         .route(
             "/",
-            get(|| async { "hello\n" }).route_layer(layer.clone().route_rules(["default"])),
+            get(|| async { "hello\n" }).route_layer(layer.clone().rules(Rules::route(["default"]))),
         )
         .route(
             "/login",
-            post(|| async { "welcome\n" }).route_layer(layer.route_rules(["login", "default"])),
+            post(|| async { "welcome\n" })
+                .route_layer(layer.rules(Rules::route(["login", "default"]))),
         )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::http::{Request, StatusCode};
 use example_common::Settings;
-use ratelimit_core::{FakeClock, MemoryStore};
+use ratelimit_core::{MemoryStore, clock::FakeClock};
 use ratelimit_test_support::RedisServer;
 use ratelimit_test_support::http::exchange;
 use tokio::net::TcpListener;
@@ -54,11 +54,13 @@ async fn routes_and_rules() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
+    // `login` counts the client address: twenty logins from one address,
+    // each claiming another user, are five admitted logins.
     let mut login = Vec::new();
-    for _ in 0..6 {
+    for user in 0..20 {
         let response = app
             .clone()
-            .oneshot(request("POST", "/login", Some("7")))
+            .oneshot(request("POST", "/login", Some(&format!("user-{user}"))))
             .await
             .unwrap();
         login.push(response.status().as_u16());
@@ -71,7 +73,17 @@ async fn routes_and_rules() {
             );
         }
     }
-    assert_eq!(login, [200, 200, 200, 200, 200, 429]);
+    assert_eq!(login.iter().filter(|&&status| status == 200).count(), 5);
+    assert_eq!(login[..5], [200; 5]);
+    // Another address logs in.
+    let mut other = request("POST", "/login", Some("user-0"));
+    other
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 2], 40_000))));
+    assert_eq!(
+        app.clone().oneshot(other).await.unwrap().status(),
+        StatusCode::OK
+    );
 
     let health = app
         .clone()

@@ -3,7 +3,8 @@
 //! on the in-memory store or a shared Redis, and the health report.
 //!
 //! - `GET /` — rule `default` (every caller, 10 per second);
-//! - `POST /login` — rule `login` (every caller, 5 per minute) and `default`;
+//! - `POST /login` — rule `login` (every client address, 5 per minute,
+//!   whatever user a request claims) and `default`;
 //! - `GET /healthz` — never limited; whether the store answers;
 //! - `GET /metrics` — never limited; Prometheus text;
 //! - `/admin/...` — the management API (`ratelimit_core::admin`), only with
@@ -13,6 +14,7 @@
 //!
 //! Callers: `x-user-id` → that user; else `x-service-id` → that service;
 //! else the client address (forwarding headers only from `--trust-proxy`).
+//! The client address is also a facet of every caller, counted by `login`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -22,9 +24,10 @@ use clap::Parser;
 use ipnet::IpNet;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use ratelimit_core::admin::AdminApi;
+use ratelimit_core::config::{DenyCache, FailurePolicy};
+use ratelimit_core::identity::Facet;
 use ratelimit_core::{
-    DenyCache, DistributedRateLimiter, Error, LimiterConfig, MemoryStore, Quota, Rule, RuleSync,
-    Target, telemetry,
+    DistributedRateLimiter, Error, LimiterConfig, MemoryStore, Quota, Rule, Target, telemetry,
 };
 use ratelimit_redis::RedisFleet;
 
@@ -115,10 +118,14 @@ pub fn render_metrics() -> String {
 pub fn rules() -> Result<Vec<Rule>, Error> {
     Ok(vec![
         Rule::new("default", Target::Each, Quota::per_second(10)?)?,
-        Rule::new("login", Target::Each, Quota::per_minute(5)?)?,
+        Rule::new("login", Target::Every(Facet::Ip), Quota::per_minute(5)?)?,
         Rule::new("global", Target::Global, Quota::per_second(1_000)?)?,
     ])
 }
+
+/// What answers when the store does not (and for a route's rule that the
+/// rule store lost): the request is admitted.
+pub const FAILURE_POLICY: FailurePolicy = FailurePolicy::FailOpen;
 
 /// A limiter with the demo's rules on the in-memory store.
 pub fn memory_limiter() -> Result<DistributedRateLimiter, Error> {
@@ -132,7 +139,8 @@ pub fn memory_limiter_on(store: MemoryStore) -> Result<DistributedRateLimiter, E
     metrics();
     let config = rules()?
         .into_iter()
-        .fold(LimiterConfig::new(Arc::new(store)), LimiterConfig::rule);
+        .fold(LimiterConfig::new(Arc::new(store)), LimiterConfig::rule)
+        .failure_policy(FAILURE_POLICY);
     Ok(DistributedRateLimiter::new(config))
 }
 
@@ -149,7 +157,11 @@ pub async fn redis_limiter(url: &str) -> Result<DistributedRateLimiter, Error> {
         .timeout(Duration::from_millis(100))
         .rules(rules()?)
         // A flood of denied requests is answered here, not by Redis.
-        .configure(|config| config.deny_cache(DenyCache::new(DENY_CACHE_KEYS)))
+        .configure(|config| {
+            config
+                .deny_cache(DenyCache::new(DENY_CACHE_KEYS))
+                .failure_policy(FAILURE_POLICY)
+        })
         .start()
         .await
 }
@@ -179,8 +191,8 @@ pub async fn limiter_for(args: &Args) -> Result<DistributedRateLimiter, StartErr
         store,
         rules = %ids.join(","),
         rules_version = rules.version(),
-        rule_sync = limiter.rule_sync().as_str(),
-        failure_policy = %limiter.default_failure_policy(),
+        rule_sync = limiter.health().await.rules.as_str(),
+        failure_policy = %FAILURE_POLICY,
         "rate limiter ready"
     );
     Ok(limiter)
@@ -247,13 +259,12 @@ impl std::fmt::Debug for Fatal {
 /// `local` without a rule store, `synced`, `pending` before the store first
 /// answered, `restoring` while putting back rules the store lost).
 pub async fn health(limiter: &DistributedRateLimiter) -> (u16, String) {
-    let policy = limiter.default_failure_policy();
-    let rules = limiter.rule_sync();
-    let rules_ok = matches!(rules, RuleSync::Local | RuleSync::Synced);
-    let rules = rules.as_str();
-    match limiter.store_health().await {
+    let policy = FAILURE_POLICY;
+    let health = limiter.health().await;
+    let rules = health.rules.as_str();
+    match &health.store {
         Ok(()) => (
-            if rules_ok { 200 } else { 503 },
+            if health.is_healthy() { 200 } else { 503 },
             format!("{{\"store\":\"ok\",\"rules\":\"{rules}\",\"failure_policy\":\"{policy}\"}}\n"),
         ),
         Err(error) => (

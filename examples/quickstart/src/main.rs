@@ -5,12 +5,13 @@
 //! `FakeClock`, so the run is instant and prints the same figures every time.
 #![allow(clippy::print_stdout)]
 
+use ratelimit_core::Rules;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ratelimit_core::{
-    Caller, DistributedRateLimiter, Error, FakeClock, LimiterConfig, MemoryStore, RateLimiter,
-    Source, Target,
+    DistributedRateLimiter, Error, Identity, LimiterConfig, MemoryStore, RateLimiter, Target,
+    clock::FakeClock, verdict::Source,
 };
 
 const CALLERS: [&str; 4] = ["user:alice", "user:bob", "user:42", "service:billing"];
@@ -60,7 +61,9 @@ async fn traffic(limiter: &DistributedRateLimiter, clock: &FakeClock) -> Result<
     let mut admitted = [0u32; CALLERS.len()];
     for _ in 0..25 {
         for (count, id) in admitted.iter_mut().zip(CALLERS) {
-            let verdict = limiter.check_all(Caller::parse(id)?).await?;
+            let verdict = limiter
+                .check(&Identity::parse(id)?, &Rules::applicable(), 1)
+                .await?;
             debug_assert_eq!(verdict.source(), Source::Store);
             if verdict.allowed() {
                 *count += 1;

@@ -41,7 +41,7 @@
 //! };
 //! let response = api.handle(AdminRequest::new(Some(b"Bearer s3cret"), put)).await;
 //! assert_eq!(response.status(), 201);
-//! assert_eq!(limiter.rule("api").map(|r| r.quota().limit()), Some(10));
+//! assert_eq!(limiter.rules().get("api").map(|r| r.quota().limit()), Some(10));
 //!
 //! let denied = api.handle(AdminRequest::new(Some(b"Bearer guess"), Operation::ListRules)).await;
 //! assert_eq!(denied.status(), 401);
@@ -60,7 +60,7 @@ pub use error::AdminError;
 pub use request::{CallerQuery, MAX_BODY_BYTES, RulePatch, RuleSpec};
 pub use response::{AdminResponse, ResetView, RuleChanged, RuleView, RulesView, StatusView};
 
-use crate::{Caller, DistributedRateLimiter, Error, Target};
+use crate::{DistributedRateLimiter, Error, Identity, Rules, Target};
 
 /// One management request: what to do, and the `Authorization` header it
 /// came with.
@@ -244,14 +244,20 @@ impl AdminApi {
             Operation::Status { query } => {
                 let query = CallerQuery::parse(query)?;
                 let caller = self.caller(&query)?;
-                let verdict = limiter.peek(caller, &query.rule).await.map_err(failed)?;
+                let verdict = limiter
+                    .peek(&caller, &Rules::one(query.rule.as_str()))
+                    .await
+                    .map_err(failed)?;
                 let view = StatusView::new(query.target.clone(), query.rule.clone(), &verdict);
                 Ok(AdminResponse::json(200, &view))
             }
             Operation::Reset { query } => {
                 let query = CallerQuery::parse(query)?;
                 let caller = self.caller(&query)?;
-                limiter.reset(caller, &query.rule).await.map_err(failed)?;
+                limiter
+                    .reset(&caller, &Rules::one(query.rule.as_str()))
+                    .await
+                    .map_err(failed)?;
                 tracing::info!(rule = %query.rule, "caller state reset through the admin API");
                 let view = ResetView {
                     target: query.target.clone(),
@@ -274,14 +280,16 @@ impl AdminApi {
 
     /// The caller a query names. `global` stands for "any caller" and is
     /// accepted only for a global rule (whose one counter all share).
-    fn caller<'q>(&self, query: &'q CallerQuery) -> Result<Caller<'q>, AdminError> {
+    fn caller<'q>(&self, query: &'q CallerQuery) -> Result<Identity<'q>, AdminError> {
         let rule = self
             .limiter
-            .rule(&query.rule)
+            .rules()
+            .get(&query.rule)
+            .cloned()
             .ok_or_else(|| AdminError::unknown_rule(&query.rule))?;
         if query.target == "global" {
             return if *rule.target() == Target::Global {
-                Ok(Caller::key("global"))
+                Ok(Identity::key("global"))
             } else {
                 Err(AdminError::invalid(
                     "target",
@@ -289,6 +297,6 @@ impl AdminApi {
                 ))
             };
         }
-        Caller::parse(&query.target).map_err(|e| AdminError::invalid("target", e.to_string()))
+        Identity::parse(&query.target).map_err(|e| AdminError::invalid("target", e.to_string()))
     }
 }

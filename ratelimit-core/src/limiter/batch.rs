@@ -11,7 +11,7 @@ use super::reservation::{self, Take, Units};
 use super::verdict::{RuleDecision, Source, Verdict};
 use crate::store::{CheckItem, Outcome};
 use crate::telemetry;
-use crate::{Caller, Clock, Error, Store};
+use crate::{Clock, Error, Identity, Store};
 
 impl DistributedRateLimiter {
     /// [`run`](Self::run) for a check with a rule in hot-key mode (see
@@ -19,7 +19,7 @@ impl DistributedRateLimiter {
     /// store is asked (reserving more) for the rest.
     pub(super) async fn run_batched(
         &self,
-        caller: Caller<'_>,
+        identity: &Identity<'_>,
         prepared: Prepared<'_, '_, '_>,
         cost: u32,
     ) -> Result<Verdict, Error> {
@@ -33,7 +33,7 @@ impl DistributedRateLimiter {
         if permit == Permit::Skip {
             give_back(prepared, &batched);
             let result = Err(Error::CircuitOpen);
-            return self.settle(caller, prepared.selected, &items, permit, result, true);
+            return self.settle(identity, prepared.selected, &items, permit, result, true);
         }
         let asked = self.inner.denials.as_ref().map(Denials::ask);
         let started = quanta::Instant::now();
@@ -43,17 +43,17 @@ impl DistributedRateLimiter {
         };
         self.inner.store_duration.record(started.elapsed());
         let result = finish_batched(prepared, &batched, result);
-        let verdict = self.settle(caller, prepared.selected, &items, permit, result, true);
+        let verdict = self.settle(identity, prepared.selected, &items, permit, result, true);
         self.inner.check_duration.record(started.elapsed());
         self.remember(&verdict, prepared, asked);
         verdict
     }
 
-    /// [`try_check_now`](Self::try_check_now) for a check with a rule in
+    /// [`try_check`](Self::try_check) for a check with a rule in
     /// hot-key mode.
     pub(super) fn try_check_batched_now(
         &self,
-        caller: Caller<'_>,
+        identity: &Identity<'_>,
         prepared: Prepared<'_, '_, '_>,
         cost: u32,
     ) -> Option<Result<Verdict, Error>> {
@@ -71,7 +71,7 @@ impl DistributedRateLimiter {
         };
         let result = finish_batched(prepared, &batched, result);
         let verdict = self.settle(
-            caller,
+            identity,
             prepared.selected,
             &items,
             Permit::Call,

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 ///
 /// ```
 /// use std::time::Duration;
-/// use ratelimit_core::CircuitBreakerConfig;
+/// use ratelimit_core::config::CircuitBreakerConfig;
 ///
 /// let config = CircuitBreakerConfig::new(3, Duration::from_millis(250));
 /// assert_eq!(config.failure_threshold(), 3);
@@ -57,7 +57,7 @@ impl Default for CircuitBreakerConfig {
 }
 
 /// The circuit's state, as reported by
-/// [`DistributedRateLimiter::circuit_state`](crate::DistributedRateLimiter::circuit_state).
+/// [`Health::circuit`](crate::health::Health::circuit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CircuitState {
     /// Checks go to the store.

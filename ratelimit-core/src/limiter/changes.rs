@@ -10,6 +10,11 @@ use crate::rule_store::{RuleWrite, RuleWritten};
 use crate::telemetry;
 use crate::{Error, Quota, Rule, RuleId, RuleSet, RuleStore, Target};
 
+/// # Rule changes
+///
+/// Changes apply from the next check, on every instance sharing a
+/// [`RuleStore`](crate::RuleStore). A change of a rule's rate or burst keeps
+/// each caller's usage (see [`Rule::succeeding`]).
 impl DistributedRateLimiter {
     /// Adds a rule `rule_id` giving `target` `limit` requests per `window`
     /// (burst = limit, default priority, enforced, the default failure
@@ -28,7 +33,7 @@ impl DistributedRateLimiter {
 
     /// Adds a fully configured rule; fails with [`Error::RuleExists`] if the
     /// id is taken.
-    pub async fn try_insert_rule(&self, rule: Rule) -> Result<(), Error> {
+    pub(crate) async fn try_insert_rule(&self, rule: Rule) -> Result<(), Error> {
         if let Some(store) = &self.inner.rule_store {
             return self
                 .write_shared(store, RuleWrite::Insert(rule))
@@ -115,20 +120,7 @@ impl DistributedRateLimiter {
     /// change is made again on the newer rule (a few times at most, then
     /// [`Error::RuleConflict`]). So concurrent modifications from several
     /// instances never overwrite one another.
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use ratelimit_core::{DistributedRateLimiter, LimiterConfig, MemoryStore, Target};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), ratelimit_core::Error> {
-    /// let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
-    /// limiter.add_rule("api", Target::Each, 10, std::time::Duration::from_secs(1)).await?;
-    /// let rule = limiter.modify_rule("api", |rule| Ok(rule.clone().with_shadow(true))).await?;
-    /// assert!(rule.is_shadow());
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn modify_rule(
+    pub(crate) async fn modify_rule(
         &self,
         rule_id: &str,
         modify: impl Fn(&Rule) -> Result<Rule, Error>,

@@ -13,7 +13,7 @@ use crate::{Clock, FailurePolicy, KeyPrefix, MemoryStore, Rule, RuleStore, Store
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use ratelimit_core::{FailurePolicy, KeyPrefix, LimiterConfig, MemoryStore};
+/// use ratelimit_core::{config::FailurePolicy, config::KeyPrefix, LimiterConfig, MemoryStore};
 ///
 /// let config = LimiterConfig::new(Arc::new(MemoryStore::new()))
 ///     .timeout(Duration::from_millis(20))
@@ -61,9 +61,9 @@ impl LimiterConfig {
     }
 
     /// The clock hot-key mode measures its reserved units' deadlines on
-    /// (default: [`SystemClock`](crate::SystemClock); see
+    /// (default: [`SystemClock`](crate::clock::SystemClock); see
     /// [`Rule::with_batch`]). Tests give it the store's
-    /// [`FakeClock`](crate::FakeClock).
+    /// [`FakeClock`](crate::clock::FakeClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self

@@ -60,10 +60,10 @@ use crate::{Clock, Decision, SystemClock, gcra, telemetry};
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use ratelimit_core::{
-///     Caller, DenyCache, DistributedRateLimiter, FakeClock, LimiterConfig, MemoryStore, Source,
-///     Target,
-/// };
+/// use ratelimit_core::clock::FakeClock;
+/// use ratelimit_core::config::DenyCache;
+/// use ratelimit_core::verdict::Source;
+/// use ratelimit_core::{DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Rules, Target};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), ratelimit_core::Error> {
 /// let clock = FakeClock::new();
@@ -72,12 +72,12 @@ use crate::{Clock, Decision, SystemClock, gcra, telemetry};
 ///     LimiterConfig::new(store).deny_cache(DenyCache::new(100_000).clock(clock.clone())),
 /// );
 /// limiter.add_rule("api", Target::Each, 1, Duration::from_secs(1)).await?;
-/// let caller = Caller::user("7");
-/// assert!(limiter.check(caller, "api").await?.allowed());
-/// assert_eq!(limiter.check(caller, "api").await?.source(), Source::Store); // denied, remembered
-/// assert_eq!(limiter.check(caller, "api").await?.source(), Source::DenyCache);
+/// let (caller, api) = (Identity::user("7"), Rules::one("api"));
+/// assert!(limiter.check(&caller, &api, 1).await?.allowed());
+/// assert_eq!(limiter.check(&caller, &api, 1).await?.source(), Source::Store); // denied, remembered
+/// assert_eq!(limiter.check(&caller, &api, 1).await?.source(), Source::DenyCache);
 /// clock.advance(Duration::from_secs(1));
-/// assert!(limiter.check(caller, "api").await?.allowed());
+/// assert!(limiter.check(&caller, &api, 1).await?.allowed());
 /// # Ok(())
 /// # }
 /// ```
@@ -102,7 +102,7 @@ impl DenyCache {
     }
 
     /// The clock the cache reads (default: the system clock). Tests pass a
-    /// [`FakeClock`](crate::FakeClock), the same one their store reads.
+    /// [`FakeClock`](crate::clock::FakeClock), the same one their store reads.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self

@@ -12,26 +12,30 @@ use arc_swap::ArcSwap;
 use metrics::{Histogram, histogram};
 
 use super::LimiterConfig;
-use super::breaker::{CircuitBreaker, CircuitState};
+use super::breaker::CircuitBreaker;
 use super::deny_cache::Denials;
+use super::health::Health;
 use super::unknown_rule::UnknownRules;
+use crate::caller::Caller;
+use crate::key::Subject;
 use crate::rule_store::Following;
 use crate::store::CheckItem;
 use crate::telemetry;
 use crate::{
-    Caller, Clock, Error, FailurePolicy, KeyPrefix, MemoryStore, Quota, Rule, RuleId, RuleSet,
-    RuleStore, Store,
+    Clock, Error, FailurePolicy, KeyPrefix, MemoryStore, Quota, Rule, RuleId, RuleSet, RuleStore,
+    Store,
 };
 
 /// Rate limiting by named rules, shared by every instance using the same
 /// store.
 ///
-/// Each [`Rule`] gives a [`Target`](crate::Target) a [`Quota`]. A check names a caller
-/// (`user:42`, `service:billing`, an address or a key) and either one rule,
-/// a list of rules, or "every rule that applies" ([`check_all`]); all the
-/// counters involved are tested and charged in **one atomic store call**:
-/// either every enforced rule admits the request and all are charged, or none
-/// is.
+/// Each [`Rule`] gives a [`Target`](crate::Target) a [`Quota`]. A check
+/// names who asks — an [`Identity`](crate::Identity): a user, a service, an
+/// API key, a client address, or several of these at once — and which
+/// [`Rules`](crate::Rules) it covers: one, several, a route's, or every
+/// rule that applies. All the counters involved are tested and charged in
+/// **one atomic store call**: either every enforced rule admits the request
+/// and all are charged, or none is.
 ///
 /// Rules change at run time ([`add_rule`], [`update_rule`],
 /// [`remove_rule`], [`insert_rule`]) from any thread; the next check sees the
@@ -42,7 +46,7 @@ use crate::{
 /// [`FailurePolicy`] answers; a check never waits longer than the timeout.
 /// After repeated failures a circuit breaker stops asking the store for a
 /// while, so checks answer at once instead of each paying the timeout
-/// ([`CircuitBreakerConfig`](crate::CircuitBreakerConfig)).
+/// ([`CircuitBreakerConfig`](crate::config::CircuitBreakerConfig)).
 /// A store call that does not complete at once arms a Tokio timer, so checks
 /// on a remote store must run inside a Tokio runtime with its timer enabled
 /// (as axum and actix-web provide).
@@ -52,7 +56,7 @@ use crate::{
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use ratelimit_core::{Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, Target};
+/// use ratelimit_core::{DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Rules, Target};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), ratelimit_core::Error> {
@@ -65,14 +69,13 @@ use crate::{
 /// assert!(!limiter.is_allowed("user:7", "api").await);
 ///
 /// // Everything that applies to user 42: the VIP rule replaces `api`.
-/// let verdict = limiter.check_all(Caller::user("42")).await?;
+/// let verdict = limiter.check(&Identity::user("42"), &Rules::applicable(), 1).await?;
 /// assert!(verdict.allowed());
 /// assert_eq!(verdict.decisions()[0].rule.as_str(), "vip");
 /// # Ok(())
 /// # }
 /// ```
 ///
-/// [`check_all`]: Self::check_all
 /// [`add_rule`]: Self::add_rule
 /// [`update_rule`]: Self::update_rule
 /// [`remove_rule`]: Self::remove_rule
@@ -108,7 +111,7 @@ pub(super) struct Inner {
     pub(super) failing: AtomicBool,
     pub(super) store_duration: Histogram,
     pub(super) check_duration: Histogram,
-    /// Denials answered locally (see [`DenyCache`](crate::DenyCache)).
+    /// Denials answered locally (see [`DenyCache`](crate::config::DenyCache)).
     pub(super) denials: Option<Denials>,
     /// Hot-key mode's clock (see [`Rule::with_batch`]).
     pub(super) clock: Arc<dyn Clock>,
@@ -130,6 +133,7 @@ pub(super) struct Inner {
 /// Numbers the limiters of this process (see [`Inner::id`]).
 static NEXT_LIMITER_ID: AtomicU64 = AtomicU64::new(0);
 
+/// # Making one
 impl DistributedRateLimiter {
     /// A limiter from `config`, with the config's rules in force.
     pub fn new(config: LimiterConfig) -> Self {
@@ -201,13 +205,42 @@ impl DistributedRateLimiter {
         }
         Ok(limiter)
     }
+}
 
-    /// Asks the store a harmless question (a peek at a probe key), bounded by
-    /// the timeout and ignoring the circuit breaker: `Ok` if it answers.
-    pub async fn store_health(&self) -> Result<(), Error> {
-        let key = self.inner.key_prefix.key(
+/// # State
+impl DistributedRateLimiter {
+    /// How this limiter stands: whether its store answers a harmless
+    /// question now (a peek at a probe key, bounded by the timeout and
+    /// ignoring the circuit breaker), the circuit breaker's state, and
+    /// where its rules stand with the rule store.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ratelimit_core::{DistributedRateLimiter, LimiterConfig, MemoryStore};
+    /// use ratelimit_core::health::{CircuitState, RuleSync};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
+    /// let health = limiter.health().await;
+    /// assert!(health.store.is_ok());
+    /// assert_eq!(health.circuit, CircuitState::Closed);
+    /// assert_eq!(health.rules, RuleSync::Local);
+    /// # }
+    /// ```
+    pub async fn health(&self) -> Health {
+        let store = self.ping_store().await;
+        Health {
+            store,
+            circuit: self.inner.breaker.state(),
+            rules: self.rule_sync(),
+            rules_version: self.inner.rules.load().version(),
+        }
+    }
+
+    async fn ping_store(&self) -> Result<(), Error> {
+        let key = self.inner.key_prefix.key_of(
             &RuleId::new("health")?,
-            crate::Subject::Caller(Caller::Key(b"probe")),
+            Subject::Caller(Caller::Hidden(b'k', b"probe")),
         );
         let quota = Quota::per_second(1)?;
         let item = CheckItem::new(&key, quota);
@@ -216,30 +249,13 @@ impl DistributedRateLimiter {
             .map(drop)
     }
 
-    /// The failure policy of rules that have none of their own.
-    pub fn default_failure_policy(&self) -> FailurePolicy {
-        self.inner.failure_policy
-    }
-
-    /// Whether checks currently reach the store (see
-    /// [`CircuitBreakerConfig`](crate::CircuitBreakerConfig)).
-    pub fn circuit_state(&self) -> CircuitState {
-        self.inner.breaker.state()
-    }
-
     /// The rules in force now.
     pub fn rules(&self) -> Arc<RuleSet> {
         self.inner.rules.load_full()
     }
+}
 
-    /// The rule with this id.
-    pub fn rule(&self, rule_id: &str) -> Option<Rule> {
-        self.inner.rules.load().get(rule_id).cloned()
-    }
-
-    /// Runs a store call under the per-check timeout. The timer is armed
-    /// only if the call does not finish on its first poll: a store that
-    /// answers at once (the in-memory one) costs no timer registration.
+impl DistributedRateLimiter {
     /// Runs a store call bounded by the timeout: by the store's own bound
     /// when it has one no longer than the limiter's (one timer, the
     /// store's), else by [`with_timeout`](Self::with_timeout).

@@ -121,7 +121,7 @@ impl KeyBytes for Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Caller, Quota, Rule, RuleSet, Target};
+    use crate::{Identity, Quota, Rule, RuleSet, Target};
 
     #[test]
     fn one_key_per_rule_in_order_long_ones_included() {
@@ -131,12 +131,12 @@ mod tests {
             .with_rule(Rule::new("all", Target::Global, quota).unwrap())
             .with_rule(Rule::new(long.as_str(), Target::Each, quota).unwrap());
         let user = "u".repeat(40);
-        let caller = Caller::user(&user);
-        let selected = set.applicable(caller);
+        let identity = Identity::user(&user);
+        let selected = set.applicable(&identity);
         let keys = Keys::new(&KeyPrefix::default(), &selected);
         let expected: Vec<Vec<u8>> = selected
             .iter()
-            .map(|(rule, subject)| KeyPrefix::default().key(rule.id(), *subject))
+            .map(|(rule, subject)| KeyPrefix::default().key_of(rule.id(), *subject))
             .collect();
         assert_eq!(keys.iter().collect::<Vec<_>>(), expected);
         assert!(expected.iter().map(Vec::len).sum::<usize>() > INLINE);

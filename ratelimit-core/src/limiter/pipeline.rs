@@ -19,13 +19,13 @@ use super::verdict::{RuleDecision, Source, Verdict};
 use crate::rule_set::{ActiveRule, Selected};
 use crate::store::{CheckItem, Outcome};
 use crate::telemetry;
-use crate::{Caller, Error, RuleSet, Store};
+use crate::{Error, Identity, RuleSet, Store};
 
 impl DistributedRateLimiter {
     #[inline]
-    pub(super) fn try_check<S: AsRef<str>>(
+    pub(super) fn try_check_general<S: AsRef<str>>(
         &self,
-        caller: Caller<'_>,
+        identity: &Identity<'_>,
         selector: Selector<'_, S>,
         cost: u32,
     ) -> Option<Result<Verdict, Error>> {
@@ -37,11 +37,11 @@ impl DistributedRateLimiter {
         }
         // No `.await` follows: the snapshot is held until the verdict.
         let rules = self.inner.rules.load();
-        let selected = match prepare(&rules, caller, selector, cost) {
+        let selected = match prepare(&rules, identity, selector, cost) {
             Preparation::Ready(selected) => selected,
             Preparation::Answered(answer) => return Some(answer),
         };
-        self.try_check_selected(caller, &selected, cost)
+        self.try_check_selected(identity, &selected, cost)
     }
 
     /// [`try_check`](Self::try_check) once the rules are selected (by
@@ -49,7 +49,7 @@ impl DistributedRateLimiter {
     #[inline]
     pub(super) fn try_check_selected(
         &self,
-        caller: Caller<'_>,
+        identity: &Identity<'_>,
         selected: &Selected<'_, '_>,
         cost: u32,
     ) -> Option<Result<Verdict, Error>> {
@@ -65,7 +65,7 @@ impl DistributedRateLimiter {
             return Some(Ok(verdict));
         }
         if prepared.has_batches() {
-            return self.try_check_batched_now(caller, prepared, cost);
+            return self.try_check_batched_now(identity, prepared, cost);
         }
         // Filled in place, so the items are not moved again.
         let mut items = SmallVec::new();
@@ -73,7 +73,7 @@ impl DistributedRateLimiter {
         let asked = self.inner.denials.as_ref().map(Denials::ask);
         let result = self.inner.store.try_check_now(&items)?;
         // Built where it is returned, so the verdict is not moved again.
-        let answer = Some(self.settle(caller, selected, &items, Permit::Call, result, true));
+        let answer = Some(self.settle(identity, selected, &items, Permit::Call, result, true));
         if denials && let Some(verdict) = &answer {
             self.remember(verdict, prepared, asked);
         }
@@ -113,25 +113,25 @@ impl DistributedRateLimiter {
 
     pub(super) async fn run<S: AsRef<str> + Sync>(
         &self,
-        caller: Caller<'_>,
+        identity: &Identity<'_>,
         selector: Selector<'_, S>,
         cost: u32,
         charge: bool,
     ) -> Result<Verdict, Error> {
         // An owned snapshot: the check may wait for the store.
         let rules = self.inner.rules.load_full();
-        let selected = match prepare(&rules, caller, selector, cost) {
+        let selected = match prepare(&rules, identity, selector, cost) {
             Preparation::Ready(selected) => selected,
             Preparation::Answered(answer) => return answer,
         };
-        self.run_selected(caller, &selected, cost, charge).await
+        self.run_selected(identity, &selected, cost, charge).await
     }
 
     /// [`run`](Self::run) once the rules are selected (by [`prepare`] or a
     /// [`Plan`]).
     pub(super) async fn run_selected(
         &self,
-        caller: Caller<'_>,
+        identity: &Identity<'_>,
         selected: &Selected<'_, '_>,
         cost: u32,
         charge: bool,
@@ -147,28 +147,28 @@ impl DistributedRateLimiter {
             return Ok(verdict);
         }
         if charge && prepared.has_batches() {
-            return self.run_batched(caller, prepared, cost).await;
+            return self.run_batched(identity, prepared, cost).await;
         }
         let items = prepared.items(cost);
         let store = &self.inner.store;
         let permit = self.inner.breaker.permit();
         if permit == Permit::Skip {
             let result = Err(Error::CircuitOpen);
-            return self.settle(caller, prepared.selected, &items, permit, result, charge);
+            return self.settle(identity, prepared.selected, &items, permit, result, charge);
         }
         let asked = self.inner.denials.as_ref().map(Denials::ask);
         let verdict = if !charge {
             let result = self.store_call(store.peek(&items)).await;
-            self.settle(caller, prepared.selected, &items, permit, result, charge)
+            self.settle(identity, prepared.selected, &items, permit, result, charge)
         } else if let Some(result) = store.try_check_now(&items) {
             // A store that answers in place needs no future, no timer and
             // no timing.
-            self.settle(caller, prepared.selected, &items, permit, result, charge)
+            self.settle(identity, prepared.selected, &items, permit, result, charge)
         } else {
             let started = quanta::Instant::now();
             let result = self.awaited_check(&items).await;
             self.inner.store_duration.record(started.elapsed());
-            let verdict = self.settle(caller, prepared.selected, &items, permit, result, charge);
+            let verdict = self.settle(identity, prepared.selected, &items, permit, result, charge);
             self.inner.check_duration.record(started.elapsed());
             verdict
         };
@@ -196,7 +196,7 @@ impl DistributedRateLimiter {
     #[inline(always)]
     pub(super) fn settle(
         &self,
-        caller: Caller<'_>,
+        identity: &Identity<'_>,
         selected: &Selected<'_, '_>,
         items: &[CheckItem<'_>],
         permit: Permit,
@@ -254,7 +254,7 @@ impl DistributedRateLimiter {
         };
         if let Ok(verdict) = &answer {
             tracing::debug!(
-                %caller,
+                %identity,
                 allowed = verdict.allowed(),
                 source = ?verdict.source(),
                 rules = selected.len(),
@@ -324,11 +324,11 @@ impl<'p> Prepared<'p, '_, '_> {
 #[inline]
 pub(super) fn prepare<'r, 'c, S: AsRef<str>>(
     rules: &'r RuleSet,
-    caller: Caller<'c>,
+    identity: &'c Identity<'_>,
     selector: Selector<'_, S>,
     cost: u32,
 ) -> Preparation<'r, 'c> {
-    let mut selected = match select(rules, caller, selector) {
+    let mut selected = match select(rules, identity, selector) {
         Ok(selected) => selected,
         Err(error) => return Preparation::Answered(Err(error)),
     };
@@ -361,7 +361,7 @@ pub(super) fn prepare<'r, 'c, S: AsRef<str>>(
 /// The rules a check covers, with their counters.
 pub(super) fn select<'r, 'c, S: AsRef<str>>(
     rules: &'r RuleSet,
-    caller: Caller<'c>,
+    identity: &'c Identity<'_>,
     selector: Selector<'_, S>,
 ) -> Result<Selected<'r, 'c>, Error> {
     let one = |id: &str| {
@@ -370,10 +370,10 @@ pub(super) fn select<'r, 'c, S: AsRef<str>>(
             .ok_or_else(|| Error::UnknownRule(id.to_owned()))?;
         let subject =
             rule.target()
-                .subject_for(caller)
+                .subject_for(identity)
                 .ok_or_else(|| Error::RuleNotApplicable {
                     rule: id.to_owned(),
-                    caller: caller.to_string(),
+                    caller: identity.to_string(),
                 })?;
         Ok((rule, subject))
     };
@@ -384,8 +384,8 @@ pub(super) fn select<'r, 'c, S: AsRef<str>>(
             Ok(selected)
         }
         Selector::Named(ids) => ids.iter().map(|id| one(id.as_ref())).collect(),
-        Selector::Applicable => Ok(rules.applicable(caller)),
-        Selector::Route(names) => rules.applicable_on_route(caller, names),
+        Selector::Applicable => Ok(rules.applicable(identity)),
+        Selector::Route(names) => rules.applicable_on_route(identity, names),
     }
 }
 
@@ -422,7 +422,7 @@ pub(super) fn from_outcome(
 pub(super) fn verdict(
     source: Source,
     allowed: bool,
-    selected: &[(&ActiveRule, crate::Subject<'_>)],
+    selected: &[(&ActiveRule, crate::key::Subject<'_>)],
     decisions: &[crate::Decision],
     retry_after: Duration,
     error: Option<Arc<Error>>,

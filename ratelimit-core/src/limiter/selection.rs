@@ -1,145 +1,136 @@
-//! [`RuleSelection`]: which rules one check covers, and [`RuleChoice`],
-//! its owned form.
+//! [`Rules`]: which rules one check covers.
 
 use std::sync::Arc;
 
 use super::plan::PlanSlot;
 
-/// Which rules one check covers — the argument of
-/// [`DistributedRateLimiter::check_selection`](crate::DistributedRateLimiter::check_selection)
-/// and [`try_check_now`](crate::DistributedRateLimiter::try_check_now), for
-/// adapters that pick the rules per route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RuleSelection<'a> {
-    /// One rule ([`check`](crate::DistributedRateLimiter::check)).
-    One(&'a str),
-    /// These rules, every one of which must exist and apply to the caller
-    /// ([`check_rules`](crate::DistributedRateLimiter::check_rules)).
-    Named(&'a [&'a str]),
-    /// Every rule that applies to the caller
-    /// ([`check_all`](crate::DistributedRateLimiter::check_all)).
-    Applicable,
-    /// A route's `*` rules, plus the caller's own and the global ones
-    /// ([`check_route`](crate::DistributedRateLimiter::check_route)).
-    Route(&'a [&'a str]),
-}
-
-/// An owned [`RuleSelection`], as an HTTP adapter keeps one per route or
-/// scope (every adapter uses this one, so they resolve rules alike), and
-/// checks with
-/// [`check_choice`](crate::DistributedRateLimiter::check_choice) or
-/// [`try_check_choice`](crate::DistributedRateLimiter::try_check_choice).
+/// Which rules a check covers: one rule, several, every rule that applies
+/// to the caller, or a route's rules. Made once (per route, per scope) and
+/// cloned cheaply; clones share what the limiter remembers of it.
 ///
-/// A choice also remembers what it last resolved to (its *plan*: which
-/// rules, in which order, up to which cost), so that a check need not look
-/// its rules up again until the rules change. Clones share that memory.
+/// | made with | checks |
+/// |---|---|
+/// | [`Rules::one`], [`Rules::named`] | exactly these rules; each must apply to the caller |
+/// | [`Rules::applicable`] (the default) | every global rule, every `FACET:*` rule the caller's identity shows, and the caller's own rules: the `*` rules, or a rule naming the caller when its [`priority`](crate::Rule::priority) is higher |
+/// | [`Rules::route`] | as `applicable`, but of the `*` and `FACET:*` rules only those the route names |
+///
+/// A `Rules` also keeps what it last resolved to (its *plan*: which rules,
+/// in which order, up to which cost), so a check does not look its rules
+/// up again until the rules change.
 ///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use ratelimit_core::{Caller, DistributedRateLimiter, LimiterConfig, MemoryStore, RuleChoice, Target};
+/// use ratelimit_core::{DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Rules, Target};
+/// use ratelimit_core::identity::Facet;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), ratelimit_core::Error> {
 /// let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
 /// limiter.add_rule("default", Target::Each, 10, Duration::from_secs(1)).await?;
-/// limiter.add_rule("login", Target::Each, 1, Duration::from_secs(60)).await?;
+/// // One login a minute per client address, whoever the user says they are.
+/// limiter.add_rule("login", Target::Every(Facet::Ip), 1, Duration::from_secs(60)).await?;
 ///
-/// let login = RuleChoice::route(["login", "default"]);
-/// let first = limiter.check_choice(Caller::user("7"), &login, 1).await?;
+/// let login = Rules::route(["login", "default"]);
+/// let from = "203.0.113.9".parse().unwrap();
+/// let first = limiter.check(&Identity::user("7").with_ip(from), &login, 1).await?;
 /// assert!(first.allowed());
 /// assert_eq!(first.decisions().len(), 2);
-/// assert!(!limiter.check_choice(Caller::user("7"), &login, 1).await?.allowed());
+/// // Another user id from the same address: the address's login is spent.
+/// let second = limiter.check(&Identity::user("8").with_ip(from), &login, 1).await?;
+/// assert!(!second.allowed());
 /// # Ok(())
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct RuleChoice {
-    kind: ChoiceKind,
+pub struct Rules {
+    kind: Kind,
     plan: Arc<PlanSlot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum ChoiceKind {
+enum Kind {
     Applicable,
     Named(Arc<[String]>),
     Route(Arc<[String]>),
 }
 
-impl RuleChoice {
-    /// Every rule that applies to the caller (what
-    /// [`check_all`](crate::DistributedRateLimiter::check_all) checks).
+impl Rules {
+    /// Every rule that applies to the caller.
     pub fn applicable() -> Self {
-        Self::of(ChoiceKind::Applicable)
+        Self::of(Kind::Applicable)
     }
 
-    /// These rules, atomically; each must exist and apply to the caller
-    /// (what [`check_rules`](crate::DistributedRateLimiter::check_rules)
-    /// checks).
+    /// One rule; it must apply to the caller.
+    pub fn one(rule_id: &str) -> Self {
+        Self::named([rule_id])
+    }
+
+    /// These rules, atomically; each must apply to the caller.
     pub fn named<I, S>(rules: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: AsRef<str>,
     {
-        Self::of(ChoiceKind::Named(
-            rules.into_iter().map(Into::into).collect(),
-        ))
+        Self::of(Kind::Named(ids(rules)))
     }
 
-    /// A route's `*` rules, plus the caller's own and the global ones (what
-    /// [`check_route`](crate::DistributedRateLimiter::check_route) checks).
+    /// A route's rules: every global rule, the `*` and `FACET:*` rules
+    /// named here, and every rule naming the caller (a VIP's own rule
+    /// replaces the route's `*` rules for them), atomically.
     pub fn route<I, S>(rules: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<String>,
+        S: AsRef<str>,
     {
-        Self::of(ChoiceKind::Route(
-            rules.into_iter().map(Into::into).collect(),
-        ))
+        Self::of(Kind::Route(ids(rules)))
     }
 
-    fn of(kind: ChoiceKind) -> Self {
+    fn of(kind: Kind) -> Self {
         Self {
             kind,
             plan: Arc::default(),
         }
     }
 
-    /// The selection this choice stands for, as the limiter reads it
-    /// (borrowing the ids: nothing is built per check).
+    /// The selection as the limiter reads it (borrowing the ids: nothing is
+    /// built per check).
     pub(crate) fn selector(&self) -> Selector<'_, String> {
         match &self.kind {
-            ChoiceKind::Applicable => Selector::Applicable,
-            ChoiceKind::Named(rules) => Selector::Named(rules),
-            ChoiceKind::Route(rules) => Selector::Route(rules),
+            Kind::Applicable => Selector::Applicable,
+            Kind::Named(rules) => Selector::Named(rules),
+            Kind::Route(rules) => Selector::Route(rules),
         }
     }
 
-    /// Where the limiter keeps this choice's plan.
+    /// Where the limiter keeps this selection's plan.
     pub(crate) fn plan(&self) -> &PlanSlot {
         &self.plan
     }
 }
 
-impl Default for RuleChoice {
+fn ids<S: AsRef<str>>(rules: impl IntoIterator<Item = S>) -> Arc<[String]> {
+    rules.into_iter().map(|id| id.as_ref().to_owned()).collect()
+}
+
+impl Default for Rules {
+    /// [`Rules::applicable`].
     fn default() -> Self {
         Self::applicable()
     }
 }
 
-/// Two choices are equal when they select the same rules (whatever each
+/// Two selections are equal when they select the same rules (whatever each
 /// remembers).
-impl PartialEq for RuleChoice {
+impl PartialEq for Rules {
     fn eq(&self, other: &Self) -> bool {
         self.kind == other.kind
     }
 }
 
-impl Eq for RuleChoice {}
+impl Eq for Rules {}
 
-/// A [`RuleSelection`] or a [`RuleChoice`], as the limiter reads either:
-/// generic over how the ids are held, so an adapter's owned ids are
-/// checked without first being borrowed into a list of `&str`.
+/// A selection as the limiter reads it: generic over how the ids are held,
+/// so the front doors that name one rule build nothing per check.
 #[derive(Debug)]
 pub(crate) enum Selector<'a, S> {
     One(&'a str),
@@ -156,14 +147,3 @@ impl<S> Clone for Selector<'_, S> {
 }
 
 impl<S> Copy for Selector<'_, S> {}
-
-impl<'a> From<RuleSelection<'a>> for Selector<'a, &'a str> {
-    fn from(selection: RuleSelection<'a>) -> Self {
-        match selection {
-            RuleSelection::One(id) => Self::One(id),
-            RuleSelection::Named(ids) => Self::Named(ids),
-            RuleSelection::Applicable => Self::Applicable,
-            RuleSelection::Route(ids) => Self::Route(ids),
-        }
-    }
-}

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use super::Selector;
 use super::{DistributedRateLimiter, LimiterConfig, Verdict};
-use crate::{Caller, Error, Quota, Rule, Store, Target};
+use crate::{Error, Identity, Quota, Rule, Store, Target};
 
 /// The simplest front door: every key gets `limit` requests per window.
 ///
@@ -60,8 +61,9 @@ impl RateLimiter {
 
     /// The full verdict for one request by `key`.
     pub async fn check(&self, key: impl AsRef<[u8]>) -> Result<Verdict, Error> {
+        let identity = Identity::key(key.as_ref());
         self.limiter
-            .check(Caller::Key(key.as_ref()), Self::RULE_ID)
+            .run(&identity, Selector::<&str>::One(Self::RULE_ID), 1, true)
             .await
     }
 

@@ -24,7 +24,7 @@ use crate::rule_store::{RuleSnapshot, RuleWrite};
 use crate::{Error, RuleSet, RuleStore, telemetry};
 
 /// Where a limiter's rules stand with its rule store (see
-/// [`DistributedRateLimiter::rule_sync`]).
+/// [`DistributedRateLimiter::health`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleSync {
     /// No rule store: the rules are this instance's own.
@@ -58,6 +58,11 @@ impl RuleSync {
 pub struct WeakLimiter(Weak<Inner>);
 
 impl WeakLimiter {
+    /// A handle to `limiter` that does not keep it alive.
+    pub fn new(limiter: &DistributedRateLimiter) -> Self {
+        Self(Arc::downgrade(&limiter.inner))
+    }
+
     /// The limiter, if any handle to it is still alive.
     pub fn upgrade(&self) -> Option<DistributedRateLimiter> {
         self.0
@@ -71,13 +76,8 @@ impl WeakLimiter {
 const ATTEMPTS: usize = 4;
 
 impl DistributedRateLimiter {
-    /// A handle to this limiter that does not keep it alive.
-    pub fn downgrade(&self) -> WeakLimiter {
-        WeakLimiter(Arc::downgrade(&self.inner))
-    }
-
     /// Where this limiter's rules stand with its rule store.
-    pub fn rule_sync(&self) -> RuleSync {
+    pub(super) fn rule_sync(&self) -> RuleSync {
         let inner = &self.inner;
         if inner.rule_store.is_none() {
             RuleSync::Local
@@ -214,7 +214,7 @@ impl DistributedRateLimiter {
     /// Lets `store`'s follower keep this limiter current for as long as it
     /// lives (see [`RuleStore::follow`]).
     pub(super) fn follow(&self, store: &Arc<dyn RuleStore>) {
-        if let Some(following) = store.follow(self.downgrade()) {
+        if let Some(following) = store.follow(WeakLimiter::new(self)) {
             let _ = self.inner.following.set(following);
         }
     }

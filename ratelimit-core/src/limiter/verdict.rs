@@ -19,7 +19,7 @@ pub enum Source {
     FailClosed,
     /// The store failed and the local fallback limiter decided.
     Fallback,
-    /// The local [`DenyCache`](crate::DenyCache) denied the request: the
+    /// The local [`DenyCache`](crate::config::DenyCache) denied the request: the
     /// store denied the same key earlier, and would deny it still.
     DenyCache,
     /// Hot-key mode answered without the store: units this instance had

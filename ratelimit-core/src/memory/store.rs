@@ -37,7 +37,7 @@ use crate::{Clock, Decision, Error, SystemClock, gcra};
 /// ```
 /// use std::time::Duration;
 /// use ratelimit_core::store::CheckItem;
-/// use ratelimit_core::{FakeClock, MemoryStore, Quota};
+/// use ratelimit_core::{clock::FakeClock, MemoryStore, Quota};
 ///
 /// let clock = FakeClock::new();
 /// let store = MemoryStore::builder().clock(clock.clone()).max_keys(10_000).build();

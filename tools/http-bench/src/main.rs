@@ -8,6 +8,7 @@
 //! nearly every request is denied (the abuse case).
 #![allow(clippy::print_stdout)]
 
+use ratelimit_core::Rules;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,7 +101,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             app.layer(
                 RateLimitLayer::new(limiter)
                     .key_extractor(PeerIp::new())
-                    .route_rules(["default"])
+                    .rules(Rules::route(["default"]))
                     .admitted_headers(!matches!(args.limiter, Limiter::RatelimitDenialsOnly)),
             )
         }

@@ -26,8 +26,8 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use ratelimit_core::store::CheckItem;
 use ratelimit_core::{
-    Caller, DenyCache, DistributedRateLimiter, Error, KeyPrefix, LimiterConfig, Quota, RuleId,
-    Source, Store, Subject, Target,
+    DistributedRateLimiter, Error, Identity, LimiterConfig, Quota, Rule, Rules, Store, Target,
+    config::DenyCache, config::KeyPrefix, verdict::Source,
 };
 use ratelimit_redis::RedisStore;
 use ratelimit_redis::script::{self, Form};
@@ -146,11 +146,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (Some(admin), false) = (admins.first_mut(), args.spawn_cluster) else {
             return Err("--prefill runs on a single server".into());
         };
-        let ids: Vec<RuleId> = rule_ids
+        let target = if args.global {
+            Target::Global
+        } else {
+            Target::Each
+        };
+        let rules: Vec<Rule> = rule_ids
             .iter()
-            .map(|r| RuleId::new(r))
+            .map(|id| Rule::new(id, target.clone(), quota))
             .collect::<Result<_, _>>()?;
-        prefill(admin, &ids, args.keys.max(1), args.global, quota).await?;
+        prefill(admin, &rules, args.keys.max(1), quota).await?;
     }
     let before = server_stats(&mut admins).await?;
     let client_cpu_before = own_cpu_seconds();
@@ -237,9 +242,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 #[derive(Clone)]
 enum Driver {
-    Limiter(DistributedRateLimiter, Arc<Vec<String>>),
-    Store(RedisStore, Arc<Vec<RuleId>>, Quota, bool),
-    Raw(ConnectionManager, Arc<Vec<RuleId>>, Quota, bool),
+    Limiter(DistributedRateLimiter, Rules),
+    Store(RedisStore, Arc<Vec<Rule>>, Quota),
+    Raw(ConnectionManager, Arc<Vec<Rule>>, Quota),
 }
 
 struct TaskResult {
@@ -265,9 +270,14 @@ impl Driver {
                 RedisStore::builder(url)
             }
         };
-        let ids: Vec<RuleId> = rules
+        let target = if args.global {
+            Target::Global
+        } else {
+            Target::Each
+        };
+        let limits: Vec<Rule> = rules
             .iter()
-            .map(|r| RuleId::new(r))
+            .map(|id| Rule::new(id, target.clone(), quota))
             .collect::<Result<_, _>>()?;
         Ok(match args.mode {
             Mode::Limiter => {
@@ -282,16 +292,10 @@ impl Driver {
                     config = config.deny_cache(DenyCache::new(args.deny_cache));
                 }
                 let limiter = DistributedRateLimiter::new(config);
-                let target = if args.global {
-                    Target::Global
-                } else {
-                    Target::Each
-                };
-                for id in rules {
-                    let rule = ratelimit_core::Rule::new(id, target.clone(), quota)?;
+                for rule in limits {
                     limiter.insert_rule(rule.with_batch(args.batch)).await?;
                 }
-                Self::Limiter(limiter, Arc::new(rules.to_vec()))
+                Self::Limiter(limiter, Rules::named(rules.iter().cloned()))
             }
             Mode::Store => {
                 let store = builder()
@@ -299,13 +303,13 @@ impl Driver {
                     .connections(connections)
                     .build()
                     .await?;
-                Self::Store(store, Arc::new(ids), quota, args.global)
+                Self::Store(store, Arc::new(limits), quota)
             }
             Mode::Raw => {
                 let connection = ConnectionManager::new(redis::Client::open(url)?).await?;
                 let mut load = connection.clone();
                 let _: String = script::gcra_script().load_async(&mut load).await?;
-                Self::Raw(connection, Arc::new(ids), quota, args.global)
+                Self::Raw(connection, Arc::new(limits), quota)
             }
         })
     }
@@ -323,26 +327,23 @@ impl Driver {
         while Instant::now() < deadline {
             n = n.wrapping_add(1);
             let id = (n % keys).to_string();
-            let caller = Caller::user(&id);
+            let caller = Identity::user(&id);
             let started = Instant::now();
             let allowed = match &self {
-                Self::Limiter(limiter, rules) => {
-                    let ids: Vec<&str> = rules.iter().map(String::as_str).collect();
-                    limiter.check_rules(caller, &ids, 1).await.map(|v| {
-                        matches!(
-                            v.source(),
-                            Source::Store | Source::DenyCache | Source::Batch
-                        )
-                        .then_some(v.allowed())
-                    })
-                }
-                Self::Store(store, rules, quota, global) => {
-                    let keys = keys_of(&prefix, rules, caller, *global);
+                Self::Limiter(limiter, rules) => limiter.check(&caller, rules, 1).await.map(|v| {
+                    matches!(
+                        v.source(),
+                        Source::Store | Source::DenyCache | Source::Batch
+                    )
+                    .then_some(v.allowed())
+                }),
+                Self::Store(store, rules, quota) => {
+                    let keys = keys_of(&prefix, rules, &caller);
                     let items = items_of(&keys, *quota);
                     store.check(&items).await.map(|o| Some(o.allowed))
                 }
-                Self::Raw(connection, rules, quota, global) => {
-                    let keys = keys_of(&prefix, rules, caller, *global);
+                Self::Raw(connection, rules, quota) => {
+                    let keys = keys_of(&prefix, rules, &caller);
                     let items = items_of(&keys, *quota);
                     let cmd = script::check_command(&items, true, None, Form::Sha);
                     let mut connection = connection.clone();
@@ -366,22 +367,19 @@ impl Driver {
 }
 
 /// The storage keys of `rules` for `caller`, as the limiter builds them.
-fn keys_of(prefix: &KeyPrefix, rules: &[RuleId], caller: Caller<'_>, global: bool) -> Vec<Vec<u8>> {
-    let subject = if global {
-        Subject::Global
-    } else {
-        Subject::Caller(caller)
-    };
-    rules.iter().map(|rule| prefix.key(rule, subject)).collect()
+fn keys_of(prefix: &KeyPrefix, rules: &[Rule], caller: &Identity<'_>) -> Vec<Vec<u8>> {
+    rules
+        .iter()
+        .filter_map(|rule| prefix.key(rule, caller))
+        .collect()
 }
 
 /// Writes the TAT of a counter that has just spent its whole burst into
 /// every caller's counters, 10,000 callers per pipeline.
 async fn prefill(
     connection: &mut ConnectionManager,
-    rules: &[RuleId],
+    rules: &[Rule],
     keys: usize,
-    global: bool,
     quota: Quota,
 ) -> Result<(), redis::RedisError> {
     let (seconds, micros): (u64, u64) = redis::cmd("TIME").query_async(connection).await?;
@@ -392,7 +390,7 @@ async fn prefill(
         let mut pipe = redis::pipe();
         for id in start..(start + 10_000).min(keys) {
             let id = id.to_string();
-            for key in keys_of(&prefix, rules, Caller::user(&id), global) {
+            for key in keys_of(&prefix, rules, &Identity::user(&id)) {
                 pipe.cmd("SET").arg(key).arg(tat).arg("PX").arg(px).ignore();
             }
         }
@@ -471,12 +469,12 @@ async fn memory_per_key(
 ) -> Result<Option<u64>, Box<dyn std::error::Error>> {
     let store = RedisStore::connect(url).await?;
     let prefix = KeyPrefix::default();
-    let rule = RuleId::new("memory-probe")?;
     let quota = Quota::new(1, Duration::from_secs(3_600))?;
+    let rule = Rule::new("memory-probe", Target::Each, quota)?;
     let (mut total, mut found) = (0u64, 0u64);
     for i in 0..100 {
         let id = format!("user-{i:06}");
-        let key = prefix.key(&rule, Subject::Caller(Caller::user(&id)));
+        let key = prefix.key(&rule, &Identity::user(&id)).unwrap_or_default();
         store.check(&[CheckItem::new(&key, quota)]).await?;
         let bytes: Option<u64> = redis::cmd("MEMORY")
             .arg("USAGE")

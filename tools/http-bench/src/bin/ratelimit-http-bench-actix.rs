@@ -9,6 +9,7 @@
 //! nearly every request is denied (the abuse case).
 #![allow(clippy::print_stdout)]
 
+use ratelimit_core::Rules;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = HttpServer::new(move || {
         let ratelimit = RateLimit::new(limiter.clone())
             .key_extractor(PeerIp::new())
-            .route_rules(["default"])
+            .rules(Rules::route(["default"]))
             .admitted_headers(which != Limiter::RatelimitDenialsOnly);
         let headers = DefaultHeaders::new()
             .add(("ratelimit-policy", "\"default\";q=1000000;w=1"))
