@@ -146,20 +146,27 @@ impl Plan {
         if self.caller_rules && self.rules.has_rules_of(identity) {
             return None;
         }
+        let primary = identity.caller();
         let mut selected = Selected::new();
         for (rule, counts) in &self.entries {
-            let subject = match counts {
-                Counts::Global => Subject::Global,
-                Counts::Primary => Subject::Caller(identity.caller()),
-                Counts::Facet(facet) => match identity.facet(*facet) {
-                    Some(caller) => Subject::Caller(caller),
+            let caller = match *counts {
+                Counts::Global => {
+                    selected.push((&**rule, Subject::Global));
+                    continue;
+                }
+                Counts::Primary => primary,
+                Counts::Facet(facet) => match identity.facet(facet) {
+                    Some(caller) => caller,
                     None if self.skip_absent => continue,
                     None => return None,
                 },
             };
-            selected.push((&**rule, subject));
+            selected.push((&**rule, Subject::Caller(caller)));
         }
-        // No rule applies: the general path answers that.
-        (!selected.is_empty()).then_some(selected)
+        if selected.is_empty() {
+            // No rule applies: the general path answers that.
+            return None;
+        }
+        Some(selected)
     }
 }

@@ -173,11 +173,20 @@ impl MemoryStore {
 
     fn check_many(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
         let table = &self.inner.table;
+        // Fixed arrays: the items were validated (at most
+        // `MAX_KEYS_PER_CHECK`), and filling an array is cheaper than growing
+        // a vector to the same length.
+        let n = items.len().min(MAX_KEYS_PER_CHECK);
         // Claim in key order so that two multi-key checks cannot deadlock.
-        let mut order: SmallVec<[usize; MAX_KEYS_PER_CHECK]> = (0..items.len()).collect();
+        let mut order = [0_usize; MAX_KEYS_PER_CHECK];
+        for (i, slot) in order.iter_mut().enumerate() {
+            *slot = i;
+        }
+        let order = &mut order[..n];
         order.sort_unstable_by_key(|&i| items.get(i).map(|item| item.key));
 
-        let mut words: SmallVec<[u64; MAX_KEYS_PER_CHECK]> = SmallVec::from_elem(0, items.len());
+        let mut words = [0_u64; MAX_KEYS_PER_CHECK];
+        let words = &mut words[..n];
         let before = self.now();
         for (claimed, &i) in order.iter().enumerate() {
             let (Some(item), Some(slot)) = (items.get(i), words.get_mut(i)) else {
@@ -205,7 +214,7 @@ impl MemoryStore {
                 .map_or_else(Stored::default, |&word| unpack(word))
         };
         let evaluation = evaluate_by(items, read, now, true);
-        for (i, (item, &word)) in items.iter().zip(&words).enumerate() {
+        for (i, (item, &word)) in items.iter().zip(words.iter()).enumerate() {
             let word = match evaluation.write(i) {
                 Some(tat) => pack(Stored {
                     tat,
