@@ -31,7 +31,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B> {
         Ready { response: Option<ServiceResponse<EitherBody<B>>> },
-        Admitted { #[pin] future: F, headers: Option<crate::service::Values> },
+        Admitted { #[pin] future: F, headers: Option<crate::fields::Values> },
         Checking { future: Boxed<B> },
     }
 }
@@ -45,7 +45,7 @@ impl<F, B> ResponseFuture<F, B> {
         }
     }
 
-    pub(crate) fn admitted(future: F, headers: Option<crate::service::Values>) -> Self {
+    pub(crate) fn admitted(future: F, headers: Option<crate::fields::Values>) -> Self {
         Self {
             state: State::Admitted { future, headers },
         }
@@ -86,7 +86,10 @@ where
             },
             StateProj::Admitted { future, headers } => {
                 let mut response = ready!(future.poll(cx))?;
-                crate::service::add_headers(response.headers_mut(), headers.take());
+                ratelimit_core::http::Gate::add_fields(
+                    &mut crate::fields::Fields(response.headers_mut()),
+                    headers.take(),
+                );
                 Poll::Ready(Ok(response.map_into_left_body()))
             }
             StateProj::Checking { future } => future.as_mut().poll(cx),

@@ -3,16 +3,14 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use actix_web::HttpResponse;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, forward_ready};
-use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use ratelimit_core::headers::{self, FieldValue};
-use ratelimit_core::{Error, Verdict};
+use ratelimit_core::http::{Gate, Passage};
 
+use crate::fields::Fields;
 use crate::future::ResponseFuture;
-use crate::settings::Settings;
+use crate::middleware::Settings;
+use crate::request::ActixRequest;
 
 /// Rate limits requests before they reach `S`. Built by
 /// [`RateLimit`](crate::RateLimit).
@@ -47,133 +45,48 @@ where
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
         let settings = &self.settings;
-        let identity = match settings.extractor.extract(request.request()) {
-            Ok(identity) => identity,
+        let gate = &settings.gate;
+        // The view borrows the request (and its extensions) until the check
+        // is decided; it goes before the request moves on.
+        let view = ActixRequest::new(request.request());
+        let entry = match gate.entry(&view) {
+            Ok(entry) => entry,
             Err(error) => {
-                let response = (settings.on_missing_key)(&error);
+                let response = settings.missing_key(&error);
+                drop(view);
                 return ResponseFuture::ready(
                     request.into_response(response).map_into_right_body(),
                 );
             }
         };
-        let cost = settings
-            .cost
-            .as_ref()
-            .map_or(1, |cost| cost(request.request()));
-
-        // Read where it was returned, not moved out of the `Option`.
-        let checked = settings.limiter.try_check(&identity, &settings.rules, cost);
-        if let Some(result) = &checked {
-            return match after_check(settings, result) {
-                Next::Admit(values) => ResponseFuture::admitted(self.service.call(request), values),
-                Next::Respond(response) => {
-                    ResponseFuture::ready(request.into_response(response).map_into_right_body())
+        let Some(passage) = gate.try_pass::<Fields<'_>>(&entry) else {
+            // A store that must be awaited (Redis): the check and then the
+            // inner call run in one boxed future.
+            let entry = entry.into_owned();
+            drop(view);
+            let service = Rc::clone(&self.service);
+            let settings = Arc::clone(&self.settings);
+            return ResponseFuture::checking(Box::pin(async move {
+                match settings.gate.pass::<Fields<'_>>(&entry).await {
+                    Passage::Admit(fields) => {
+                        let mut response = service.call(request).await?;
+                        Gate::add_fields(&mut Fields(response.headers_mut()), fields);
+                        Ok(response.map_into_left_body())
+                    }
+                    Passage::Refuse(refusal) => {
+                        let response = settings.refuse(refusal);
+                        Ok(request.into_response(response).map_into_right_body())
+                    }
                 }
-            };
-        }
-
-        let service = Rc::clone(&self.service);
-        let settings = Arc::clone(&self.settings);
-        ResponseFuture::checking(Box::pin(async move {
-            let result = settings
-                .limiter
-                .check(&identity, &settings.rules, cost)
-                .await;
-            match after_check(&settings, &result) {
-                Next::Admit(values) => {
-                    let mut response = service.call(request).await?;
-                    add_headers(response.headers_mut(), values);
-                    Ok(response.map_into_left_body())
-                }
-                Next::Respond(response) => {
-                    Ok(request.into_response(response).map_into_right_body())
-                }
+            }));
+        };
+        drop(view);
+        match passage {
+            Passage::Admit(fields) => ResponseFuture::admitted(self.service.call(request), fields),
+            Passage::Refuse(refusal) => {
+                let response = settings.refuse(refusal);
+                ResponseFuture::ready(request.into_response(response).map_into_right_body())
             }
-        }))
-    }
-}
-
-/// What becomes of a request once its check is done.
-enum Next {
-    /// Pass it on; add these headers to the response.
-    Admit(Option<Values>),
-    /// Answer it with this (a denial or a misconfiguration), headers included.
-    Respond(HttpResponse),
-}
-
-fn after_check(settings: &Settings, result: &Result<Verdict, Error>) -> Next {
-    let verdict = match result {
-        Ok(verdict) => verdict,
-        Err(error) => return Next::Respond(misconfigured(error)),
-    };
-    let values = header_values(settings, verdict);
-    if verdict.allowed() {
-        Next::Admit(values)
-    } else {
-        let mut response = (settings.on_denied)(verdict);
-        add_headers(response.headers_mut(), values);
-        Next::Respond(response)
-    }
-}
-
-/// A check refused for a reason that is the server's, not the caller's (an
-/// unknown rule on a route, a cost above a rule's burst).
-fn misconfigured(error: &Error) -> HttpResponse {
-    HttpResponse::build(StatusCode::INTERNAL_SERVER_ERROR)
-        .body(format!("rate limiting is misconfigured: {error}\n"))
-}
-
-#[inline]
-pub(crate) fn add_headers(target: &mut HeaderMap, values: Option<Values>) {
-    // Inlined down to this test: with `admitted_headers` off most admitted
-    // responses carry no fields, and need not pay a call to find that out.
-    if let Some(values) = values {
-        insert_all(target, values);
-    }
-}
-
-/// The header values of a response, the `RateLimit-Policy` one already
-/// a `HeaderValue`.
-pub(crate) type Values = headers::HeaderValues<HeaderValue>;
-
-/// The header values for `verdict` on this response, if any. The policy
-/// value is made through core's per-thread memo: a clone of the one made
-/// before, its bytes checked once per policy instead of on every response.
-#[inline]
-fn header_values(settings: &Settings, verdict: &Verdict) -> Option<Values> {
-    settings.headers.values_with(verdict, |policy| {
-        HeaderValue::from_maybe_shared(policy.into_bytes()).ok()
-    })
-}
-
-fn insert_all(target: &mut HeaderMap, values: Values) {
-    const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static(headers::RATE_LIMIT_POLICY);
-    const RATE_LIMIT: HeaderName = HeaderName::from_static(headers::RATE_LIMIT);
-    const RETRY_AFTER: HeaderName = HeaderName::from_static(headers::RETRY_AFTER);
-    const X_LIMIT: HeaderName = HeaderName::from_static(headers::X_RATE_LIMIT_LIMIT);
-    const X_REMAINING: HeaderName = HeaderName::from_static(headers::X_RATE_LIMIT_REMAINING);
-    const X_RESET: HeaderName = HeaderName::from_static(headers::X_RATE_LIMIT_RESET);
-
-    // One by one, not through an array of `(name, Option<String>)`: the
-    // admitted path sends two fields, and moving six through an array cost
-    // more than inserting them.
-    if let Some(value) = values.rate_limit_policy {
-        target.insert(RATE_LIMIT_POLICY, value);
-    }
-    insert(target, RATE_LIMIT, values.rate_limit);
-    insert(target, RETRY_AFTER, values.retry_after);
-    if let Some(legacy) = values.legacy.map(|l| *l) {
-        insert(target, X_LIMIT, Some(legacy.limit));
-        insert(target, X_REMAINING, Some(legacy.remaining));
-        insert(target, X_RESET, Some(legacy.reset));
-    }
-}
-
-#[inline]
-fn insert(target: &mut HeaderMap, name: HeaderName, value: Option<FieldValue>) {
-    // `from_maybe_shared` keeps the value's buffer instead of copying it.
-    // The values `headers::values` makes are always valid.
-    if let Some(Ok(value)) = value.map(|v| HeaderValue::from_maybe_shared(v.into_bytes())) {
-        target.insert(name, value);
+        }
     }
 }

@@ -231,6 +231,21 @@ impl<'a> Identity<'a> {
         self.ip
     }
 
+    /// The same identity, borrowing its ids from this one (no copy).
+    pub fn borrowed(&self) -> Identity<'_> {
+        fn borrow<'s>(id: &'s Option<Cow<'_, [u8]>>) -> Option<Cow<'s, [u8]>> {
+            id.as_deref().map(Cow::Borrowed)
+        }
+        Identity {
+            primary: self.primary,
+            user: borrow(&self.user),
+            service: borrow(&self.service),
+            key: borrow(&self.key),
+            ip: self.ip,
+            secret: self.secret,
+        }
+    }
+
     /// The same identity owning its ids.
     pub fn into_owned(self) -> Identity<'static> {
         let own = |id: Option<Cow<'a, [u8]>>| id.map(|id| Cow::Owned(id.into_owned()));

@@ -579,8 +579,12 @@ async fn the_strictest_policy_of_the_rules_wins() {
         .await
         .unwrap();
     assert_eq!((v.allowed(), v.source()), (true, Source::Fallback));
-    assert_eq!(v.decisions().len(), 1);
-    assert_eq!(v.decisions()[0].rule.as_str(), "local");
+    // Every rule is listed; `r`, which the fallback does not count, rested.
+    assert_eq!(v.decisions().len(), 2);
+    assert_eq!(v.decisions()[0].rule.as_str(), "r");
+    let rested = v.decisions()[0].decision;
+    assert_eq!(rested.remaining(), u64::from(rested.limit()));
+    assert_eq!(v.decisions()[1].rule.as_str(), "local");
     let v = limiter
         .check(&Identity::user("5"), &Rules::named(["r", "local"]), 1)
         .await
@@ -836,7 +840,7 @@ async fn without_a_breaker_every_check_asks_the_store() {
 
 #[tokio::test]
 async fn header_values_follow_the_draft() {
-    use ratelimit_core::headers;
+    use ratelimit_core::http as headers;
     let (limiter, clock) = limiter();
     limiter
         .add_rule("default", Target::Each, 2, Duration::from_millis(500))
@@ -899,7 +903,9 @@ async fn header_values_follow_the_draft() {
     let names: Vec<&str> = h.pairs().map(|(name, _)| name).collect();
     assert_eq!(names, ["ratelimit-policy", "ratelimit", "retry-after"]);
 
-    // Fail closed: no rule decided, only Retry-After.
+    // Fail closed: the rules listed as the store's answer would list them,
+    // each rested (the limiter knows nothing of their state), and the
+    // policy's Retry-After.
     clock.advance(Duration::from_secs(1));
     let store_down = DistributedRateLimiter::new(
         LimiterConfig::new(Arc::new(FailingStore))
@@ -915,7 +921,14 @@ async fn header_values_follow_the_draft() {
         .await
         .unwrap();
     let h = headers::values(&v, true);
-    assert_eq!(h.pairs().collect::<Vec<_>>(), [("retry-after", "2")]);
+    assert_eq!(
+        h.pairs().collect::<Vec<_>>(),
+        [
+            ("ratelimit-policy", "\"r\";q=1;w=1"),
+            ("ratelimit", "\"r\";r=1;t=0"),
+            ("retry-after", "2"),
+        ]
+    );
 }
 
 #[tokio::test]

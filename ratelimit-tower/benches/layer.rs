@@ -24,9 +24,9 @@ use axum::extract::ConnectInfo;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::FutureExt;
 use http::{Request, Response};
+use ratelimit_core::http::{Gate, PeerIp};
 use ratelimit_core::{DistributedRateLimiter, LimiterConfig, MemoryStore, Quota, Rule, Target};
 use ratelimit_tower::RateLimitLayer;
-use ratelimit_tower::key::PeerIp;
 use tower::{Layer, Service, service_fn};
 
 fn request() -> Request<Body> {
@@ -42,6 +42,12 @@ fn limiter(limit: u32, window: Duration) -> DistributedRateLimiter {
     DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())).rule(rule))
 }
 
+fn gate(limiter: DistributedRateLimiter) -> Gate {
+    Gate::new(limiter)
+        .key_extractor(PeerIp::new())
+        .rules(Rules::route(["default"]))
+}
+
 fn layer(c: &mut Criterion) {
     let hello = service_fn(|_: Request<Body>| async {
         Ok::<_, Infallible>(Response::new(Body::from("hello")))
@@ -53,27 +59,21 @@ fn layer(c: &mut Criterion) {
         b.iter(|| black_box(bare.call(request()).now_or_never().unwrap().unwrap()))
     });
 
-    let mut allowed = RateLimitLayer::new(limiter(3_000_000_000, Duration::from_secs(3_600)))
-        .key_extractor(PeerIp::new())
-        .rules(Rules::route(["default"]))
-        .layer(hello);
+    let mut allowed =
+        RateLimitLayer::new(gate(limiter(3_000_000_000, Duration::from_secs(3_600)))).layer(hello);
     group.bench_function("allowed", |b| {
         b.iter(|| black_box(allowed.call(request()).now_or_never().unwrap().unwrap()))
     });
 
-    let mut quiet = RateLimitLayer::new(limiter(3_000_000_000, Duration::from_secs(3_600)))
-        .key_extractor(PeerIp::new())
-        .rules(Rules::route(["default"]))
-        .admitted_headers(false)
-        .layer(hello);
+    let mut quiet = RateLimitLayer::new(
+        gate(limiter(3_000_000_000, Duration::from_secs(3_600))).admitted_headers(false),
+    )
+    .layer(hello);
     group.bench_function("allowed, headers on denials only", |b| {
         b.iter(|| black_box(quiet.call(request()).now_or_never().unwrap().unwrap()))
     });
 
-    let mut denied = RateLimitLayer::new(limiter(1, Duration::from_secs(3_600)))
-        .key_extractor(PeerIp::new())
-        .rules(Rules::route(["default"]))
-        .layer(hello);
+    let mut denied = RateLimitLayer::new(gate(limiter(1, Duration::from_secs(3_600)))).layer(hello);
     group.bench_function("denied", |b| {
         b.iter(|| black_box(denied.call(request()).now_or_never().unwrap().unwrap()))
     });

@@ -87,7 +87,10 @@ where
             },
             StateProj::Admitted { future, headers } => {
                 let mut response = ready!(future.poll(cx))?;
-                crate::fields::add_headers(&mut response, headers.take());
+                ratelimit_core::http::Gate::add_fields(
+                    &mut crate::fields::Fields(response.headers_mut()),
+                    headers.take(),
+                );
                 Poll::Ready(Ok(response))
             }
             StateProj::Checking { future } => future.as_mut().poll(cx),

@@ -1,32 +1,37 @@
-//! [`RateLimitLayer`]: the layer and its settings.
+//! [`RateLimitLayer`]: the layer and its framework-specific settings.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use http::{Response, StatusCode};
-use ratelimit_core::headers::HeaderOptions;
-use ratelimit_core::{DistributedRateLimiter, Rules, Verdict};
+use http::{HeaderValue, Response, StatusCode};
+use ratelimit_core::Verdict;
+use ratelimit_core::http::{Gate, KeyError, Refusal};
 use tower::Layer;
 
-use crate::RequestHead;
-use crate::key::{KeyError, KeyExtractor, UserServiceOrIp};
 use crate::service::RateLimit;
-use crate::settings::Settings;
 
-/// Rate limits every request that passes through, with a
-/// [`DistributedRateLimiter`]. See the [crate docs](crate) for an example.
+type DenialFn = dyn Fn(&Verdict) -> Response<String> + Send + Sync;
+type KeyErrorFn = dyn Fn(&KeyError) -> Response<String> + Send + Sync;
+
+/// Rate limits every request that passes through, as its
+/// [`Gate`] says: who asks, which rules, what cost, which header fields.
+/// See the [crate docs](crate) for an example.
 ///
-/// Defaults: callers found by [`UserServiceOrIp`]; every rule that applies
-/// to the caller checked at once; cost 1; `RateLimit` and
-/// `RateLimit-Policy` on every response (see
-/// [`admitted_headers`](Self::admitted_headers)); 429 with `Retry-After` when
-/// denied, 503 with `Retry-After` when the store is down and the failure
-/// policy denies.
+/// Refusals: 429 with `Retry-After` when the rules deny, 503 when the store
+/// is down and the failure policy denies, the extractor's status (400, 401,
+/// 500) when no caller can be found — each overridable.
 #[derive(Clone)]
 #[must_use]
 pub struct RateLimitLayer {
-    settings: Arc<Settings>,
+    pub(crate) settings: Arc<Settings>,
+}
+
+/// What a layer and its services share.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) gate: Gate,
+    on_denied: Option<Arc<DenialFn>>,
+    on_missing_key: Option<Arc<KeyErrorFn>>,
 }
 
 impl fmt::Debug for RateLimitLayer {
@@ -37,78 +42,72 @@ impl fmt::Debug for RateLimitLayer {
     }
 }
 
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("gate", &self.gate)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RateLimitLayer {
-    /// A layer checking requests with `limiter`.
-    pub fn new(limiter: DistributedRateLimiter) -> Self {
+    /// A layer passing requests through `gate` (a
+    /// [`DistributedRateLimiter`](ratelimit_core::DistributedRateLimiter)
+    /// converts into a gate with the defaults).
+    pub fn new(gate: impl Into<Gate>) -> Self {
         Self {
             settings: Arc::new(Settings {
-                limiter,
-                extractor: Arc::new(UserServiceOrIp::default()),
-                rules: Rules::applicable(),
-                cost: None,
-                headers: HeaderOptions::new(),
-                on_denied: Arc::new(default_denial),
-                on_missing_key: Arc::new(default_key_error),
+                gate: gate.into(),
+                on_denied: None,
+                on_missing_key: None,
             }),
         }
     }
 
-    fn with(mut self, change: impl FnOnce(&mut Settings)) -> Self {
-        // Copies the settings only if this layer was cloned before.
-        change(Arc::make_mut(&mut self.settings));
-        self
-    }
-
-    /// How callers are found (default [`UserServiceOrIp`]).
-    pub fn key_extractor(self, extractor: impl KeyExtractor) -> Self {
-        self.with(|s| s.extractor = Arc::new(extractor))
-    }
-
-    /// Which rules a request is checked against (default
-    /// [`Rules::applicable`]): e.g. `Rules::route(["login", "default"])` on
-    /// one route with `Router::route_layer`. A rule the limiter does not
-    /// have (say its rule store lost it) is answered by the failure policy;
-    /// a named rule that does not apply to the caller (a rule for another
-    /// user) gets 500, a server misconfiguration.
-    pub fn rules(self, rules: Rules) -> Self {
-        self.with(|s| s.rules = rules)
-    }
-
-    /// The cost of a request (default 1), from its head — e.g. by route or
-    /// by a header the client cannot forge.
-    pub fn cost(self, cost: impl Fn(&RequestHead<'_>) -> u32 + Send + Sync + 'static) -> Self {
-        self.with(|s| s.cost = Some(Arc::new(cost)))
-    }
-
-    /// Also send `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
-    pub fn legacy_headers(self, on: bool) -> Self {
-        self.with(|s| s.headers = s.headers.legacy(on))
-    }
-
-    /// Whether admitted responses carry the rate-limit headers too (default
-    /// `true`). With `false` only denials carry them, and an admitted
-    /// response goes out untouched — a little less work per request, for
-    /// clients that do not pace themselves by the headers.
-    pub fn admitted_headers(self, on: bool) -> Self {
-        self.with(|s| s.headers = s.headers.admitted(on))
-    }
-
-    /// The response for a denied request (default: 429, plain text). The
-    /// rate-limit headers are added to it.
+    /// The response for a request the rules deny (default: the status and
+    /// text of the refusal). The rate-limit headers are added to it.
     pub fn on_denied(
-        self,
+        mut self,
         respond: impl Fn(&Verdict) -> Response<String> + Send + Sync + 'static,
     ) -> Self {
-        self.with(|s| s.on_denied = Arc::new(move |verdict| respond(verdict).map(Cow::Owned)))
+        Arc::make_mut(&mut self.settings).on_denied = Some(Arc::new(respond));
+        self
     }
 
     /// The response for a request whose caller cannot be found (default: the
     /// extractor's status, plain text).
     pub fn on_missing_key(
-        self,
+        mut self,
         respond: impl Fn(&KeyError) -> Response<String> + Send + Sync + 'static,
     ) -> Self {
-        self.with(|s| s.on_missing_key = Arc::new(respond))
+        Arc::make_mut(&mut self.settings).on_missing_key = Some(Arc::new(respond));
+        self
+    }
+}
+
+impl Settings {
+    /// The response to a refused request, without its header fields.
+    pub(crate) fn refusal<B: From<String> + From<&'static str>>(
+        &self,
+        refusal: &Refusal<HeaderValue>,
+    ) -> Response<B> {
+        if let (Some(respond), Some(verdict)) = (&self.on_denied, refusal.verdict()) {
+            return respond(verdict).map(B::from);
+        }
+        let body = match refusal.body() {
+            // The default denial's body: no allocation, no copy.
+            std::borrow::Cow::Borrowed(text) => B::from(text),
+            std::borrow::Cow::Owned(text) => B::from(text),
+        };
+        plain(refusal.status(), body)
+    }
+
+    /// The response to a request whose caller cannot be found.
+    pub(crate) fn missing_key<B: From<String>>(&self, error: &KeyError) -> Response<B> {
+        match &self.on_missing_key {
+            Some(respond) => respond(error).map(B::from),
+            None => plain(error.status(), B::from(format!("{}\n", error.reason()))),
+        }
     }
 }
 
@@ -120,32 +119,15 @@ impl<S> Layer<S> for RateLimitLayer {
     }
 }
 
-fn plain<T: Into<Cow<'static, str>>>(status: StatusCode, body: T) -> Response<Cow<'static, str>> {
+fn plain<B>(status: u16, body: B) -> Response<B> {
     // Checked at compile time: `from_static` at run time checks every byte
-    // of it on every denial.
-    const TEXT_PLAIN: http::HeaderValue =
-        http::HeaderValue::from_static("text/plain; charset=utf-8");
-    let mut response = Response::new(body.into());
-    *response.status_mut() = status;
+    // of it on every refusal.
+    const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+    let mut response = Response::new(body);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
         .insert(http::header::CONTENT_TYPE, TEXT_PLAIN);
     response
-}
-
-/// 429 for a denial by the rules, 503 when the store is down and the
-/// failure policy denied.
-pub(crate) fn default_denial(verdict: &Verdict) -> Response<Cow<'static, str>> {
-    if verdict.source() == ratelimit_core::verdict::Source::FailClosed {
-        plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Rate limiting is unavailable; try again later.\n",
-        )
-    } else {
-        plain(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n")
-    }
-}
-
-pub(crate) fn default_key_error(error: &KeyError) -> Response<String> {
-    plain(error.status(), format!("{}\n", error.reason())).map(Cow::into_owned)
 }

@@ -1,29 +1,27 @@
 //! [`RateLimit`]: the service the layer wraps around yours.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response, StatusCode};
-use ratelimit_core::{Error, Verdict};
+use http::{Request, Response};
+use ratelimit_core::http::{Gate, Passage};
 use tower::Service;
 
 use crate::RequestHead;
-use crate::fields::{Values, add_headers, header_values};
+use crate::fields::Fields;
 use crate::future::ResponseFuture;
-use crate::settings::Settings;
+use crate::layer::Settings;
 
 /// Rate limits requests before they reach `S`. Built by
 /// [`RateLimitLayer`](crate::RateLimitLayer).
 ///
 /// The decision is made in `call` when the store answers in place (the
-/// in-memory store does) and otherwise inside the response future —
-/// never in `poll_ready`: the service stays `Clone`, and a slow store delays
-/// only the request that waits on it, never longer than the limiter's
-/// timeout.
+/// in-memory store does) and otherwise inside the response future — never
+/// in `poll_ready`: the service stays `Clone`, and a slow store delays only
+/// the request that waits on it, never longer than the limiter's timeout.
 ///
-/// The inner service's response body must be buildable from a `String`
-/// and a `&'static str` (axum's `Body` and http-body-util's `Full` are):
+/// The inner service's response body must be buildable from a `String` and
+/// a `&'static str` (axum's `Body` and http-body-util's `Full` are):
 /// refusals are written in it, the default 429's body without allocating.
 #[derive(Debug)]
 pub struct RateLimit<S> {
@@ -62,32 +60,25 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let settings = &self.settings;
         // Borrowed where it is, not split into parts and joined again.
         let head = RequestHead::from(&request);
-        let identity = match self.settings.extractor.extract(&head) {
-            Ok(identity) => identity,
-            Err(error) => {
-                return ResponseFuture::ready(convert((self.settings.on_missing_key)(&error)));
-            }
+        let entry = match settings.gate.entry(&head) {
+            Ok(entry) => entry,
+            Err(error) => return ResponseFuture::ready(settings.missing_key(&error)),
         };
-        let cost = self.settings.cost.as_ref().map_or(1, |cost| cost(&head));
-
         // A store that answers in place (the in-memory one) is decided right
         // here: no future, no task wake-up, no clone of the inner service.
-        let settings = &self.settings;
-        // Read where it was returned, not moved out of the `Option`.
-        let checked = settings.limiter.try_check(&identity, &settings.rules, cost);
-        if let Some(result) = &checked {
-            return match after_check(settings, result) {
-                Next::Admit(values) => {
-                    let future = self.inner.call(request);
-                    ResponseFuture::admitted(future, values)
+        if let Some(passage) = settings.gate.try_pass::<Fields<'_>>(&entry) {
+            return match passage {
+                Passage::Admit(fields) => {
+                    ResponseFuture::admitted(self.inner.call(request), fields)
                 }
-                Next::Refuse => {
+                Passage::Refuse(refusal) => {
                     // The request goes first, so the refusal can reuse its
                     // freed memory.
                     drop(request);
-                    ResponseFuture::ready(refusal(settings, result))
+                    ResponseFuture::ready(refuse(settings, refusal))
                 }
             };
         }
@@ -96,70 +87,32 @@ where
         // call run in one boxed future. The clone takes this service's place;
         // the one that was polled ready goes into the future (the usual tower
         // pattern).
+        let entry = entry.into_owned();
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let settings = Arc::clone(&self.settings);
         ResponseFuture::checking(Box::pin(async move {
-            let result = settings
-                .limiter
-                .check(&identity, &settings.rules, cost)
-                .await;
-            match after_check(&settings, &result) {
-                Next::Admit(values) => {
+            match settings.gate.pass::<Fields<'_>>(&entry).await {
+                Passage::Admit(fields) => {
                     let mut response = inner.call(request).await?;
-                    add_headers(&mut response, values);
+                    Gate::add_fields(&mut Fields(response.headers_mut()), fields);
                     Ok(response)
                 }
-                Next::Refuse => {
+                Passage::Refuse(refusal) => {
                     drop(request);
-                    Ok(refusal(&settings, &result))
+                    Ok(refuse(&settings, refusal))
                 }
             }
         }))
     }
 }
 
-/// What becomes of a request once its check is done.
-enum Next {
-    /// Pass it on; add these headers to the response.
-    Admit(Option<Values>),
-    /// Answer it with [`refusal`] (a denial or a misconfiguration).
-    Refuse,
-}
-
-fn after_check(settings: &Settings, result: &Result<Verdict, Error>) -> Next {
-    match result {
-        Ok(verdict) if verdict.allowed() => Next::Admit(header_values(settings, verdict)),
-        _ => Next::Refuse,
-    }
-}
-
-/// The response to a request the check refused, headers included.
-fn refusal<B: From<String> + From<&'static str>>(
+/// The response to a refused request, header fields included.
+fn refuse<B: From<String> + From<&'static str>>(
     settings: &Settings,
-    result: &Result<Verdict, Error>,
+    refusal: ratelimit_core::http::Refusal<http::HeaderValue>,
 ) -> Response<B> {
-    let verdict = match result {
-        Ok(verdict) => verdict,
-        Err(error) => return convert(misconfigured(error)),
-    };
-    let mut response = (settings.on_denied)(verdict).map(|body| match body {
-        // The default denial's body: no allocation, no copy.
-        Cow::Borrowed(text) => B::from(text),
-        Cow::Owned(text) => B::from(text),
-    });
-    add_headers(&mut response, header_values(settings, verdict));
-    response
-}
-
-fn convert<B: From<String>>(response: Response<String>) -> Response<B> {
-    response.map(B::from)
-}
-
-/// A check refused for a reason that is the server's, not the caller's (an
-/// unknown rule on a route, a cost above a rule's burst).
-fn misconfigured(error: &Error) -> Response<String> {
-    let mut response = Response::new(format!("rate limiting is misconfigured: {error}\n"));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    let mut response = settings.refusal(&refusal);
+    Gate::add_fields(&mut Fields(response.headers_mut()), refusal.into_fields());
     response
 }

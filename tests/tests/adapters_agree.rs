@@ -6,6 +6,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use ratelimit_core::Rules;
+use ratelimit_core::http::Gate;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,19 +78,22 @@ async fn rules_on(limiter: &DistributedRateLimiter) {
     limiter.insert_rule(trial).await.unwrap();
 }
 
+/// What both apps' routes pass: one gate, read by either adapter.
+fn gate(limiter: &DistributedRateLimiter, rules: &[&str]) -> Gate {
+    Gate::new(limiter.clone())
+        .rules(Rules::route(rules))
+        .legacy_headers(true)
+        .cost(|request| {
+            if request.header("x-bulk").is_some() {
+                2
+            } else {
+                1
+            }
+        })
+}
+
 fn tower_app(limiter: &DistributedRateLimiter) -> Router {
-    let layer = |rules: &[&str]| {
-        RateLimitLayer::new(limiter.clone())
-            .rules(Rules::route(rules.iter().copied()))
-            .legacy_headers(true)
-            .cost(|request| {
-                if request.headers().contains_key("x-bulk") {
-                    2
-                } else {
-                    1
-                }
-            })
-    };
+    let layer = |rules: &[&str]| RateLimitLayer::new(gate(limiter, rules));
     Router::new()
         .route(
             "/",
@@ -139,18 +143,7 @@ async fn tower_answer(app: &Router, step: Step) -> Answer {
 macro_rules! actix_app {
     ($limiter:expr) => {{
         let limiter = $limiter;
-        let middleware = |rules: &[&str]| {
-            RateLimit::new(limiter.clone())
-                .rules(Rules::route(rules.iter().copied()))
-                .legacy_headers(true)
-                .cost(|request| {
-                    if request.headers().contains_key("x-bulk") {
-                        2
-                    } else {
-                        1
-                    }
-                })
-        };
+        let middleware = |rules: &[&str]| RateLimit::new(gate(&limiter, rules));
         actix_test::init_service(
             App::new()
                 .service(

@@ -7,9 +7,7 @@ use actix_web::http::header::ContentType;
 use actix_web::{App, HttpResponse, web};
 pub use example_common::{Settings, memory_limiter, memory_limiter_on, redis_limiter, rules};
 use ratelimit_actix::RateLimit;
-use ratelimit_actix::key::{PeerIp, UserServiceOrIp};
 use ratelimit_core::DistributedRateLimiter;
-use ratelimit_core::Rules;
 
 /// The app, for `HttpServer::new(move || example_actix::app(..))`.
 pub fn app(
@@ -24,21 +22,18 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let peer = settings
-        .trusted_proxies
-        .iter()
-        .fold(PeerIp::new(), |peer, net| peer.trust_proxy(*net));
-    let limit = RateLimit::new(limiter.clone()).key_extractor(UserServiceOrIp::new(peer));
+    let limit = |rules: &[&str]| RateLimit::new(settings.gate(&limiter, rules));
+    let (home, login) = (limit(&["default"]), limit(&["login", "default"]));
     App::new()
         .app_data(web::Data::new(limiter))
         .service(
             web::resource("/")
-                .wrap(limit.clone().rules(Rules::route(["default"])))
+                .wrap(home)
                 .route(web::get().to(|| async { "hello\n" })),
         )
         .service(
             web::resource("/login")
-                .wrap(limit.rules(Rules::route(["login", "default"])))
+                .wrap(login)
                 .route(web::post().to(|| async { "welcome\n" })),
         )
         .route("/healthz", web::get().to(healthz))

@@ -8,26 +8,19 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 pub use example_common::{Settings, memory_limiter, memory_limiter_on, redis_limiter, rules};
 use ratelimit_core::DistributedRateLimiter;
-use ratelimit_core::Rules;
 use ratelimit_tower::RateLimitLayer;
-use ratelimit_tower::key::{PeerIp, UserServiceOrIp};
 
 /// The app. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn app(limiter: DistributedRateLimiter, settings: &Settings) -> Router {
-    let peer = settings
-        .trusted_proxies
-        .iter()
-        .fold(PeerIp::new(), |peer, net| peer.trust_proxy(*net));
-    let layer = RateLimitLayer::new(limiter.clone()).key_extractor(UserServiceOrIp::new(peer));
+    let limit = |rules: &[&str]| RateLimitLayer::new(settings.gate(&limiter, rules));
     let app = Router::new()
         .route(
             "/",
-            get(|| async { "hello\n" }).route_layer(layer.clone().rules(Rules::route(["default"]))),
+            get(|| async { "hello\n" }).route_layer(limit(&["default"])),
         )
         .route(
             "/login",
-            post(|| async { "welcome\n" })
-                .route_layer(layer.rules(Rules::route(["login", "default"]))),
+            post(|| async { "welcome\n" }).route_layer(limit(&["login", "default"])),
         )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

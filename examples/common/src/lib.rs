@@ -25,9 +25,11 @@ use ipnet::IpNet;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use ratelimit_core::admin::AdminApi;
 use ratelimit_core::config::{DenyCache, FailurePolicy};
+use ratelimit_core::http::{Gate, PeerIp, UserServiceOrIp};
 use ratelimit_core::identity::Facet;
 use ratelimit_core::{
-    DistributedRateLimiter, Error, LimiterConfig, MemoryStore, Quota, Rule, Target, telemetry,
+    DistributedRateLimiter, Error, LimiterConfig, MemoryStore, Quota, Rule, Rules, Target,
+    telemetry,
 };
 use ratelimit_redis::RedisFleet;
 
@@ -72,6 +74,22 @@ impl Settings {
             trusted_proxies: args.trust_proxy.clone(),
             admin,
         })
+    }
+}
+
+impl Settings {
+    /// What a route rate limited by `rules` passes, as both demos check it:
+    /// callers by `x-user-id`, `x-service-id`, then the client address
+    /// (forwarded only by the trusted proxies), the address a facet of every
+    /// caller.
+    pub fn gate(&self, limiter: &DistributedRateLimiter, rules: &[&str]) -> Gate {
+        let peer = self
+            .trusted_proxies
+            .iter()
+            .fold(PeerIp::new(), |peer, net| peer.trust_proxy(*net));
+        Gate::new(limiter.clone())
+            .key_extractor(UserServiceOrIp::new(peer))
+            .rules(Rules::route(rules))
     }
 }
 

@@ -8,7 +8,7 @@ use super::deny_cache::Denials;
 use super::distributed::DistributedRateLimiter;
 use super::pipeline::*;
 use super::reservation::{self, Take, Units};
-use super::verdict::{RuleDecision, Source, Verdict};
+use super::verdict::{Source, Verdict};
 use crate::store::{CheckItem, Outcome};
 use crate::telemetry;
 use crate::{Clock, Error, Identity, Store};
@@ -116,20 +116,24 @@ impl DistributedRateLimiter {
             };
         }
         give_back(prepared, &batched);
-        let decisions: SmallVec<[RuleDecision; 2]> = waiting
-            .iter()
-            .filter_map(|&(i, until, tat)| {
-                let (rule, _) = prepared.selected.get(i)?;
+        for &(i, _, _) in &waiting {
+            if let Some((rule, _)) = prepared.selected.get(i) {
                 rule.counters.count(telemetry::Outcome::Denied);
-                Some(RuleDecision {
-                    rule: rule.id().clone(),
-                    shadow: false,
-                    decision: reservation::local_decision(rule.quota(), tat, now, Some(until)),
-                })
-            })
-            .collect();
+            }
+        }
+        let decisions = every_rule(prepared.selected, |i| {
+            let &(_, until, tat) = waiting.iter().find(|(w, _, _)| *w == i)?;
+            let (rule, _) = prepared.selected.get(i)?;
+            Some(reservation::local_decision(
+                rule.quota(),
+                tat,
+                now,
+                Some(until),
+            ))
+        });
         let retry_after = decisions
             .iter()
+            .filter(|d| !d.decision.allowed())
             .map(|d| d.decision.retry_after())
             .max()
             .unwrap_or_default();

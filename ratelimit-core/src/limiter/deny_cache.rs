@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use metrics::{Counter, counter, gauge};
 use smallvec::SmallVec;
 
-use super::verdict::{RuleDecision, Source, Verdict};
+use super::pipeline::every_rule;
+use super::verdict::{Source, Verdict};
 use crate::gcra::Stored;
 use crate::memory::table::{MAX_NOW, Table, Write, pack, unpack};
 use crate::rule_set::Selected;
@@ -156,21 +157,28 @@ impl Denials {
     }
 
     /// The verdict of a check of `cost` over `selected` (storage keys
-    /// `keys`, in the same order) if a cached bound already denies it.
+    /// `keys`, in the same order) if a cached bound already denies it. It
+    /// lists every enforced rule, as the store's would: each denying rule by
+    /// its bound, the others as the cache knows them (by their bound, or
+    /// rested when it holds none).
     pub(crate) fn answer<'k>(
         &self,
         selected: &Selected<'_, '_>,
-        keys: impl Iterator<Item = &'k [u8]>,
+        keys: impl Iterator<Item = &'k [u8]> + Clone,
         cost: u32,
     ) -> Option<Verdict> {
         let mut now = None;
-        let mut denials: SmallVec<[RuleDecision; 2]> = SmallVec::new();
+        // Most checks find no bound: this pass costs them one lookup a key.
+        let mut decided: SmallVec<[Option<Decision>; 2]> = SmallVec::new();
+        let mut denied = false;
         for ((rule, _), key) in selected.iter().zip(keys) {
-            if rule.is_shadow() {
-                continue;
-            }
-            let bound = unpack(self.table.get(key)).tat;
+            let bound = if rule.is_shadow() {
+                0
+            } else {
+                unpack(self.table.get(key)).tat
+            };
             if bound == 0 {
+                decided.push(None);
                 continue;
             }
             let now = *now.get_or_insert_with(|| self.now());
@@ -184,34 +192,41 @@ impl Denials {
             };
             let tat = gcra::booked(quota, &lineage, stored, now).tat;
             let test = gcra::test(quota, Some(tat), now, cost);
-            if !test.conforms {
-                denials.push(RuleDecision {
-                    rule: rule.id().clone(),
-                    shadow: false,
-                    decision: Decision::from_state(quota, false, tat, now, test.retry_after_micros),
-                });
-            }
+            denied |= !test.conforms;
+            let retry = test.retry_after_micros;
+            decided.push(Some(Decision::from_state(
+                quota,
+                test.conforms,
+                tat,
+                now,
+                retry,
+            )));
         }
-        if denials.is_empty() {
+        if !denied {
             return None;
         }
         self.hits.increment(1);
-        let retry_after = denials
+        let decisions = every_rule(selected, |i| decided.get(i).copied().flatten());
+        let retry_after = decisions
             .iter()
+            .filter(|d| !d.decision.allowed())
             .map(|d| d.decision.retry_after())
             .max()
             .unwrap_or_default();
         Some(Verdict {
             allowed: false,
             source: Source::DenyCache,
-            decisions: denials,
+            decisions,
             retry_after,
             error: None,
         })
     }
 
-    /// Remembers the keys that denied `verdict`, the store's answer to a
-    /// check that read [`ask`](Self::ask) just before asking it.
+    /// Remembers what the store said of every key of `verdict`, a denial:
+    /// the store's answer to a check that read [`ask`](Self::ask) just
+    /// before asking it. Each key's bound is its TAT then, a lower bound of
+    /// its TAT from now on: the denying keys answer the next checks, and
+    /// the others let those answers report them as the store did.
     pub(crate) fn remember<'k>(
         &self,
         verdict: &Verdict,
@@ -225,14 +240,14 @@ impl Denials {
             at: asked,
             generation,
         } = asked;
-        let denying = || {
+        let enforced = || {
             verdict
                 .decisions
                 .iter()
                 .zip(keys.clone())
-                .filter(|(d, _)| !d.shadow && !d.decision.allowed())
+                .filter(|(d, _)| !d.shadow)
         };
-        for (decision, key) in denying() {
+        for (decision, key) in enforced() {
             let ahead =
                 u64::try_from(decision.decision.reset_after().as_micros()).unwrap_or(u64::MAX);
             let bound = asked.saturating_add(ahead).min(MAX_NOW);
@@ -248,7 +263,7 @@ impl Denials {
         // A clear (a reset) since the store was asked: the answer may be from
         // before it. Whatever the clear did not already remove goes now.
         if self.generation.load(Ordering::Acquire) != generation {
-            for (_, key) in denying() {
+            for (_, key) in enforced() {
                 self.table.remove(key);
             }
         }

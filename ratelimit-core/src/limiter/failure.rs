@@ -50,8 +50,13 @@ impl DistributedRateLimiter {
 
         if enforced().any(|(rule, _)| policy_of(rule) == FailurePolicy::FailClosed) {
             count_all(telemetry::Outcome::FailedClosed);
-            let retry = self.inner.fail_closed_retry_after;
-            return verdict(Source::FailClosed, false, &[], &[], retry, Some(error));
+            return Verdict {
+                allowed: false,
+                source: Source::FailClosed,
+                decisions: every_rule(selected, |_| None),
+                retry_after: self.inner.fail_closed_retry_after,
+                error: Some(error),
+            };
         }
 
         let fallback: SmallVec<[usize; 4]> = selected
@@ -80,17 +85,24 @@ impl DistributedRateLimiter {
                         telemetry::Outcome::FailedOpen
                     });
                 }
-                return from_outcome(Source::Fallback, &picked, &outcome, Some(error));
+                let fallen = from_outcome(Source::Fallback, &picked, &outcome, Some(error));
+                let known = |i| {
+                    let at = fallback.iter().position(|&f| f == i)?;
+                    outcome.decisions.get(at).copied()
+                };
+                return Verdict {
+                    decisions: every_rule(selected, known),
+                    ..fallen
+                };
             }
         }
         count_all(telemetry::Outcome::FailedOpen);
-        verdict(
-            Source::FailOpen,
-            true,
-            &[],
-            &[],
-            Duration::ZERO,
-            Some(error),
-        )
+        Verdict {
+            allowed: true,
+            source: Source::FailOpen,
+            decisions: every_rule(selected, |_| None),
+            retry_after: Duration::ZERO,
+            error: Some(error),
+        }
     }
 }

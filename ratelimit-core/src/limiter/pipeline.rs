@@ -19,7 +19,7 @@ use super::verdict::{RuleDecision, Source, Verdict};
 use crate::rule_set::{ActiveRule, Selected};
 use crate::store::{CheckItem, Outcome};
 use crate::telemetry;
-use crate::{Error, Identity, RuleSet, Store};
+use crate::{Decision, Error, Identity, RuleSet, Store};
 
 impl DistributedRateLimiter {
     #[inline]
@@ -91,7 +91,11 @@ impl DistributedRateLimiter {
         let verdict = denials.answer(prepared.selected, prepared.keys.iter(), cost)?;
         if charge {
             for (rule, _) in prepared.selected {
-                if verdict.decisions().iter().any(|d| d.rule == *rule.id()) {
+                if verdict
+                    .decisions()
+                    .iter()
+                    .any(|d| d.rule == *rule.id() && !d.decision.allowed())
+                {
                     rule.counters.count(telemetry::Outcome::Denied);
                 }
             }
@@ -389,6 +393,31 @@ pub(super) fn select<'r, 'c, S: AsRef<str>>(
     }
 }
 
+/// A decision for every enforced rule of `selected`, in order: `known(i)`
+/// for the rules an answer knows of, and the rule rested (its whole burst
+/// left) for the others — so a refusal lists the same rules in its header
+/// fields whether the store, the deny cache, a batch or the failure policy
+/// answered it.
+pub(super) fn every_rule(
+    selected: &Selected<'_, '_>,
+    mut known: impl FnMut(usize) -> Option<Decision>,
+) -> SmallVec<[RuleDecision; 2]> {
+    let mut decisions = SmallVec::new();
+    for (i, (rule, _)) in selected.iter().enumerate() {
+        if rule.is_shadow() {
+            continue;
+        }
+        let decision =
+            known(i).unwrap_or_else(|| Decision::from_state(rule.quota(), true, 0, 0, 0));
+        decisions.push(RuleDecision {
+            rule: rule.id().clone(),
+            shadow: false,
+            decision,
+        });
+    }
+    decisions
+}
+
 // Inlined, like `verdict`, so the verdict is built where it is returned.
 #[inline(always)]
 pub(super) fn from_outcome(
@@ -423,7 +452,7 @@ pub(super) fn verdict(
     source: Source,
     allowed: bool,
     selected: &[(&ActiveRule, crate::key::Subject<'_>)],
-    decisions: &[crate::Decision],
+    decisions: &[Decision],
     retry_after: Duration,
     error: Option<Arc<Error>>,
 ) -> Verdict {

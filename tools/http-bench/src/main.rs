@@ -18,9 +18,9 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::routing::get;
 use clap::{Parser, ValueEnum};
 use governor::middleware::NoOpMiddleware;
+use ratelimit_core::http::{Gate, PeerIp};
 use ratelimit_core::{DistributedRateLimiter, LimiterConfig, MemoryStore, Quota, Rule, Target};
 use ratelimit_tower::RateLimitLayer;
-use ratelimit_tower::key::PeerIp;
 use tower::util::MapResponseLayer;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
@@ -98,12 +98,12 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let limiter = DistributedRateLimiter::new(
                 LimiterConfig::new(Arc::new(MemoryStore::new())).rule(rule),
             );
-            app.layer(
-                RateLimitLayer::new(limiter)
+            app.layer(RateLimitLayer::new(
+                Gate::new(limiter)
                     .key_extractor(PeerIp::new())
                     .rules(Rules::route(["default"]))
                     .admitted_headers(!matches!(args.limiter, Limiter::RatelimitDenialsOnly)),
-            )
+            ))
         }
         Limiter::TowerGovernor => {
             let config = governor_builder(args.regime)

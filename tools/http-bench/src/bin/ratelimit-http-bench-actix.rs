@@ -19,7 +19,7 @@ use actix_web::middleware::{Condition, DefaultHeaders};
 use actix_web::{App, HttpServer, web};
 use clap::{Parser, ValueEnum};
 use ratelimit_actix::RateLimit;
-use ratelimit_actix::key::PeerIp;
+use ratelimit_core::http::{Gate, PeerIp};
 use ratelimit_core::{DistributedRateLimiter, LimiterConfig, MemoryStore, Quota, Rule, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,10 +100,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let server = HttpServer::new(move || {
-        let ratelimit = RateLimit::new(limiter.clone())
-            .key_extractor(PeerIp::new())
-            .rules(Rules::route(["default"]))
-            .admitted_headers(which != Limiter::RatelimitDenialsOnly);
+        let ratelimit = RateLimit::new(
+            Gate::new(limiter.clone())
+                .key_extractor(PeerIp::new())
+                .rules(Rules::route(["default"]))
+                .admitted_headers(which != Limiter::RatelimitDenialsOnly),
+        );
         let headers = DefaultHeaders::new()
             .add(("ratelimit-policy", "\"default\";q=1000000;w=1"))
             .add(("ratelimit", "\"default\";r=999999;t=1"));

@@ -18,7 +18,7 @@ use bytes::Bytes;
 /// out without being formatted or copied again. It reads as a `&str`.
 ///
 /// ```
-/// use ratelimit_core::headers::FieldValue;
+/// use ratelimit_core::http::FieldValue;
 ///
 /// let value = FieldValue::from(String::from("\"default\";q=10;w=1"));
 /// assert_eq!(&*value, "\"default\";q=10;w=1");

@@ -13,7 +13,8 @@
 use std::any::Any;
 use std::cell::RefCell;
 
-use super::{FieldValue, Item, list};
+use super::FieldValue;
+use super::fields::{Item, list};
 
 /// Distinct policies a thread remembers: an app's routes each have one.
 /// Past this, the oldest entry is replaced.

@@ -1,51 +1,11 @@
-//! HTTP header values for a [`Verdict`], framework-neutral, so every adapter
-//! (tower, actix-web) sends byte-identical headers.
-//!
-//! The fields follow draft-ietf-httpapi-ratelimit-headers (revision 11):
-//! structured-field lists with one item per enforced rule, named by rule id.
-//!
-//! ```text
-//! RateLimit-Policy: "default";q=10;w=1, "global";q=1000;w=1
-//! RateLimit: "default";r=7;t=1, "global";r=990;t=1
-//! Retry-After: 1                       (denied requests only)
-//! X-RateLimit-Limit: 10                (optional, the binding rule)
-//! X-RateLimit-Remaining: 7
-//! X-RateLimit-Reset: 1                 (seconds from now)
-//! ```
-//!
-//! - `q` is the rule's limit and `w` its window in whole seconds (rounded
-//!   up; the draft has no sub-second windows, so a 500 ms window reads 1).
-//! - `r` is what the caller can still spend now. `t` is, for an admitting
-//!   rule, the seconds until the caller's counter is fully rested (rounded
-//!   up), and for a denying rule the seconds until a retry can succeed — so
-//!   `Retry-After` is never earlier than the end of any `t`, as the draft
-//!   asks.
-//! - Shadow rules are not advertised: they do not limit the caller.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use ratelimit_core::{headers, DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Rules, Target};
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), ratelimit_core::Error> {
-//! let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));
-//! limiter.add_rule("default", Target::Each, 10, std::time::Duration::from_secs(1)).await?;
-//! let verdict = limiter.check(&Identity::user("1"), &Rules::one("default"), 1).await?;
-//! let values = headers::values(&verdict, false);
-//! assert_eq!(values.rate_limit_policy.as_deref(), Some("\"default\";q=10;w=1"));
-//! assert_eq!(values.rate_limit.as_deref(), Some("\"default\";r=9;t=1"));
-//! assert_eq!(values.retry_after, None);
-//! # Ok(())
-//! # }
-//! ```
+//! The rate-limit header fields of a response, made from a [`Verdict`].
 
 use std::time::Duration;
 
 use crate::Verdict;
 
-mod field_value;
-mod policy_memo;
-
-pub use field_value::FieldValue;
+use super::field_value::FieldValue;
+use super::policy_memo;
 
 /// `RateLimit-Policy`.
 pub const RATE_LIMIT_POLICY: &str = "ratelimit-policy";
@@ -170,10 +130,10 @@ fn digits(n: u64) -> usize {
 /// two parameters, each given as the text before its number, the closing
 /// quote joined to the first (`"\";q="`, `";w="`): fewer, longer pieces
 /// cost less to append.
-struct Item<'a> {
-    rule: &'a str,
-    a: (&'static str, u64),
-    b: (&'static str, u64),
+pub(super) struct Item<'a> {
+    pub(super) rule: &'a str,
+    pub(super) a: (&'static str, u64),
+    pub(super) b: (&'static str, u64),
 }
 
 impl Item<'_> {
@@ -203,7 +163,7 @@ impl Item<'_> {
 /// A list of items in a string of exactly its length (one allocation, and an
 /// adapter can hand the buffer to its header type without copying it);
 /// `None` for no items.
-fn list<'a>(items: impl Iterator<Item = Item<'a>> + Clone) -> Option<String> {
+pub(super) fn list<'a>(items: impl Iterator<Item = Item<'a>> + Clone) -> Option<String> {
     let len: usize = items
         .clone()
         .enumerate()
@@ -226,7 +186,7 @@ fn list<'a>(items: impl Iterator<Item = Item<'a>> + Clone) -> Option<String> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use ratelimit_core::headers::HeaderOptions;
+/// use ratelimit_core::http::HeaderOptions;
 /// use ratelimit_core::{DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Rules, Target};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), ratelimit_core::Error> {
@@ -320,7 +280,7 @@ pub fn values(verdict: &Verdict, legacy: bool) -> HeaderValues {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use ratelimit_core::{headers, DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Rules, Target};
+/// use ratelimit_core::{http as headers, DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Rules, Target};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), ratelimit_core::Error> {
 /// let limiter = DistributedRateLimiter::new(LimiterConfig::new(Arc::new(MemoryStore::new())));

@@ -1,0 +1,42 @@
+//! The rate-limit header fields of a response, inserted into actix-web's
+//! `HeaderMap` by core's shared code.
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use ratelimit_core::http::{Field, FieldSink, HeaderValues};
+
+/// A response's header map, as core fills it.
+pub(crate) struct Fields<'a>(pub(crate) &'a mut HeaderMap);
+
+/// The fields of a response, the `RateLimit-Policy` one already a
+/// `HeaderValue`.
+pub(crate) type Values = HeaderValues<HeaderValue>;
+
+impl FieldSink for Fields<'_> {
+    type Value = HeaderValue;
+
+    #[inline]
+    fn value(bytes: bytes::Bytes) -> Option<HeaderValue> {
+        // Keeps the buffer instead of copying it.
+        HeaderValue::from_maybe_shared(bytes).ok()
+    }
+
+    #[inline]
+    fn insert(&mut self, field: Field, value: HeaderValue) {
+        // Names built at compile time: `from_static` at run time would
+        // check every byte on every response.
+        const NAMES: [HeaderName; 6] = {
+            let [a, b, c, d, e, f] = Field::ALL;
+            [
+                HeaderName::from_static(a.name()),
+                HeaderName::from_static(b.name()),
+                HeaderName::from_static(c.name()),
+                HeaderName::from_static(d.name()),
+                HeaderName::from_static(e.name()),
+                HeaderName::from_static(f.name()),
+            ]
+        };
+        if let Some(name) = NAMES.get(field.index()) {
+            self.0.insert(name.clone(), value);
+        }
+    }
+}
