@@ -2,14 +2,10 @@
 //! `HeaderMap` by core's shared code.
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use ratelimit_core::http::{Field, FieldSink, HeaderValues};
+use ratelimit_core::http::{Field, FieldSink};
 
 /// A response's header map, as core fills it.
 pub(crate) struct Fields<'a>(pub(crate) &'a mut HeaderMap);
-
-/// The fields of a response, the `RateLimit-Policy` one already a
-/// `HeaderValue`.
-pub(crate) type Values = HeaderValues<HeaderValue>;
 
 impl FieldSink for Fields<'_> {
     type Value = HeaderValue;

@@ -1,7 +1,6 @@
 //! [`RateLimit`]: the middleware factory (`App::wrap`) and its
 //! framework-specific settings.
 
-use std::fmt;
 use std::future::{Ready, ready};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -12,13 +11,10 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderValue;
 use ratelimit_core::Verdict;
-use ratelimit_core::http::{Gate, KeyError, Refusal};
+use ratelimit_core::http::{Gate, KeyError, Refusal, Responders};
 
 use crate::fields::Fields;
 use crate::service::RateLimitMiddleware;
-
-type DenialFn = dyn Fn(&Verdict) -> HttpResponse + Send + Sync;
-type KeyErrorFn = dyn Fn(&KeyError) -> HttpResponse + Send + Sync;
 
 /// Rate limits every request of the app, scope or resource it wraps, as its
 /// [`Gate`] says: who asks, which rules, what cost, which header fields —
@@ -28,34 +24,18 @@ type KeyErrorFn = dyn Fn(&KeyError) -> HttpResponse + Send + Sync;
 /// Refusals: 429 with `Retry-After` when the rules deny, 503 when the store
 /// is down and the failure policy denies, the extractor's status (400, 401,
 /// 500) when no caller can be found — each overridable.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 #[must_use]
 pub struct RateLimit {
     settings: Arc<Settings>,
 }
 
-/// What a middleware and its instances share.
-#[derive(Clone)]
+/// What a middleware and its instances share: the gate, and the
+/// application's own refusals.
+#[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) gate: Gate,
-    on_denied: Option<Arc<DenialFn>>,
-    on_missing_key: Option<Arc<KeyErrorFn>>,
-}
-
-impl fmt::Debug for RateLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimit")
-            .field("settings", &self.settings)
-            .finish()
-    }
-}
-
-impl fmt::Debug for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
-            .field("gate", &self.gate)
-            .finish_non_exhaustive()
-    }
+    responders: Responders<HttpResponse>,
 }
 
 impl RateLimit {
@@ -63,13 +43,12 @@ impl RateLimit {
     /// [`DistributedRateLimiter`](ratelimit_core::DistributedRateLimiter)
     /// converts into a gate with the defaults).
     pub fn new(gate: impl Into<Gate>) -> Self {
-        let gate = gate.into();
+        let settings = Settings {
+            gate: gate.into(),
+            responders: Responders::new(),
+        };
         Self {
-            settings: Arc::new(Settings {
-                gate,
-                on_denied: None,
-                on_missing_key: None,
-            }),
+            settings: Arc::new(settings),
         }
     }
 
@@ -79,7 +58,9 @@ impl RateLimit {
         mut self,
         respond: impl Fn(&Verdict) -> HttpResponse + Send + Sync + 'static,
     ) -> Self {
-        Arc::make_mut(&mut self.settings).on_denied = Some(Arc::new(respond));
+        Arc::make_mut(&mut self.settings)
+            .responders
+            .set_denied(respond);
         self
     }
 
@@ -89,7 +70,9 @@ impl RateLimit {
         mut self,
         respond: impl Fn(&KeyError) -> HttpResponse + Send + Sync + 'static,
     ) -> Self {
-        Arc::make_mut(&mut self.settings).on_missing_key = Some(Arc::new(respond));
+        Arc::make_mut(&mut self.settings)
+            .responders
+            .set_missing_key(respond);
         self
     }
 }
@@ -97,20 +80,19 @@ impl RateLimit {
 impl Settings {
     /// The response to a refused request, header fields included.
     pub(crate) fn refuse(&self, refusal: Refusal<HeaderValue>) -> HttpResponse {
-        let mut response = match (&self.on_denied, refusal.verdict()) {
-            (Some(respond), Some(verdict)) => respond(verdict),
-            _ => plain(refusal.status()).body(refusal.body()),
-        };
+        let mut response = self
+            .responders
+            .denied(&refusal)
+            .unwrap_or_else(|| plain(refusal.status()).body(refusal.body()));
         Gate::add_fields(&mut Fields(response.headers_mut()), refusal.into_fields());
         response
     }
 
     /// The response to a request whose caller cannot be found.
     pub(crate) fn missing_key(&self, error: &KeyError) -> HttpResponse {
-        match &self.on_missing_key {
-            Some(respond) => respond(error),
-            None => plain(error.status()).body(format!("{}\n", error.reason())),
-        }
+        self.responders
+            .missing_key(error)
+            .unwrap_or_else(|| plain(error.status()).body(format!("{}\n", error.reason())))
     }
 }
 

@@ -54,9 +54,9 @@ where
             Err(error) => {
                 let response = settings.missing_key(&error);
                 drop(view);
-                return ResponseFuture::ready(
-                    request.into_response(response).map_into_right_body(),
-                );
+                return ResponseFuture::ready(Ok(request
+                    .into_response(response)
+                    .map_into_right_body()));
             }
         };
         let Some(passage) = gate.try_pass::<Fields<'_>>(&entry) else {
@@ -85,7 +85,7 @@ where
             Passage::Admit(fields) => ResponseFuture::admitted(self.service.call(request), fields),
             Passage::Refuse(refusal) => {
                 let response = settings.refuse(refusal);
-                ResponseFuture::ready(request.into_response(response).map_into_right_body())
+                ResponseFuture::ready(Ok(request.into_response(response).map_into_right_body()))
             }
         }
     }

@@ -2,14 +2,10 @@
 //! `HeaderMap` by core's shared code.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use ratelimit_core::http::{Field, FieldSink, HeaderValues};
+use ratelimit_core::http::{Field, FieldSink};
 
 /// A response's header map, as core fills it.
 pub(crate) struct Fields<'a>(pub(crate) &'a mut HeaderMap);
-
-/// The fields of a response, the `RateLimit-Policy` one already a
-/// `HeaderValue`.
-pub(crate) type Values = HeaderValues<HeaderValue>;
 
 /// The names, built at compile time (`from_static` at run time would check
 /// every byte on every response).

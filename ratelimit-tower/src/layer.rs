@@ -1,17 +1,14 @@
 //! [`RateLimitLayer`]: the layer and its framework-specific settings.
 
-use std::fmt;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::{HeaderValue, Response, StatusCode};
 use ratelimit_core::Verdict;
-use ratelimit_core::http::{Gate, KeyError, Refusal};
+use ratelimit_core::http::{Gate, KeyError, Refusal, Responders};
 use tower::Layer;
 
 use crate::service::RateLimit;
-
-type DenialFn = dyn Fn(&Verdict) -> Response<String> + Send + Sync;
-type KeyErrorFn = dyn Fn(&KeyError) -> Response<String> + Send + Sync;
 
 /// Rate limits every request that passes through, as its
 /// [`Gate`] says: who asks, which rules, what cost, which header fields.
@@ -20,34 +17,17 @@ type KeyErrorFn = dyn Fn(&KeyError) -> Response<String> + Send + Sync;
 /// Refusals: 429 with `Retry-After` when the rules deny, 503 when the store
 /// is down and the failure policy denies, the extractor's status (400, 401,
 /// 500) when no caller can be found — each overridable.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 #[must_use]
 pub struct RateLimitLayer {
     pub(crate) settings: Arc<Settings>,
 }
 
 /// What a layer and its services share.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) gate: Gate,
-    on_denied: Option<Arc<DenialFn>>,
-    on_missing_key: Option<Arc<KeyErrorFn>>,
-}
-
-impl fmt::Debug for RateLimitLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitLayer")
-            .field("settings", &self.settings)
-            .finish()
-    }
-}
-
-impl fmt::Debug for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
-            .field("gate", &self.gate)
-            .finish_non_exhaustive()
-    }
+    responders: Responders<Response<String>>,
 }
 
 impl RateLimitLayer {
@@ -55,12 +35,9 @@ impl RateLimitLayer {
     /// [`DistributedRateLimiter`](ratelimit_core::DistributedRateLimiter)
     /// converts into a gate with the defaults).
     pub fn new(gate: impl Into<Gate>) -> Self {
+        let (gate, responders) = (gate.into(), Responders::new());
         Self {
-            settings: Arc::new(Settings {
-                gate: gate.into(),
-                on_denied: None,
-                on_missing_key: None,
-            }),
+            settings: Arc::new(Settings { gate, responders }),
         }
     }
 
@@ -70,7 +47,8 @@ impl RateLimitLayer {
         mut self,
         respond: impl Fn(&Verdict) -> Response<String> + Send + Sync + 'static,
     ) -> Self {
-        Arc::make_mut(&mut self.settings).on_denied = Some(Arc::new(respond));
+        let settings = Arc::make_mut(&mut self.settings);
+        settings.responders.set_denied(respond);
         self
     }
 
@@ -80,7 +58,8 @@ impl RateLimitLayer {
         mut self,
         respond: impl Fn(&KeyError) -> Response<String> + Send + Sync + 'static,
     ) -> Self {
-        Arc::make_mut(&mut self.settings).on_missing_key = Some(Arc::new(respond));
+        let settings = Arc::make_mut(&mut self.settings);
+        settings.responders.set_missing_key(respond);
         self
     }
 }
@@ -91,21 +70,21 @@ impl Settings {
         &self,
         refusal: &Refusal<HeaderValue>,
     ) -> Response<B> {
-        if let (Some(respond), Some(verdict)) = (&self.on_denied, refusal.verdict()) {
-            return respond(verdict).map(B::from);
+        if let Some(response) = self.responders.denied(refusal) {
+            return response.map(B::from);
         }
         let body = match refusal.body() {
             // The default denial's body: no allocation, no copy.
-            std::borrow::Cow::Borrowed(text) => B::from(text),
-            std::borrow::Cow::Owned(text) => B::from(text),
+            Cow::Borrowed(text) => B::from(text),
+            Cow::Owned(text) => B::from(text),
         };
         plain(refusal.status(), body)
     }
 
     /// The response to a request whose caller cannot be found.
     pub(crate) fn missing_key<B: From<String>>(&self, error: &KeyError) -> Response<B> {
-        match &self.on_missing_key {
-            Some(respond) => respond(error).map(B::from),
+        match self.responders.missing_key(error) {
+            Some(response) => response.map(B::from),
             None => plain(error.status(), B::from(format!("{}\n", error.reason()))),
         }
     }

@@ -65,7 +65,7 @@ where
         let head = RequestHead::from(&request);
         let entry = match settings.gate.entry(&head) {
             Ok(entry) => entry,
-            Err(error) => return ResponseFuture::ready(settings.missing_key(&error)),
+            Err(error) => return ResponseFuture::ready(Ok(settings.missing_key(&error))),
         };
         // A store that answers in place (the in-memory one) is decided right
         // here: no future, no task wake-up, no clone of the inner service.
@@ -78,7 +78,7 @@ where
                     // The request goes first, so the refusal can reuse its
                     // freed memory.
                     drop(request);
-                    ResponseFuture::ready(refuse(settings, refusal))
+                    ResponseFuture::ready(Ok(refuse(settings, refusal)))
                 }
             };
         }

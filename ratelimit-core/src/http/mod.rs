@@ -44,9 +44,11 @@
 mod extract;
 mod field_value;
 mod fields;
+mod future;
 mod gate;
 mod policy_memo;
 mod request;
+mod responders;
 mod sink;
 
 pub use extract::{
@@ -58,6 +60,8 @@ pub use fields::{
     HeaderOptions, HeaderValues, LegacyValues, RATE_LIMIT, RATE_LIMIT_POLICY, RETRY_AFTER,
     X_RATE_LIMIT_LIMIT, X_RATE_LIMIT_REMAINING, X_RATE_LIMIT_RESET, values, values_with,
 };
+pub use future::{Admit, Passing};
 pub use gate::{Entry, Gate, Passage, Refusal};
 pub use request::RequestView;
+pub use responders::Responders;
 pub use sink::{Field, FieldSink};
