@@ -20,7 +20,7 @@ impl FieldSink for Fields<'_> {
     fn insert(&mut self, field: Field, value: HeaderValue) {
         // Names built at compile time: `from_static` at run time would
         // check every byte on every response.
-        const NAMES: [HeaderName; 6] = {
+        static NAMES: [HeaderName; 6] = {
             let [a, b, c, d, e, f] = Field::ALL;
             [
                 HeaderName::from_static(a.name()),

@@ -79,12 +79,12 @@ impl RateLimit {
 
 impl Settings {
     /// The response to a refused request, header fields included.
-    pub(crate) fn refuse(&self, refusal: Refusal<HeaderValue>) -> HttpResponse {
+    pub(crate) fn refuse(&self, refusal: &mut Refusal<HeaderValue>) -> HttpResponse {
         let mut response = self
             .responders
-            .denied(&refusal)
+            .denied(refusal)
             .unwrap_or_else(|| plain(refusal.status()).body(refusal.body()));
-        Gate::add_fields(&mut Fields(response.headers_mut()), refusal.into_fields());
+        Gate::add_fields(&mut Fields(response.headers_mut()), refusal.take_fields());
         response
     }
 

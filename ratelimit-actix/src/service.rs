@@ -73,8 +73,8 @@ where
                         Gate::add_fields(&mut Fields(response.headers_mut()), fields);
                         Ok(response.map_into_left_body())
                     }
-                    Passage::Refuse(refusal) => {
-                        let response = settings.refuse(refusal);
+                    Passage::Refuse(mut refusal) => {
+                        let response = settings.refuse(&mut refusal);
                         Ok(request.into_response(response).map_into_right_body())
                     }
                 }
@@ -83,8 +83,8 @@ where
         drop(view);
         match passage {
             Passage::Admit(fields) => ResponseFuture::admitted(self.service.call(request), fields),
-            Passage::Refuse(refusal) => {
-                let response = settings.refuse(refusal);
+            Passage::Refuse(mut refusal) => {
+                let response = settings.refuse(&mut refusal);
                 ResponseFuture::ready(Ok(request.into_response(response).map_into_right_body()))
             }
         }

@@ -120,10 +120,10 @@ async fn pass(gate: &Gate, request: &Request) -> Passage<Bytes> {
 /// The refusal's status, source and fields; panics on an admission.
 async fn refused(gate: &Gate, request: &Request) -> (u16, Source, Vec<(&'static str, String)>) {
     match pass(gate, request).await {
-        Passage::Refuse(refusal) => {
+        Passage::Refuse(mut refusal) => {
             let status = refusal.status();
             let source = refusal.verdict().unwrap().source();
-            (status, source, fields(refusal.into_fields()))
+            (status, source, fields(refusal.take_fields()))
         }
         Passage::Admit(_) => panic!("admitted"),
     }
@@ -175,9 +175,9 @@ async fn a_refusal_lists_every_rule_whoever_answers_it() {
     ));
     let mut by_batch = None;
     for _ in 0..4 {
-        if let Passage::Refuse(refusal) = pass(&batched, &request).await {
+        if let Passage::Refuse(mut refusal) = pass(&batched, &request).await {
             assert_eq!(refusal.status(), 429);
-            by_batch = Some(fields(refusal.into_fields()));
+            by_batch = Some(fields(refusal.take_fields()));
             break;
         }
     }
@@ -283,11 +283,11 @@ async fn a_misconfigured_route_is_the_server_s_error_without_fields() {
     // A named rule for another user does not apply to this caller.
     let gate = Gate::new(limiter).rules(Rules::named(["vip"]));
     match pass(&gate, &Request::from("10.0.0.1")).await {
-        Passage::Refuse(refusal) => {
+        Passage::Refuse(mut refusal) => {
             assert_eq!(refusal.status(), 500);
             assert!(refusal.verdict().is_none());
             assert!(refusal.body().contains("misconfigured"));
-            assert!(refusal.into_fields().is_none());
+            assert!(refusal.take_fields().is_none());
         }
         Passage::Admit(_) => panic!("admitted"),
     }

@@ -9,7 +9,7 @@ pub(crate) struct Fields<'a>(pub(crate) &'a mut HeaderMap);
 
 /// The names, built at compile time (`from_static` at run time would check
 /// every byte on every response).
-const NAMES: [HeaderName; 6] = {
+static NAMES: [HeaderName; 6] = {
     let [a, b, c, d, e, f] = Field::ALL;
     [
         HeaderName::from_static(a.name()),

@@ -74,11 +74,11 @@ where
                 Passage::Admit(fields) => {
                     ResponseFuture::admitted(self.inner.call(request), fields)
                 }
-                Passage::Refuse(refusal) => {
+                Passage::Refuse(mut refusal) => {
                     // The request goes first, so the refusal can reuse its
                     // freed memory.
                     drop(request);
-                    ResponseFuture::ready(Ok(refuse(settings, refusal)))
+                    ResponseFuture::ready(Ok(refuse(settings, &mut refusal)))
                 }
             };
         }
@@ -98,21 +98,23 @@ where
                     Gate::add_fields(&mut Fields(response.headers_mut()), fields);
                     Ok(response)
                 }
-                Passage::Refuse(refusal) => {
+                Passage::Refuse(mut refusal) => {
                     drop(request);
-                    Ok(refuse(&settings, refusal))
+                    Ok(refuse(&settings, &mut refusal))
                 }
             }
         }))
     }
 }
 
-/// The response to a refused request, header fields included.
+/// The response to a refused request, header fields included. The
+/// refusal is borrowed where it is, not moved (it holds the verdict).
+#[inline]
 fn refuse<B: From<String> + From<&'static str>>(
     settings: &Settings,
-    refusal: ratelimit_core::http::Refusal<http::HeaderValue>,
+    refusal: &mut ratelimit_core::http::Refusal<http::HeaderValue>,
 ) -> Response<B> {
-    let mut response = settings.refusal(&refusal);
-    Gate::add_fields(&mut Fields(response.headers_mut()), refusal.into_fields());
+    let mut response = settings.refusal(refusal);
+    Gate::add_fields(&mut Fields(response.headers_mut()), refusal.take_fields());
     response
 }

@@ -206,9 +206,9 @@ impl<V> Refusal<V> {
     }
 
     /// The header fields the response carries (none for a
-    /// misconfiguration).
-    pub fn into_fields(self) -> Option<HeaderValues<V>> {
-        self.fields
+    /// misconfiguration), taken out of the refusal.
+    pub fn take_fields(&mut self) -> Option<HeaderValues<V>> {
+        self.fields.take()
     }
 }
 
