@@ -59,6 +59,7 @@ mod future;
 mod middleware;
 mod request;
 mod service;
+mod settings;
 
 pub use future::ResponseFuture;
 pub use middleware::RateLimit;

@@ -9,8 +9,8 @@ use ratelimit_core::http::{Gate, Passage};
 
 use crate::fields::Fields;
 use crate::future::ResponseFuture;
-use crate::middleware::Settings;
 use crate::request::ActixRequest;
+use crate::settings::Settings;
 
 /// Rate limits requests before they reach `S`. Built by
 /// [`RateLimit`](crate::RateLimit).
@@ -59,26 +59,29 @@ where
                     .map_into_right_body()));
             }
         };
-        let Some(passage) = gate.try_pass::<Fields<'_>>(&entry) else {
-            // A store that must be awaited (Redis): the check and then the
-            // inner call run in one boxed future.
-            let entry = entry.into_owned();
-            drop(view);
-            let service = Rc::clone(&self.service);
-            let settings = Arc::clone(&self.settings);
-            return ResponseFuture::checking(Box::pin(async move {
-                match settings.gate.pass::<Fields<'_>>(&entry).await {
-                    Passage::Admit(fields) => {
-                        let mut response = service.call(request).await?;
-                        Gate::add_fields(&mut Fields(response.headers_mut()), fields);
-                        Ok(response.map_into_left_body())
+        let passage = match gate.try_pass::<Fields<'_>>(entry) {
+            Ok(passage) => passage,
+            Err(pending) => {
+                // A store that must be awaited (Redis): the check, with what
+                // the attempt prepared, then the inner call, in one boxed
+                // future.
+                drop(view);
+                let service = Rc::clone(&self.service);
+                let settings = Arc::clone(&self.settings);
+                return ResponseFuture::checking(Box::pin(async move {
+                    match settings.gate.pass::<Fields<'_>>(pending).await {
+                        Passage::Admit(fields) => {
+                            let mut response = service.call(request).await?;
+                            Gate::add_fields(&mut Fields(response.headers_mut()), fields);
+                            Ok(response.map_into_left_body())
+                        }
+                        Passage::Refuse(mut refusal) => {
+                            let response = settings.refuse(&mut refusal);
+                            Ok(request.into_response(response).map_into_right_body())
+                        }
                     }
-                    Passage::Refuse(mut refusal) => {
-                        let response = settings.refuse(&mut refusal);
-                        Ok(request.into_response(response).map_into_right_body())
-                    }
-                }
-            }));
+                }));
+            }
         };
         drop(view);
         match passage {

@@ -20,7 +20,7 @@ use ratelimit_core::verdict::Source;
 use ratelimit_core::{
     DistributedRateLimiter, Identity, LimiterConfig, MemoryStore, Quota, Rule, Rules, Target,
 };
-use ratelimit_test_support::stores::FailingStore;
+use ratelimit_test_support::stores::{AwaitedStore, FailingStore};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -111,9 +111,9 @@ fn listed(value: Option<&str>) -> Vec<String> {
 
 async fn pass(gate: &Gate, request: &Request) -> Passage<Bytes> {
     let entry: Entry<'_> = gate.entry(request).unwrap();
-    match gate.try_pass::<Sink>(&entry) {
-        Some(passage) => passage,
-        None => gate.pass::<Sink>(&entry).await,
+    match gate.try_pass::<Sink>(entry) {
+        Ok(passage) => passage,
+        Err(pending) => gate.pass::<Sink>(pending).await,
     }
 }
 
@@ -290,5 +290,57 @@ async fn a_misconfigured_route_is_the_server_s_error_without_fields() {
             assert!(refusal.take_fields().is_none());
         }
         Passage::Admit(_) => panic!("admitted"),
+    }
+}
+
+#[tokio::test]
+async fn an_awaited_check_answers_as_one_in_place() {
+    // One limiter answers in place, the other's store must be awaited (the
+    // check goes on from what its attempt in place prepared): a login route
+    // counting the address and the caller, checked alike by both.
+    let clock = FakeClock::at_micros(1_000_000_000);
+    let make = |store: Arc<dyn ratelimit_core::Store>| {
+        let limiter = DistributedRateLimiter::new(
+            LimiterConfig::new(store)
+                .rule(Rule::new("default", Target::Each, Quota::new(3, MINUTE).unwrap()).unwrap())
+                .rule(
+                    Rule::new(
+                        "login",
+                        Target::Every(Facet::Ip),
+                        Quota::new(2, MINUTE).unwrap(),
+                    )
+                    .unwrap(),
+                ),
+        );
+        Gate::new(limiter).rules(Rules::route(["login", "default"]))
+    };
+    let in_place = make(Arc::new(MemoryStore::with_clock(clock.clone())));
+    let awaited = make(Arc::new(AwaitedStore(MemoryStore::with_clock(
+        clock.clone(),
+    ))));
+    for (user, peer) in [
+        ("a", "10.0.0.1"),
+        ("b", "10.0.0.1"),
+        ("c", "10.0.0.1"),
+        ("a", "10.0.0.2"),
+        ("a", "10.0.0.3"),
+        ("a", "10.0.0.4"),
+    ] {
+        let request = Request::from(peer).header("x-user-id", user);
+        let answers = [&in_place, &awaited].map(|gate| {
+            let entry = gate.entry(&request).unwrap();
+            gate.try_pass::<Sink>(entry)
+        });
+        let [first, second] = answers;
+        let first = first.expect("the in-memory store answers in place");
+        let second = match second {
+            Ok(_) => panic!("an awaited store answers in a future"),
+            Err(pending) => awaited.pass::<Sink>(pending).await,
+        };
+        let outline = |passage: Passage<Bytes>| match passage {
+            Passage::Admit(values) => (200, fields(values)),
+            Passage::Refuse(mut refusal) => (refusal.status(), fields(refusal.take_fields())),
+        };
+        assert_eq!(outline(first), outline(second), "{user} from {peer}");
     }
 }

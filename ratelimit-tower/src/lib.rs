@@ -46,6 +46,7 @@ mod future;
 mod head;
 mod layer;
 mod service;
+mod settings;
 
 pub use future::ResponseFuture;
 pub use head::RequestHead;

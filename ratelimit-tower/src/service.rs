@@ -10,7 +10,7 @@ use tower::Service;
 use crate::RequestHead;
 use crate::fields::Fields;
 use crate::future::ResponseFuture;
-use crate::layer::Settings;
+use crate::settings::Settings;
 
 /// Rate limits requests before they reach `S`. Built by
 /// [`RateLimitLayer`](crate::RateLimitLayer).
@@ -69,30 +69,28 @@ where
         };
         // A store that answers in place (the in-memory one) is decided right
         // here: no future, no task wake-up, no clone of the inner service.
-        if let Some(passage) = settings.gate.try_pass::<Fields<'_>>(&entry) {
-            return match passage {
-                Passage::Admit(fields) => {
-                    ResponseFuture::admitted(self.inner.call(request), fields)
-                }
-                Passage::Refuse(mut refusal) => {
-                    // The request goes first, so the refusal can reuse its
-                    // freed memory.
-                    drop(request);
-                    ResponseFuture::ready(Ok(refuse(settings, &mut refusal)))
-                }
-            };
-        }
+        let pending = match settings.gate.try_pass::<Fields<'_>>(entry) {
+            Ok(Passage::Admit(fields)) => {
+                return ResponseFuture::admitted(self.inner.call(request), fields);
+            }
+            Ok(Passage::Refuse(mut refusal)) => {
+                // The request goes first, so the refusal can reuse its
+                // freed memory.
+                drop(request);
+                return ResponseFuture::ready(Ok(refuse(settings, &mut refusal)));
+            }
+            Err(pending) => pending,
+        };
 
-        // A store that must be awaited (Redis): the check and then the inner
-        // call run in one boxed future. The clone takes this service's place;
-        // the one that was polled ready goes into the future (the usual tower
-        // pattern).
-        let entry = entry.into_owned();
+        // A store that must be awaited (Redis): the check, with what the
+        // attempt prepared, then the inner call, in one boxed future. The
+        // clone takes this service's place; the one that was polled ready
+        // goes into the future (the usual tower pattern).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let settings = Arc::clone(&self.settings);
         ResponseFuture::checking(Box::pin(async move {
-            match settings.gate.pass::<Fields<'_>>(&entry).await {
+            match settings.gate.pass::<Fields<'_>>(pending).await {
                 Passage::Admit(fields) => {
                     let mut response = inner.call(request).await?;
                     Gate::add_fields(&mut Fields(response.headers_mut()), fields);

@@ -62,3 +62,23 @@ impl Store for GarbageStore {
         Ok(())
     }
 }
+
+/// An in-memory store that never answers in place: each call is a future,
+/// as a remote store's are (with none of its latency), so the awaited check
+/// path runs with the in-memory store's exact answers.
+#[derive(Debug, Clone, Default)]
+pub struct AwaitedStore(pub ratelimit_core::MemoryStore);
+
+#[async_trait]
+impl Store for AwaitedStore {
+    async fn check(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        tokio::task::yield_now().await;
+        self.0.check(items).await
+    }
+    async fn peek(&self, items: &[CheckItem<'_>]) -> Result<Outcome, Error> {
+        self.0.peek(items).await
+    }
+    async fn reset(&self, keys: &[&[u8]]) -> Result<(), Error> {
+        self.0.reset(keys).await
+    }
+}

@@ -9,6 +9,7 @@ use super::RequestView;
 use super::extract::{KeyError, KeyExtractor, UserServiceOrIp};
 use super::fields::{HeaderOptions, HeaderValues};
 use super::sink::{FieldSink, insert_fields};
+use crate::limiter::Waiting;
 use crate::verdict::Source;
 use crate::{DistributedRateLimiter, Error, Identity, Rules, Verdict};
 
@@ -158,6 +159,16 @@ impl Entry<'_> {
     }
 }
 
+/// A check its store must answer before the request can pass: the entry,
+/// owned, and the rules and keys the attempt in place prepared, so the
+/// awaited check builds neither again. Made by
+/// [`Gate::try_pass`], finished by [`Gate::pass`].
+#[derive(Debug)]
+pub struct Pending {
+    entry: Entry<'static>,
+    waiting: Option<Box<Waiting>>,
+}
+
 /// What becomes of a request once checked, with the header fields its
 /// response carries (`V` is the framework's header value type).
 #[derive(Debug)]
@@ -216,7 +227,8 @@ impl<V> Refusal<V> {
 ///
 /// An adapter calls [`entry`](Self::entry), then [`try_pass`](Self::try_pass)
 /// — answered in place when the store does (the in-memory one) — and only
-/// when that returns `None`, [`pass`](Self::pass) in a future it awaits.
+/// when that returns a [`Pending`] check, [`pass`](Self::pass) in a future
+/// it awaits.
 impl Gate {
     /// Who makes `request`, and at what cost.
     #[inline]
@@ -227,23 +239,28 @@ impl Gate {
     }
 
     /// The passage of `entry`, decided right here when the store answers in
-    /// place; `None` when it must be awaited (then nothing was charged).
+    /// place; otherwise the [`Pending`] check to [`pass`](Self::pass) in a
+    /// future (nothing was charged), holding what this attempt prepared.
     #[inline]
-    pub fn try_pass<S: FieldSink>(&self, entry: &Entry<'_>) -> Option<Passage<S::Value>> {
-        let result =
-            self.inner
-                .limiter
-                .try_check(&entry.identity, &self.inner.rules, entry.cost)?;
-        Some(self.passage::<S>(result))
+    pub fn try_pass<S: FieldSink>(&self, entry: Entry<'_>) -> Result<Passage<S::Value>, Pending> {
+        let limiter = &self.inner.limiter;
+        match limiter.try_check_or_wait(&entry.identity, &self.inner.rules, entry.cost) {
+            Ok(result) => Ok(self.passage::<S>(result)),
+            Err(waiting) => Err(Pending {
+                entry: entry.into_owned(),
+                waiting,
+            }),
+        }
     }
 
-    /// The passage of `entry`, waiting for the store (never longer than the
-    /// limiter's timeout).
-    pub async fn pass<S: FieldSink>(&self, entry: &Entry<'_>) -> Passage<S::Value> {
+    /// The passage of a [`Pending`] check, waiting for the store (never
+    /// longer than the limiter's timeout).
+    pub async fn pass<S: FieldSink>(&self, pending: Pending) -> Passage<S::Value> {
+        let Pending { entry, waiting } = pending;
         let result = self
             .inner
             .limiter
-            .check(&entry.identity, &self.inner.rules, entry.cost)
+            .check_waiting(&entry.identity, &self.inner.rules, entry.cost, waiting)
             .await;
         self.passage::<S>(result)
     }

@@ -46,6 +46,7 @@ mod field_value;
 mod fields;
 mod future;
 mod gate;
+mod list;
 mod policy_memo;
 mod request;
 mod responders;
@@ -61,7 +62,7 @@ pub use fields::{
     X_RATE_LIMIT_LIMIT, X_RATE_LIMIT_REMAINING, X_RATE_LIMIT_RESET, values, values_with,
 };
 pub use future::{Admit, Passing};
-pub use gate::{Entry, Gate, Passage, Refusal};
+pub use gate::{Entry, Gate, Passage, Pending, Refusal};
 pub use request::RequestView;
 pub use responders::Responders;
 pub use sink::{Field, FieldSink};

@@ -14,7 +14,7 @@ use std::any::Any;
 use std::cell::RefCell;
 
 use super::FieldValue;
-use super::fields::{Item, list};
+use super::list::{Item, list};
 
 /// Distinct policies a thread remembers: an app's routes each have one.
 /// Past this, the oldest entry is replaced.

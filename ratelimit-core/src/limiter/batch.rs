@@ -8,7 +8,7 @@ use super::deny_cache::Denials;
 use super::distributed::DistributedRateLimiter;
 use super::pipeline::*;
 use super::reservation::{self, Take, Units};
-use super::verdict::{Source, Verdict};
+use super::verdict::{Source, Verdict, every_rule};
 use crate::store::{CheckItem, Outcome};
 use crate::telemetry;
 use crate::{Clock, Error, Identity, Store};

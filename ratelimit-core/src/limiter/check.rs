@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 use super::breaker::CircuitState;
 use super::distributed::DistributedRateLimiter;
 use super::keys::Keys;
+use super::pipeline::Waiting;
 use super::pipeline::*;
 use super::plan::Plan;
 use super::verdict::Verdict;
@@ -110,16 +111,7 @@ impl DistributedRateLimiter {
         rules: &Rules,
         cost: u32,
     ) -> Option<Result<Verdict, Error>> {
-        if self.inner.breaker.state() == CircuitState::Open {
-            return None;
-        }
-        // No `.await` follows: the plan is held until the verdict.
-        let plan = rules.plan().get().load();
-        if let Some(selected) = self.planned(rules, plan.as_deref(), identity, cost) {
-            return self.try_check_selected(identity, &selected, cost);
-        }
-        self.try_check_general(identity, rules.selector(), cost)
-            .map(|result| self.unknown_rule_answer(result))
+        self.try_check_or_wait(identity, rules, cost).ok()
     }
 
     /// What [`check`](Self::check) would answer now for a request of cost
@@ -161,6 +153,53 @@ impl DistributedRateLimiter {
 }
 
 impl DistributedRateLimiter {
+    /// [`try_check`](Self::try_check), or what the attempt prepared for
+    /// the awaited check ([`check_waiting`](Self::check_waiting)): its
+    /// rules and keys, unless it stopped before making them (an open
+    /// circuit).
+    #[inline]
+    pub(crate) fn try_check_or_wait(
+        &self,
+        identity: &Identity<'_>,
+        rules: &Rules,
+        cost: u32,
+    ) -> Result<Result<Verdict, Error>, Option<Box<Waiting>>> {
+        if self.inner.breaker.state() == CircuitState::Open {
+            return Err(None);
+        }
+        // No `.await` follows: the plan is held until the verdict.
+        let plan = rules.plan().get().load();
+        if let Some(selected) = self.planned(rules, plan.as_deref(), identity, cost) {
+            return self
+                .try_check_selected(identity, &selected, cost)
+                .map_err(|keys| {
+                    let plan = plan.as_deref();
+                    plan.map(|plan| Box::new(Waiting::new(plan.rule_set(), &selected, keys)))
+                });
+        }
+        self.try_check_general(identity, rules.selector(), cost)
+            .map(|result| self.unknown_rule_answer(result))
+    }
+
+    /// The awaited check of `identity` against `rules`, with what an
+    /// attempt in place prepared (`None`: the whole check).
+    pub(crate) async fn check_waiting(
+        &self,
+        identity: &Identity<'_>,
+        rules: &Rules,
+        cost: u32,
+        waiting: Option<Box<Waiting>>,
+    ) -> Result<Verdict, Error> {
+        match waiting {
+            Some(waiting) => {
+                let selected = waiting.selected();
+                self.run_keyed(identity, &selected, waiting.keys(), cost, true)
+                    .await
+            }
+            None => self.check(identity, rules, cost).await,
+        }
+    }
+
     /// A check's result, with `Err(UnknownRule)` answered by the default
     /// failure policy (see [`UnknownRules`](super::unknown_rule)).
     #[inline]

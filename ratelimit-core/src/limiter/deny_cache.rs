@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use metrics::{Counter, counter, gauge};
 use smallvec::SmallVec;
 
-use super::pipeline::every_rule;
+use super::verdict::every_rule;
 use super::verdict::{Source, Verdict};
 use crate::gcra::Stored;
 use crate::memory::table::{MAX_NOW, Table, Write, pack, unpack};

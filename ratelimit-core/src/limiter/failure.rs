@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 
 use super::distributed::DistributedRateLimiter;
 use super::pipeline::*;
-use super::verdict::{Source, Verdict};
+use super::verdict::{Source, Verdict, every_rule};
 use crate::rule_set::Selected;
 use crate::store::CheckItem;
 use crate::telemetry;

@@ -24,6 +24,7 @@ pub use config::LimiterConfig;
 pub use deny_cache::DenyCache;
 pub use distributed::DistributedRateLimiter;
 pub use health::Health;
+pub(crate) use pipeline::Waiting;
 pub(crate) use reservation::Reservations;
 pub use selection::Rules;
 pub(crate) use selection::Selector;

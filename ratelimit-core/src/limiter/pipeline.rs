@@ -28,31 +28,37 @@ impl DistributedRateLimiter {
         identity: &Identity<'_>,
         selector: Selector<'_, S>,
         cost: u32,
-    ) -> Option<Result<Verdict, Error>> {
+    ) -> Result<Result<Verdict, Error>, Option<Box<Waiting>>> {
         // While the circuit is open the breaker decides who probes; leave
         // that to the asynchronous path (when closed, `permit` is `Call`
         // and has no side effect, so skipping it here changes nothing).
         if self.inner.breaker.state() == CircuitState::Open {
-            return None;
+            return Err(None);
         }
         // No `.await` follows: the snapshot is held until the verdict.
         let rules = self.inner.rules.load();
         let selected = match prepare(&rules, identity, selector, cost) {
             Preparation::Ready(selected) => selected,
-            Preparation::Answered(answer) => return Some(answer),
+            Preparation::Answered(answer) => return Ok(answer),
         };
         self.try_check_selected(identity, &selected, cost)
+            .map_err(|keys| Some(Box::new(Waiting::new(&rules, &selected, keys))))
     }
 
     /// [`try_check`](Self::try_check) once the rules are selected (by
-    /// [`prepare`] or a [`Plan`]).
+    /// [`prepare`] or a [`Plan`]); the keys when the store must be awaited
+    /// (then nothing was charged), for the awaited check to use.
     #[inline]
+    #[allow(
+        clippy::result_large_err,
+        reason = "the verdict, the other variant, is larger: the keys cost the return slot nothing"
+    )]
     pub(super) fn try_check_selected(
         &self,
         identity: &Identity<'_>,
         selected: &Selected<'_, '_>,
         cost: u32,
-    ) -> Option<Result<Verdict, Error>> {
+    ) -> Result<Result<Verdict, Error>, Keys> {
         let keys = Keys::new(&self.inner.key_prefix, selected);
         let prepared = Prepared {
             selected,
@@ -62,19 +68,25 @@ impl DistributedRateLimiter {
         // none still cost the hot path of a limiter without it.
         let denials = self.inner.denials.is_some();
         if denials && let Some(verdict) = self.cached_denial(prepared, cost, true) {
-            return Some(Ok(verdict));
+            return Ok(Ok(verdict));
         }
         if prepared.has_batches() {
-            return self.try_check_batched_now(identity, prepared, cost);
+            return match self.try_check_batched_now(identity, prepared, cost) {
+                Some(answer) => Ok(answer),
+                None => Err(keys),
+            };
         }
         // Filled in place, so the items are not moved again.
         let mut items = SmallVec::new();
         prepared.push_items(cost, &mut items);
         let asked = self.inner.denials.as_ref().map(Denials::ask);
-        let result = self.inner.store.try_check_now(&items)?;
+        let Some(result) = self.inner.store.try_check_now(&items) else {
+            drop(items);
+            return Err(keys);
+        };
         // Built where it is returned, so the verdict is not moved again.
-        let answer = Some(self.settle(identity, selected, &items, Permit::Call, result, true));
-        if denials && let Some(verdict) = &answer {
+        let answer = Ok(self.settle(identity, selected, &items, Permit::Call, result, true));
+        if denials && let Ok(verdict) = &answer {
             self.remember(verdict, prepared, asked);
         }
         answer
@@ -141,10 +153,21 @@ impl DistributedRateLimiter {
         charge: bool,
     ) -> Result<Verdict, Error> {
         let keys = Keys::new(&self.inner.key_prefix, selected);
-        let prepared = Prepared {
-            selected,
-            keys: &keys,
-        };
+        self.run_keyed(identity, selected, &keys, cost, charge)
+            .await
+    }
+
+    /// [`run_selected`](Self::run_selected) with the keys built already
+    /// (by an attempt in place that found the store must be awaited).
+    pub(super) async fn run_keyed(
+        &self,
+        identity: &Identity<'_>,
+        selected: &Selected<'_, '_>,
+        keys: &Keys,
+        cost: u32,
+        charge: bool,
+    ) -> Result<Verdict, Error> {
+        let prepared = Prepared { selected, keys };
         // Before the breaker: a cached denial holds whether or not the store
         // answers now.
         if let Some(verdict) = self.cached_denial(prepared, cost, charge) {
@@ -266,6 +289,47 @@ impl DistributedRateLimiter {
             );
         }
         answer
+    }
+}
+
+/// A check the store could not answer in place, with what the attempt
+/// prepared: its rules and their keys, so the awaited check builds neither
+/// again.
+pub(crate) struct Waiting {
+    rules: SmallVec<[Arc<ActiveRule>; 2]>,
+    keys: Keys,
+}
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiting")
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Waiting {
+    /// What an attempt over `selected` (from `rules`) left, with its `keys`.
+    #[cold]
+    pub(super) fn new(rules: &RuleSet, selected: &Selected<'_, '_>, keys: Keys) -> Self {
+        let rules = selected
+            .iter()
+            .filter_map(|(rule, _)| rules.active(rule.id().as_str()))
+            .collect();
+        Self { rules, keys }
+    }
+
+    /// The rules as a check reads them. The counters' subjects are in the
+    /// keys already, so none is needed.
+    pub(super) fn selected(&self) -> Selected<'_, 'static> {
+        self.rules
+            .iter()
+            .map(|rule| (&**rule, crate::key::Subject::Global))
+            .collect()
+    }
+
+    pub(super) fn keys(&self) -> &Keys {
+        &self.keys
     }
 }
 
@@ -391,31 +455,6 @@ pub(super) fn select<'r, 'c, S: AsRef<str>>(
         Selector::Applicable => Ok(rules.applicable(identity)),
         Selector::Route(names) => rules.applicable_on_route(identity, names),
     }
-}
-
-/// A decision for every enforced rule of `selected`, in order: `known(i)`
-/// for the rules an answer knows of, and the rule rested (its whole burst
-/// left) for the others — so a refusal lists the same rules in its header
-/// fields whether the store, the deny cache, a batch or the failure policy
-/// answered it.
-pub(super) fn every_rule(
-    selected: &Selected<'_, '_>,
-    mut known: impl FnMut(usize) -> Option<Decision>,
-) -> SmallVec<[RuleDecision; 2]> {
-    let mut decisions = SmallVec::new();
-    for (i, (rule, _)) in selected.iter().enumerate() {
-        if rule.is_shadow() {
-            continue;
-        }
-        let decision =
-            known(i).unwrap_or_else(|| Decision::from_state(rule.quota(), true, 0, 0, 0));
-        decisions.push(RuleDecision {
-            rule: rule.id().clone(),
-            shadow: false,
-            decision,
-        });
-    }
-    decisions
 }
 
 // Inlined, like `verdict`, so the verdict is built where it is returned.

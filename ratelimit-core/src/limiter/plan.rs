@@ -125,6 +125,11 @@ impl Plan {
         }
     }
 
+    /// The rule set this plan was made from.
+    pub(super) fn rule_set(&self) -> &RuleSet {
+        &self.rules
+    }
+
     /// Whether this plan was made from the rules `limiter` has in force at
     /// `generation`.
     #[inline]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use smallvec::SmallVec;
 
+use crate::rule_set::Selected;
 use crate::{Decision, Error, RuleId};
 
 /// Who decided a [`Verdict`].
@@ -102,4 +103,29 @@ impl Verdict {
     pub fn store_error(&self) -> Option<&Error> {
         self.error.as_deref()
     }
+}
+
+/// A decision for every enforced rule of `selected`, in order: `known(i)`
+/// for the rules an answer knows of, and the rule rested (its whole burst
+/// left) for the others — so a refusal lists the same rules in its header
+/// fields whether the store, the deny cache, a batch or the failure policy
+/// answered it.
+pub(super) fn every_rule(
+    selected: &Selected<'_, '_>,
+    mut known: impl FnMut(usize) -> Option<Decision>,
+) -> SmallVec<[RuleDecision; 2]> {
+    let mut decisions = SmallVec::new();
+    for (i, (rule, _)) in selected.iter().enumerate() {
+        if rule.is_shadow() {
+            continue;
+        }
+        let decision =
+            known(i).unwrap_or_else(|| Decision::from_state(rule.quota(), true, 0, 0, 0));
+        decisions.push(RuleDecision {
+            rule: rule.id().clone(),
+            shadow: false,
+            decision,
+        });
+    }
+    decisions
 }
