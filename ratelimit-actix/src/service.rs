@@ -59,7 +59,7 @@ where
                     .map_into_right_body()));
             }
         };
-        let passage = match gate.try_pass::<Fields<'_>>(entry) {
+        let passage = match gate.try_pass::<Fields<'_>>(&entry) {
             Ok(passage) => passage,
             Err(pending) => {
                 // A store that must be awaited (Redis): the check, with what

@@ -111,7 +111,7 @@ fn listed(value: Option<&str>) -> Vec<String> {
 
 async fn pass(gate: &Gate, request: &Request) -> Passage<Bytes> {
     let entry: Entry<'_> = gate.entry(request).unwrap();
-    match gate.try_pass::<Sink>(entry) {
+    match gate.try_pass::<Sink>(&entry) {
         Ok(passage) => passage,
         Err(pending) => gate.pass::<Sink>(pending).await,
     }
@@ -329,7 +329,7 @@ async fn an_awaited_check_answers_as_one_in_place() {
         let request = Request::from(peer).header("x-user-id", user);
         let answers = [&in_place, &awaited].map(|gate| {
             let entry = gate.entry(&request).unwrap();
-            gate.try_pass::<Sink>(entry)
+            gate.try_pass::<Sink>(&entry)
         });
         let [first, second] = answers;
         let first = first.expect("the in-memory store answers in place");

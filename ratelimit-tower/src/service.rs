@@ -69,7 +69,7 @@ where
         };
         // A store that answers in place (the in-memory one) is decided right
         // here: no future, no task wake-up, no clone of the inner service.
-        let pending = match settings.gate.try_pass::<Fields<'_>>(entry) {
+        let pending = match settings.gate.try_pass::<Fields<'_>>(&entry) {
             Ok(Passage::Admit(fields)) => {
                 return ResponseFuture::admitted(self.inner.call(request), fields);
             }

@@ -169,6 +169,17 @@ pub struct Pending {
     waiting: Option<Box<Waiting>>,
 }
 
+impl Pending {
+    /// Kept out of line: only a check that waits for its store makes one.
+    #[cold]
+    fn new(entry: &Entry<'_>, waiting: Option<Box<Waiting>>) -> Self {
+        Self {
+            entry: entry.clone().into_owned(),
+            waiting,
+        }
+    }
+}
+
 /// What becomes of a request once checked, with the header fields its
 /// response carries (`V` is the framework's header value type).
 #[derive(Debug)]
@@ -242,14 +253,11 @@ impl Gate {
     /// place; otherwise the [`Pending`] check to [`pass`](Self::pass) in a
     /// future (nothing was charged), holding what this attempt prepared.
     #[inline]
-    pub fn try_pass<S: FieldSink>(&self, entry: Entry<'_>) -> Result<Passage<S::Value>, Pending> {
+    pub fn try_pass<S: FieldSink>(&self, entry: &Entry<'_>) -> Result<Passage<S::Value>, Pending> {
         let limiter = &self.inner.limiter;
         match limiter.try_check_or_wait(&entry.identity, &self.inner.rules, entry.cost) {
             Ok(result) => Ok(self.passage::<S>(result)),
-            Err(waiting) => Err(Pending {
-                entry: entry.into_owned(),
-                waiting,
-            }),
+            Err(waiting) => Err(Pending::new(entry, waiting)),
         }
     }
 

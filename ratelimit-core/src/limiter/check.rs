@@ -169,13 +169,11 @@ impl DistributedRateLimiter {
         }
         // No `.await` follows: the plan is held until the verdict.
         let plan = rules.plan().get().load();
-        if let Some(selected) = self.planned(rules, plan.as_deref(), identity, cost) {
-            return self
-                .try_check_selected(identity, &selected, cost)
-                .map_err(|keys| {
-                    let plan = plan.as_deref();
-                    plan.map(|plan| Box::new(Waiting::new(plan.rule_set(), &selected, keys)))
-                });
+        // `planned` answers only from a plan, so its rule set is at hand.
+        if let Some(selected) = self.planned(rules, plan.as_deref(), identity, cost)
+            && let Some(set) = plan.as_deref().map(Plan::rule_set)
+        {
+            return self.try_check_selected(identity, &selected, cost, set);
         }
         self.try_check_general(identity, rules.selector(), cost)
             .map(|result| self.unknown_rule_answer(result))

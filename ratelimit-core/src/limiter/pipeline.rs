@@ -41,24 +41,21 @@ impl DistributedRateLimiter {
             Preparation::Ready(selected) => selected,
             Preparation::Answered(answer) => return Ok(answer),
         };
-        self.try_check_selected(identity, &selected, cost)
-            .map_err(|keys| Some(Box::new(Waiting::new(&rules, &selected, keys))))
+        self.try_check_selected(identity, &selected, cost, &rules)
     }
 
     /// [`try_check`](Self::try_check) once the rules are selected (by
-    /// [`prepare`] or a [`Plan`]); the keys when the store must be awaited
-    /// (then nothing was charged), for the awaited check to use.
+    /// [`prepare`] or a [`Plan`]) from `rules`; when the store must be
+    /// awaited (then nothing was charged), the rules and keys for the
+    /// awaited check to use.
     #[inline]
-    #[allow(
-        clippy::result_large_err,
-        reason = "the verdict, the other variant, is larger: the keys cost the return slot nothing"
-    )]
     pub(super) fn try_check_selected(
         &self,
         identity: &Identity<'_>,
         selected: &Selected<'_, '_>,
         cost: u32,
-    ) -> Result<Result<Verdict, Error>, Keys> {
+        rules: &RuleSet,
+    ) -> Result<Result<Verdict, Error>, Option<Box<Waiting>>> {
         let keys = Keys::new(&self.inner.key_prefix, selected);
         let prepared = Prepared {
             selected,
@@ -73,7 +70,7 @@ impl DistributedRateLimiter {
         if prepared.has_batches() {
             return match self.try_check_batched_now(identity, prepared, cost) {
                 Some(answer) => Ok(answer),
-                None => Err(keys),
+                None => Err(Waiting::boxed(rules, selected, keys)),
             };
         }
         // Filled in place, so the items are not moved again.
@@ -82,7 +79,7 @@ impl DistributedRateLimiter {
         let asked = self.inner.denials.as_ref().map(Denials::ask);
         let Some(result) = self.inner.store.try_check_now(&items) else {
             drop(items);
-            return Err(keys);
+            return Err(Waiting::boxed(rules, selected, keys));
         };
         // Built where it is returned, so the verdict is not moved again.
         let answer = Ok(self.settle(identity, selected, &items, Permit::Call, result, true));
@@ -311,12 +308,16 @@ impl std::fmt::Debug for Waiting {
 impl Waiting {
     /// What an attempt over `selected` (from `rules`) left, with its `keys`.
     #[cold]
-    pub(super) fn new(rules: &RuleSet, selected: &Selected<'_, '_>, keys: Keys) -> Self {
+    pub(super) fn boxed(
+        rules: &RuleSet,
+        selected: &Selected<'_, '_>,
+        keys: Keys,
+    ) -> Option<Box<Self>> {
         let rules = selected
             .iter()
             .filter_map(|(rule, _)| rules.active(rule.id().as_str()))
             .collect();
-        Self { rules, keys }
+        Some(Box::new(Self { rules, keys }))
     }
 
     /// The rules as a check reads them. The counters' subjects are in the
