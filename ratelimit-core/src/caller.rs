@@ -17,8 +17,11 @@ pub(crate) enum Caller<'a> {
     Service(&'a [u8]),
     /// A client address.
     Ip(IpAddr),
-    /// A secret id: an API key (`b'k'`), or a user (`b'u'`) or service
-    /// (`b's'`) id marked secret. The letter is the key's kind letter.
+    /// A key of the application's own.
+    Custom(&'a [u8]),
+    /// A secret id: an API key (`b'k'`), or a user (`b'u'`), service
+    /// (`b's'`) or custom (`b'c'`) id marked secret. The letter is the
+    /// key's kind letter.
     Hidden(u8, &'a [u8]),
 }
 
@@ -30,10 +33,12 @@ impl fmt::Display for Caller<'_> {
             Self::User(id) => write!(f, "user:{}", id.escape_ascii()),
             Self::Service(id) => write!(f, "service:{}", id.escape_ascii()),
             Self::Ip(ip) => write!(f, "ip:{ip}"),
+            Self::Custom(id) => write!(f, "custom:{}", id.escape_ascii()),
             Self::Hidden(kind, id) => {
                 let kind = match kind {
                     b'u' => "user",
                     b's' => "service",
+                    b'c' => "custom",
                     _ => "key",
                 };
                 let digest = crate::key::secret_digest(id);

@@ -10,7 +10,8 @@ use crate::Error;
 use crate::caller::Caller;
 
 /// One way a request can be told apart from others: its user, the service
-/// it comes from, its API key, or its client address.
+/// it comes from, its API key, its client address, or a key of the
+/// application's own (a tenant, an organisation, a device).
 ///
 /// A rule counts one facet (see [`Target`](crate::Target)): `user:*` counts
 /// every user, `ip:*` every client address, and so on; `*` counts the
@@ -27,17 +28,20 @@ pub enum Facet {
     Key,
     /// The client address.
     Ip,
+    /// A key of the application's own, e.g. a tenant or an organisation.
+    Custom,
 }
 
 impl Facet {
     /// The facet's name in rule targets and identities (`user`, `service`,
-    /// `key`, `ip`).
+    /// `key`, `ip`, `custom`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::User => "user",
             Self::Service => "service",
             Self::Key => "key",
             Self::Ip => "ip",
+            Self::Custom => "custom",
         }
     }
 
@@ -47,6 +51,7 @@ impl Facet {
             "service" => Some(Self::Service),
             "key" => Some(Self::Key),
             "ip" => Some(Self::Ip),
+            "custom" => Some(Self::Custom),
             _ => None,
         }
     }
@@ -93,8 +98,9 @@ pub struct Identity<'a> {
     user: Option<Cow<'a, [u8]>>,
     service: Option<Cow<'a, [u8]>>,
     key: Option<Cow<'a, [u8]>>,
+    custom: Option<Cow<'a, [u8]>>,
     ip: Option<IpAddr>,
-    /// Whether the user and service ids are secrets too (see
+    /// Whether the user, service and custom ids are secrets too (see
     /// [`secret`](Identity::secret)).
     secret: bool,
 }
@@ -106,6 +112,7 @@ impl<'a> Identity<'a> {
             user: None,
             service: None,
             key: None,
+            custom: None,
             ip: None,
             secret: false,
         }
@@ -131,6 +138,11 @@ impl<'a> Identity<'a> {
         Self::of(Facet::Ip).with_ip(ip)
     }
 
+    /// A key of the application's own (a tenant, an organisation, ...).
+    pub fn custom(id: &'a (impl AsRef<[u8]> + ?Sized)) -> Self {
+        Self::of(Facet::Custom).with_custom(id)
+    }
+
     /// The same identity, with this user id as its user facet.
     #[must_use]
     pub fn with_user(mut self, id: &'a (impl AsRef<[u8]> + ?Sized)) -> Self {
@@ -152,6 +164,14 @@ impl<'a> Identity<'a> {
         self
     }
 
+    /// The same identity, with this key of the application's own as its
+    /// custom facet.
+    #[must_use]
+    pub fn with_custom(mut self, id: &'a (impl AsRef<[u8]> + ?Sized)) -> Self {
+        self.custom = Some(Cow::Borrowed(id.as_ref()));
+        self
+    }
+
     /// The same identity, with this client address as its address facet.
     #[must_use]
     pub fn with_ip(mut self, ip: IpAddr) -> Self {
@@ -159,7 +179,8 @@ impl<'a> Identity<'a> {
         self
     }
 
-    /// The same identity with its user and service ids treated as secrets,
+    /// The same identity with its user, service and custom ids treated as
+    /// secrets,
     /// like API keys: written into store keys and logs only as the first
     /// 128 bits of their SHA-256. Every instance computes the same digest,
     /// with no secret to share; mark an id the same way on every instance,
@@ -170,8 +191,8 @@ impl<'a> Identity<'a> {
         self
     }
 
-    /// Parses `user:ID`, `service:ID`, `key:ID` or `ip:ADDR` into an identity
-    /// with that one facet. The id must not be empty; anything else in it is
+    /// Parses `user:ID`, `service:ID`, `key:ID`, `custom:ID` or `ip:ADDR`
+    /// into an identity with that one facet. The id must not be empty; anything else in it is
     /// kept as given.
     pub fn parse(input: &'a str) -> Result<Self, Error> {
         let invalid = |reason| Error::InvalidTarget {
@@ -185,7 +206,7 @@ impl<'a> Identity<'a> {
         };
         let (kind, id) = input
             .split_once(':')
-            .ok_or_else(|| invalid("expected user:ID, service:ID, ip:ADDR or key:ID"))?;
+            .ok_or_else(|| invalid("expected user:ID, service:ID, ip:ADDR, key:ID or custom:ID"))?;
         if id.is_empty() {
             return Err(invalid("the id is empty"));
         }
@@ -193,11 +214,14 @@ impl<'a> Identity<'a> {
             Some(Facet::User) => Ok(Self::user(id)),
             Some(Facet::Service) => Ok(Self::service(id)),
             Some(Facet::Key) => Ok(Self::key(id)),
+            Some(Facet::Custom) => Ok(Self::custom(id)),
             Some(Facet::Ip) => id
                 .parse()
                 .map(Self::ip)
                 .map_err(|_| invalid("not an IP address")),
-            None => Err(invalid("unknown kind (expected user, service, ip or key)")),
+            None => Err(invalid(
+                "unknown kind (expected user, service, ip, key or custom)",
+            )),
         }
     }
 
@@ -213,6 +237,7 @@ impl<'a> Identity<'a> {
             Facet::Service => self.service.is_some(),
             Facet::Key => self.key.is_some(),
             Facet::Ip => self.ip.is_some(),
+            Facet::Custom => self.custom.is_some(),
         }
     }
 
@@ -241,6 +266,7 @@ impl<'a> Identity<'a> {
             user: borrow(&self.user),
             service: borrow(&self.service),
             key: borrow(&self.key),
+            custom: borrow(&self.custom),
             ip: self.ip,
             secret: self.secret,
         }
@@ -254,6 +280,7 @@ impl<'a> Identity<'a> {
             user: own(self.user),
             service: own(self.service),
             key: own(self.key),
+            custom: own(self.custom),
             ip: self.ip,
             secret: self.secret,
         }
@@ -270,6 +297,10 @@ impl<'a> Identity<'a> {
             Facet::User => self.user.as_deref().map(Caller::User),
             Facet::Service => self.service.as_deref().map(Caller::Service),
             Facet::Key => self.key.as_deref().map(|id| Caller::Hidden(b'k', id)),
+            Facet::Custom if self.secret => {
+                self.custom.as_deref().map(|id| Caller::Hidden(b'c', id))
+            }
+            Facet::Custom => self.custom.as_deref().map(Caller::Custom),
             Facet::Ip => self.ip.map(Caller::Ip),
         }
     }
@@ -303,6 +334,10 @@ mod tests {
             Identity::service("x")
         );
         assert_eq!(Identity::parse("key:k").unwrap(), Identity::key("k"));
+        assert_eq!(
+            Identity::parse("custom:acme").unwrap(),
+            Identity::custom("acme")
+        );
         assert_eq!(
             Identity::parse("ip:::ffff:1.2.3.4").unwrap(),
             Identity::ip("1.2.3.4".parse().unwrap())

@@ -4,7 +4,8 @@
 //!
 //! - `PREFIX` is the configured [`KeyPrefix`] (printable ASCII, no braces);
 //! - `SUBJECT` names the counter: `g` for a global rule, else a kind letter
-//!   (`u` user, `s` service, `i` address, `k` opaque key) and the encoded id;
+//!   (`u` user, `s` service, `c` custom, `i` address, `k` API key) and the
+//!   encoded id;
 //! - `RULE` is the [`RuleId`] (its alphabet has no braces).
 //!
 //! An id made only of `[A-Za-z0-9._~@-]` and at most
@@ -128,6 +129,7 @@ impl KeyPrefix {
             Subject::Global => out.push(b'g'),
             Subject::Caller(Caller::User(id)) => push_id(out, b'u', id),
             Subject::Caller(Caller::Service(id)) => push_id(out, b's', id),
+            Subject::Caller(Caller::Custom(id)) => push_id(out, b'c', id),
             Subject::Caller(Caller::Hidden(kind, id)) => push_secret(out, kind, id),
             Subject::Caller(Caller::Ip(ip)) => {
                 out.push(b'i');

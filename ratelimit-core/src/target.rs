@@ -8,7 +8,7 @@ use crate::key::Subject;
 use crate::{Error, Identity};
 
 /// What [`Target::parse`] accepts.
-const EXPECTED: &str = "expected \"*\", \"global\", \"user:*\", \"service:*\", \"key:*\", \"ip:*\", \"user:ID\" or \"service:ID\"";
+const EXPECTED: &str = "expected \"*\", \"global\", \"user:*\", \"service:*\", \"key:*\", \"ip:*\", \"custom:*\", \"user:ID\" or \"service:ID\"";
 
 /// See [`Target::MAX_ID_LEN`].
 const MAX_TARGET_ID_LEN: usize = Target::MAX_ID_LEN;
@@ -19,7 +19,7 @@ const MAX_TARGET_ID_LEN: usize = Target::MAX_ID_LEN;
 /// | target | written | counter |
 /// |---|---|---|
 /// | [`Target::Each`] | `*` | one per caller, by the identity's primary facet |
-/// | [`Target::Every`] | `user:*`, `service:*`, `key:*`, `ip:*` | one per user, service, API key or client address; a request without that facet is not counted |
+/// | [`Target::Every`] | `user:*`, `service:*`, `key:*`, `ip:*`, `custom:*` | one per user, service, API key, client address or custom key; a request without that facet is not counted |
 /// | [`Target::Global`] | `global` | one for everyone together |
 /// | [`Target::User`] | `user:ID` | that user's own (applies to nobody else) |
 /// | [`Target::Service`] | `service:ID` | that service's own |
@@ -39,8 +39,9 @@ pub enum Target {
     /// Every caller, each counted separately by its primary facet (the
     /// wildcard `*`).
     Each,
-    /// Every user, service, API key or client address, each counted
-    /// separately (`user:*`, `service:*`, `key:*`, `ip:*`).
+    /// Every user, service, API key, client address or custom key, each
+    /// counted separately (`user:*`, `service:*`, `key:*`, `ip:*`,
+    /// `custom:*`).
     Every(Facet),
     /// All callers together, one shared counter.
     Global,
@@ -54,7 +55,8 @@ impl Target {
     /// The longest user or service id a rule may target, in bytes.
     pub const MAX_ID_LEN: usize = 256;
 
-    /// Parses `*`, `global`, `FACET:*` (`user`, `service`, `key` or `ip`),
+    /// Parses `*`, `global`, `FACET:*` (`user`, `service`, `key`, `ip` or
+    /// `custom`),
     /// `user:ID` or `service:ID`. Ids are 1 to
     /// [`MAX_ID_LEN`](Self::MAX_ID_LEN) bytes without control characters.
     pub fn parse(input: &str) -> Result<Self, Error> {
@@ -162,6 +164,7 @@ mod tests {
             "service:*",
             "key:*",
             "ip:*",
+            "custom:*",
         ] {
             assert_eq!(Target::parse(s).unwrap().to_string(), s);
         }

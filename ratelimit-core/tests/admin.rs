@@ -158,11 +158,38 @@ async fn rules_round_trip_through_the_api() {
 }
 
 #[tokio::test]
+async fn a_rule_counting_client_addresses_is_added_and_enforced() {
+    let (api, limiter, _) = setup();
+    let body = br#"{"target":"ip:*","limit":2,"window_ms":60000}"#;
+    let (status, answer) = call(&api, Operation::PutRule { id: "login", body }).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["rule"]["target"], "ip:*");
+    let login = ratelimit_core::Rules::route(["login", "default"]);
+    let from = "203.0.113.9".parse().unwrap();
+    let mut admitted = 0;
+    for user in ["a", "b", "c", "d"] {
+        let who = ratelimit_core::Identity::user(user).with_ip(from);
+        admitted += usize::from(limiter.check(&who, &login, 1).await.unwrap().allowed());
+    }
+    assert_eq!(admitted, 2, "the address's limit, whatever the user");
+}
+
+#[tokio::test]
 async fn bad_input_names_the_field_and_changes_nothing() {
     let (api, limiter, _) = setup();
     let before = limiter.rules();
-    let cases: [(&str, &[u8], &str); 8] = [
+    let cases: [(&str, &[u8], &str); 10] = [
         ("default", b"{not json", "body"),
+        (
+            "default",
+            br#"{"target":"ip:203.0.113.9","limit":1,"window_ms":1000}"#,
+            "target",
+        ),
+        (
+            "default",
+            br#"{"target":"robot:*","limit":1,"window_ms":1000}"#,
+            "target",
+        ),
         (
             "default",
             br#"{"target":"who","limit":1,"window_ms":1}"#,

@@ -224,3 +224,50 @@ async fn targets_name_facets_in_text_and_refuse_what_is_not_one() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_custom_key_is_counted_across_the_users_that_share_it() {
+    for path in PATHS {
+        let limiter = limiter(path);
+        limiter
+            .add_rule("per-tenant", Target::Every(Facet::Custom), 3, MINUTE)
+            .await
+            .unwrap();
+        limiter
+            .add_rule("default", Target::Each, 100, MINUTE)
+            .await
+            .unwrap();
+        let mut admitted = 0;
+        for user in ["a", "b", "c", "d", "e"] {
+            let who = Identity::user(user).with_custom("acme");
+            admitted += usize::from(
+                check(&limiter, path, &who, &Rules::applicable())
+                    .await
+                    .unwrap()
+                    .allowed(),
+            );
+        }
+        assert_eq!(admitted, 3, "{path:?}: the tenant's limit");
+        let other = Identity::user("a").with_custom("globex");
+        assert!(
+            check(&limiter, path, &other, &Rules::applicable())
+                .await
+                .unwrap()
+                .allowed()
+        );
+    }
+    // The custom facet has its own kind in keys: it never meets a user's.
+    let rule = ratelimit_core::Rule::new(
+        "per-tenant",
+        Target::Every(Facet::Custom),
+        ratelimit_core::Quota::per_second(1).unwrap(),
+    )
+    .unwrap();
+    let prefix = ratelimit_core::config::KeyPrefix::default();
+    let key = prefix.key(&rule, &Identity::custom("acme")).unwrap();
+    assert_eq!(key, b"rl:{c=acme}:per-tenant");
+    let hidden = prefix
+        .key(&rule, &Identity::custom("acme").secret())
+        .unwrap();
+    assert!(hidden.starts_with(b"rl:{c!") && !hidden.windows(4).any(|w| w == b"acme"));
+}

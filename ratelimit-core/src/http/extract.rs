@@ -144,16 +144,20 @@ impl KeyExtractor for PeerIp {
 const PEER_UNKNOWN: &str = "the peer's address is unknown (axum: serve with \
      into_make_service_with_connect_info::<SocketAddr>())";
 
-/// Whether a header names a user or a service.
+/// Which facet a header's id is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum IdKind {
     /// The header carries a user id.
     User,
     /// The header carries a service id.
     Service,
+    /// The header carries a key of the application's own (a tenant, ...).
+    Custom,
 }
 
-/// A caller id from a request header (e.g. `x-user-id` set by your gateway).
+/// A caller id from a request header (e.g. `x-user-id` set by your gateway,
+/// or `x-tenant` as a custom key).
 /// A request without the header gets 400.
 #[derive(Debug, Clone)]
 pub struct HeaderId {
@@ -175,6 +179,7 @@ impl HeaderId {
         Some(match self.kind {
             IdKind::User => Identity::user(value),
             IdKind::Service => Identity::service(value),
+            IdKind::Custom => Identity::custom(value),
         })
     }
 }

@@ -164,19 +164,13 @@ impl Entry<'_> {
 /// awaited check builds neither again. Made by
 /// [`Gate::try_pass`], finished by [`Gate::pass`].
 #[derive(Debug)]
-pub struct Pending {
-    entry: Entry<'static>,
-    waiting: Option<Box<Waiting>>,
-}
+pub struct Pending(Box<(Entry<'static>, Option<Box<Waiting>>)>);
 
 impl Pending {
     /// Kept out of line: only a check that waits for its store makes one.
     #[cold]
     fn new(entry: &Entry<'_>, waiting: Option<Box<Waiting>>) -> Self {
-        Self {
-            entry: entry.clone().into_owned(),
-            waiting,
-        }
+        Self(Box::new((entry.clone().into_owned(), waiting)))
     }
 }
 
@@ -264,7 +258,7 @@ impl Gate {
     /// The passage of a [`Pending`] check, waiting for the store (never
     /// longer than the limiter's timeout).
     pub async fn pass<S: FieldSink>(&self, pending: Pending) -> Passage<S::Value> {
-        let Pending { entry, waiting } = pending;
+        let (entry, waiting) = *pending.0;
         let result = self
             .inner
             .limiter

@@ -1,7 +1,6 @@
 //! [`Health`]: how a limiter stands, for health checks and dashboards.
 
 use super::breaker::CircuitState;
-use super::sync::RuleSync;
 use crate::Error;
 
 /// How a limiter stands, from
@@ -25,5 +24,33 @@ impl Health {
     /// answers, and the rules are local or the rule store's.
     pub fn is_healthy(&self) -> bool {
         self.store.is_ok() && matches!(self.rules, RuleSync::Local | RuleSync::Synced)
+    }
+}
+
+/// Where a limiter's rules stand with its rule store (see
+/// [`DistributedRateLimiter::health`](crate::DistributedRateLimiter::health)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleSync {
+    /// No rule store: the rules are this instance's own.
+    Local,
+    /// The rule store has not answered yet: the seed rules are in force.
+    Pending,
+    /// The rules in force are the store's.
+    Synced,
+    /// The store lost the fleet's rules and they are not back yet: the
+    /// rules last agreed on stay in force here.
+    Restoring,
+}
+
+impl RuleSync {
+    /// The state as a word, for health reports: `local`, `pending`,
+    /// `synced` or `restoring`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Pending => "pending",
+            Self::Synced => "synced",
+            Self::Restoring => "restoring",
+        }
     }
 }

@@ -78,6 +78,7 @@ impl Plan {
         Identity::key(b"")
             .with_user(b"")
             .with_service(b"")
+            .with_custom(b"")
             .with_ip(std::net::Ipv4Addr::UNSPECIFIED.into())
     }
 

@@ -20,36 +20,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, Weak};
 
 use super::distributed::{DistributedRateLimiter, Inner};
+use super::health::RuleSync;
 use crate::rule_store::{RuleSnapshot, RuleWrite};
 use crate::{Error, RuleSet, RuleStore, telemetry};
-
-/// Where a limiter's rules stand with its rule store (see
-/// [`DistributedRateLimiter::health`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuleSync {
-    /// No rule store: the rules are this instance's own.
-    Local,
-    /// The rule store has not answered yet: the seed rules are in force.
-    Pending,
-    /// The rules in force are the store's.
-    Synced,
-    /// The store lost the fleet's rules and they are not back yet: the
-    /// rules last agreed on stay in force here.
-    Restoring,
-}
-
-impl RuleSync {
-    /// The state as a word, for health reports: `local`, `pending`,
-    /// `synced` or `restoring`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Local => "local",
-            Self::Pending => "pending",
-            Self::Synced => "synced",
-            Self::Restoring => "restoring",
-        }
-    }
-}
 
 /// A limiter that does not keep its holder alive: what a rule store's
 /// follower holds (see [`RuleStore::follow`]), so that the follower stops
@@ -75,6 +48,11 @@ impl WeakLimiter {
 /// compare-and-set lost to another instance.
 const ATTEMPTS: usize = 4;
 
+/// # The shared rule store
+///
+/// A limiter [started](DistributedRateLimiter::start) with a rule store
+/// follows it by itself; [`refresh_rules`](Self::refresh_rules) brings the
+/// rules in step at once (a follower calls it on every announcement).
 impl DistributedRateLimiter {
     /// Where this limiter's rules stand with its rule store.
     pub(super) fn rule_sync(&self) -> RuleSync {
