@@ -179,3 +179,14 @@ impl PartialEq for Error {
         }
     }
 }
+
+/// The first 80 characters of `input`, escaped: how an error shows what it
+/// was given (bounded, and printable whatever the input held).
+pub(crate) fn shown(input: &str) -> String {
+    input
+        .chars()
+        .take(80)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
+}

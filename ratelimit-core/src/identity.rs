@@ -192,16 +192,11 @@ impl<'a> Identity<'a> {
     }
 
     /// Parses `user:ID`, `service:ID`, `key:ID`, `custom:ID` or `ip:ADDR`
-    /// into an identity with that one facet. The id must not be empty; anything else in it is
-    /// kept as given.
+    /// into an identity with that one facet. The id must not be empty;
+    /// anything else in it is kept as given.
     pub fn parse(input: &'a str) -> Result<Self, Error> {
         let invalid = |reason| Error::InvalidTarget {
-            input: input
-                .chars()
-                .take(80)
-                .collect::<String>()
-                .escape_debug()
-                .to_string(),
+            input: crate::error::shown(input),
             reason,
         };
         let (kind, id) = input

@@ -76,14 +76,7 @@ impl KeyPrefix {
         if ok {
             Ok(Self(Arc::from(format!("{prefix}:{{"))))
         } else {
-            Err(Error::InvalidPrefix(
-                prefix
-                    .chars()
-                    .take(80)
-                    .collect::<String>()
-                    .escape_debug()
-                    .to_string(),
-            ))
+            Err(Error::InvalidPrefix(crate::error::shown(prefix)))
         }
     }
 

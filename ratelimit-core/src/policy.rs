@@ -55,13 +55,7 @@ impl FromStr for FailurePolicy {
             "fail_open" => Ok(Self::FailOpen),
             "fail_closed" => Ok(Self::FailClosed),
             "local_fallback" => Ok(Self::LocalFallback),
-            _ => Err(Error::InvalidPolicy(
-                s.chars()
-                    .take(80)
-                    .collect::<String>()
-                    .escape_debug()
-                    .to_string(),
-            )),
+            _ => Err(Error::InvalidPolicy(crate::error::shown(s))),
         }
     }
 }

@@ -37,12 +37,7 @@ impl RuleId {
             return Err(Error::EmptyRuleId);
         }
         let invalid = |reason| Error::InvalidRuleId {
-            id: id
-                .chars()
-                .take(80)
-                .collect::<String>()
-                .escape_debug()
-                .to_string(),
+            id: crate::error::shown(id),
             reason,
         };
         if id.len() > Self::MAX_LEN {

@@ -118,12 +118,7 @@ impl Target {
 
 fn invalid(input: &str, reason: &'static str) -> Error {
     Error::InvalidTarget {
-        input: input
-            .chars()
-            .take(80)
-            .collect::<String>()
-            .escape_debug()
-            .to_string(),
+        input: crate::error::shown(input),
         reason,
     }
 }
