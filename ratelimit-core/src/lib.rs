@@ -2,10 +2,15 @@
 //! rules, an in-memory store, and the two limiter front doors.
 //!
 //! - [`RateLimiter`]: one quota, any key — `allow(key) -> bool`.
-//! - [`DistributedRateLimiter`]: named [`Rule`]s for users, services, every
-//!   caller or everyone together, changed at run time, checked atomically
-//!   against a shared [`Store`] (Redis, via `ratelimit-redis`) with a
-//!   [`FailurePolicy`] for when the store is down.
+//! - [`DistributedRateLimiter`]: named [`Rule`]s, changed at run time, each
+//!   counting one facet of a request's [`Identity`] (its user, service, API
+//!   key, client address or custom key; every caller; everyone together),
+//!   checked atomically against a shared [`Store`] (Redis, via
+//!   `ratelimit-redis`) with a [`FailurePolicy`] for
+//!   when the store is down.
+//! - [`http`]: what the web adapters (`ratelimit-tower`, `ratelimit-actix`)
+//!   share — key extractors, the [`Gate`](http::Gate) a request passes, the
+//!   `RateLimit` header fields.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -36,7 +36,7 @@ use redis::aio::ConnectionManager;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
-    /// `DistributedRateLimiter::check_rules`.
+    /// `DistributedRateLimiter::check` of the rules, named.
     Limiter,
     /// `RedisStore::check` with prepared keys.
     Store,
