@@ -23,9 +23,8 @@ pub(super) struct Keys {
 }
 
 impl Keys {
-    /// The keys of `selected`'s counters under `prefix`. Always inlined:
-    /// as a call it returned the keys through one more copy.
-    #[inline(always)]
+    /// The keys of `selected`'s counters under `prefix`.
+    #[inline]
     pub(super) fn new(prefix: &KeyPrefix, selected: &Selected<'_, '_>) -> Self {
         let mut keys = Self {
             bytes: Bytes {
@@ -97,15 +96,15 @@ impl Bytes {
     }
 }
 
-// Always inlined: a key is written in five or six small pieces, each less
-// work than a call.
+// Inlined: a key is written in five or six small pieces, each less work
+// than a call.
 impl KeyBytes for Bytes {
-    #[inline(always)]
+    #[inline]
     fn push(&mut self, byte: u8) {
         self.extend_from_slice(&[byte]);
     }
 
-    #[inline(always)]
+    #[inline]
     fn extend_from_slice(&mut self, bytes: &[u8]) {
         if self.spilled.is_empty()
             && let Some(free) = self.inline.get_mut(self.len..self.len + bytes.len())
