@@ -4,5 +4,5 @@
 //! share, the [`CircuitBreakerConfig`] and the [`DenyCache`].
 
 pub use crate::key::KeyPrefix;
-pub use crate::limiter::{CircuitBreakerConfig, DenyCache, LimiterConfig};
+pub use crate::limiter::{CircuitBreakerConfig, DenyCache, FleetSize, LimiterConfig};
 pub use crate::policy::FailurePolicy;

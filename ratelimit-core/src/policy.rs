@@ -22,10 +22,13 @@ pub enum FailurePolicy {
     /// Deny the request: protection over availability (for expensive or
     /// abuse-prone routes such as login).
     FailClosed,
-    /// Check the request against an in-memory limiter local to this instance,
-    /// with the same quota. Each instance then enforces the quota on its own,
-    /// so a fleet of N instances admits up to N times the quota while the
-    /// store is down.
+    /// Check the request against an in-memory limiter local to this
+    /// instance. With a [`FleetSize`](crate::config::FleetSize) (a
+    /// `RedisFleet` keeps one) each instance enforces its share of the
+    /// quota — divided by the instances last seen alive — so the fleet
+    /// stays within the rule when traffic is spread evenly; without one,
+    /// each enforces the whole quota, and a fleet of N admits up to N times
+    /// the rule while the store is down.
     LocalFallback,
 }
 

@@ -5,9 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratelimit_core::{
-    DistributedRateLimiter, Error, LimiterConfig, Rule, clock::Clock, config::KeyPrefix,
-};
+use ratelimit_core::config::{FleetSize, KeyPrefix};
+use ratelimit_core::rule_store::WeakLimiter;
+use ratelimit_core::{DistributedRateLimiter, Error, LimiterConfig, Rule, clock::Clock};
 
 use crate::{RedisRules, RedisStore};
 
@@ -56,6 +56,7 @@ pub struct RedisFleet {
     poll_every: Duration,
     seeds: Vec<Rule>,
     clock: Option<Arc<dyn Clock>>,
+    fleet_share: bool,
     configure: Option<Box<dyn FnOnce(LimiterConfig) -> LimiterConfig + Send>>,
 }
 
@@ -92,6 +93,7 @@ impl RedisFleet {
             poll_every: Duration::from_secs(5),
             seeds: Vec::new(),
             clock: None,
+            fleet_share: true,
             configure: None,
         }
     }
@@ -137,6 +139,20 @@ impl RedisFleet {
         self
     }
 
+    /// Whether the local fallback enforces the fleet's share of each quota
+    /// (default `true`): every instance writes a heartbeat to Redis each
+    /// second ([`RedisRules::heartbeat`]) and keeps the count of instances
+    /// seen alive, and while Redis is down a rule with
+    /// [`FailurePolicy::LocalFallback`](ratelimit_core::config::FailurePolicy::LocalFallback)
+    /// admits on each instance its quota divided by that count — the fleet
+    /// together stays within the rule when traffic is spread evenly. With
+    /// `false` each instance enforces the whole quota: more lenient, N
+    /// times the rule for N instances.
+    pub fn fleet_share(mut self, on: bool) -> Self {
+        self.fleet_share = on;
+        self
+    }
+
     /// Everything else about the limiter — failure policy, deny cache,
     /// circuit breaker — set on its [`LimiterConfig`] (whose store, rule
     /// store, key prefix, timeout and seed rules this builder has already
@@ -168,10 +184,14 @@ impl RedisFleet {
             RedisRules::new(self.urls.first().map_or("", String::as_str), &self.prefix)?
         };
         let rules = rules.poll_every(self.poll_every);
+        let fleet = self.fleet_share.then(FleetSize::new);
         let mut config = LimiterConfig::new(Arc::new(store))
             .key_prefix(self.prefix)
             .timeout(self.timeout)
-            .rule_store(Arc::new(rules));
+            .rule_store(Arc::new(rules.clone()));
+        if let Some(fleet) = &fleet {
+            config = config.fleet_size(fleet.clone());
+        }
         if let Some(clock) = self.clock {
             config = config.clock(clock);
         }
@@ -179,6 +199,47 @@ impl RedisFleet {
         if let Some(configure) = self.configure {
             config = configure(config);
         }
-        DistributedRateLimiter::start(config).await
+        let limiter = DistributedRateLimiter::start(config).await?;
+        if let Some(fleet) = fleet {
+            tokio::spawn(beat(rules, fleet, WeakLimiter::new(&limiter)));
+        }
+        Ok(limiter)
     }
+}
+
+/// How often an instance announces itself, and how long an announcement
+/// counts: an instance stopped (or cut off) drops out of the count within
+/// three beats.
+const BEAT_EVERY: Duration = Duration::from_secs(1);
+const BEAT_TTL: Duration = Duration::from_secs(3);
+
+/// Announces this instance every [`BEAT_EVERY`] and keeps `fleet` at the
+/// count Redis returns, for as long as the limiter lives. While Redis does
+/// not answer, the last count stands: it is the fleet the outage began with.
+async fn beat(rules: RedisRules, fleet: FleetSize, limiter: WeakLimiter) {
+    let instance = format!("{:016x}", rand_id());
+    let mut every = tokio::time::interval(BEAT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if limiter.upgrade().is_none() {
+            return;
+        }
+        if let Ok(alive) = rules.heartbeat(&instance, BEAT_TTL).await {
+            fleet.set(alive);
+        }
+    }
+}
+
+/// A random instance id: the process's own random hasher seed, mixed with
+/// the time, so that instances started together differ.
+fn rand_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
 }

@@ -49,6 +49,7 @@ pub struct RedisRules {
     set_key: String,
     version_key: String,
     epoch_key: String,
+    members_key: String,
     channel: String,
     timeout: Duration,
     poll_every: Duration,
@@ -74,6 +75,15 @@ enum RulesConnection {
 
 const WRITE_SOURCE: &str = include_str!("rules_write.lua");
 const RESTORE_SOURCE: &str = include_str!("rules_restore.lua");
+/// Records `ARGV[1]` alive until `ARGV[2]` ms from now (Redis's clock),
+/// forgets the instances whose time is up, and counts those left: one
+/// sorted set of at most the fleet's instances, one small call a beat.
+const BEAT_SOURCE: &str = "local t = redis.call('TIME') \
+     local now = t[1] * 1000 + math.floor(t[2] / 1000) \
+     redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) \
+     redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) \
+     redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2])) \
+     return redis.call('ZCARD', KEYS[1])";
 const LOAD_SOURCE: &str = "return {redis.call('GET', KEYS[2]) or '0', \
      redis.call('GET', KEYS[3]) or '0', redis.call('HGETALL', KEYS[1])}";
 
@@ -159,6 +169,7 @@ impl RedisRules {
             set_key: format!("{prefix}:{{rules}}:set"),
             version_key: format!("{prefix}:{{rules}}:version"),
             epoch_key: format!("{prefix}:{{rules}}:epoch"),
+            members_key: format!("{prefix}:{{rules}}:members"),
             channel: format!("{prefix}:rules"),
             timeout: Duration::from_secs(1),
             poll_every: Duration::from_secs(5),
@@ -199,6 +210,16 @@ impl RedisRules {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout(self.timeout)),
         }
+    }
+
+    /// Announces the instance `instance` alive for `ttl` and returns how
+    /// many instances are alive (this one included): the fleet's size, which
+    /// [`RedisFleet`](crate::RedisFleet) keeps in its limiter's
+    /// [`FleetSize`](ratelimit_core::config::FleetSize).
+    pub async fn heartbeat(&self, instance: &str, ttl: Duration) -> Result<u32, Error> {
+        let ttl = ttl.as_millis().max(1).to_string();
+        self.eval(BEAT_SOURCE, &[&self.members_key], &[instance, &ttl])
+            .await
     }
 
     /// Puts back (or seeds) every rule at once; see [`RuleWrite::Restore`].

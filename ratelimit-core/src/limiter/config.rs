@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::CircuitBreakerConfig;
 use super::DenyCache;
+use super::fleet::FleetSize;
 use crate::{Clock, FailurePolicy, KeyPrefix, MemoryStore, Rule, RuleStore, Store};
 
 /// Configuration of a [`DistributedRateLimiter`](crate::DistributedRateLimiter):
@@ -35,6 +36,7 @@ pub struct LimiterConfig {
     pub(crate) rule_store: Option<Arc<dyn RuleStore>>,
     pub(crate) deny_cache: Option<DenyCache>,
     pub(crate) clock: Option<Arc<dyn Clock>>,
+    pub(crate) fleet: Option<FleetSize>,
 }
 
 impl LimiterConfig {
@@ -57,6 +59,7 @@ impl LimiterConfig {
             rule_store: None,
             deny_cache: None,
             clock: None,
+            fleet: None,
         }
     }
 
@@ -92,6 +95,16 @@ impl LimiterConfig {
     /// [`MemoryStore`] on the system clock).
     pub fn fallback_store(mut self, store: MemoryStore) -> Self {
         self.fallback = Some(store);
+        self
+    }
+
+    /// Under [`FailurePolicy::LocalFallback`], enforce each rule's quota
+    /// divided by `fleet`'s count of instances (see [`FleetSize`]) instead
+    /// of the whole quota on this instance. Without it (the default for a
+    /// limiter built by hand) every instance enforces the whole quota while
+    /// the store is down: more lenient, N times the rule for a fleet of N.
+    pub fn fleet_size(mut self, fleet: FleetSize) -> Self {
+        self.fleet = Some(fleet);
         self
     }
 

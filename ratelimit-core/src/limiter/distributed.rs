@@ -14,6 +14,7 @@ use metrics::{Histogram, histogram};
 use super::LimiterConfig;
 use super::breaker::CircuitBreaker;
 use super::deny_cache::Denials;
+use super::fleet::FleetSize;
 use super::health::Health;
 use super::unknown_rule::UnknownRules;
 use crate::caller::Caller;
@@ -103,6 +104,8 @@ pub(super) struct Inner {
     pub(super) failure_policy: FailurePolicy,
     pub(super) key_prefix: KeyPrefix,
     pub(super) fallback: MemoryStore,
+    /// The instances the local fallback divides quotas by, if any.
+    pub(super) fleet: Option<FleetSize>,
     pub(super) fail_closed_retry_after: Duration,
     pub(super) breaker: CircuitBreaker,
     pub(super) rule_store: Option<Arc<dyn RuleStore>>,
@@ -165,6 +168,7 @@ impl DistributedRateLimiter {
                 failure_policy: config.failure_policy,
                 key_prefix: config.key_prefix,
                 fallback,
+                fleet: config.fleet,
                 breaker: CircuitBreaker::new(config.circuit_breaker),
                 rule_store: config.rule_store,
                 fail_closed_retry_after: config.fail_closed_retry_after,
@@ -234,6 +238,7 @@ impl DistributedRateLimiter {
             circuit: self.inner.breaker.state(),
             rules: self.rule_sync(),
             rules_version: self.inner.rules.load().version(),
+            instances: self.inner.fleet.as_ref().map(FleetSize::get),
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use smallvec::SmallVec;
 
 use super::distributed::DistributedRateLimiter;
+use super::fleet::{FleetSize, share};
 use super::pipeline::*;
 use super::verdict::{Source, Verdict, every_rule};
 use crate::rule_set::Selected;
@@ -72,9 +73,15 @@ impl DistributedRateLimiter {
                 .iter()
                 .filter_map(|&i| selected.get(i).cloned())
                 .collect();
+            // A fleet's share of each quota, when the fleet is known.
+            let instances = self.inner.fleet.as_ref().map_or(1, FleetSize::get);
             let local: SmallVec<[CheckItem<'_>; 4]> = fallback
                 .iter()
                 .filter_map(|&i| items.get(i).copied())
+                .map(|item| CheckItem {
+                    quota: share(&item.quota, instances),
+                    ..item
+                })
                 .collect();
             // The local store only fails when full; then fail open.
             if let Ok(outcome) = self.inner.fallback.check_now(&local) {

@@ -17,6 +17,9 @@ pub struct Health {
     pub rules: RuleSync,
     /// The version of the rules in force.
     pub rules_version: u64,
+    /// The instances last seen alive, when the limiter keeps count (see
+    /// [`FleetSize`](crate::config::FleetSize)).
+    pub instances: Option<u32>,
 }
 
 impl Health {
