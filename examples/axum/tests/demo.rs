@@ -281,3 +281,36 @@ async fn started_while_redis_is_down_then_redis_comes_and_goes() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failure_policy_flag_decides_while_redis_is_down() {
+    use clap::Parser;
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.kill();
+    for (flag, status, policy) in [
+        ("closed", 503, "fail_closed"),
+        ("open", 200, "fail_open"),
+        ("fallback", 200, "local_fallback"),
+    ] {
+        let args = example_common::Args::try_parse_from([
+            "example-axum",
+            "--redis-url",
+            url.as_str(),
+            "--failure-policy",
+            flag,
+        ])
+        .unwrap();
+        let limiter = example_common::limiter_for(&args).await.unwrap();
+        let addr = serve(example_axum::app(limiter, &Settings::default())).await;
+        let (got, reply) = http(addr, "GET", "/", "1").await;
+        assert_eq!(got, status, "{flag}: {reply}");
+        let (got, reply) = http(addr, "GET", "/healthz", "1").await;
+        assert_eq!(got, 503, "{reply}");
+        assert!(
+            reply.contains(&format!("\"failure_policy\":\"{policy}\"")),
+            "{flag}: {reply}"
+        );
+    }
+    assert!(example_common::Args::try_parse_from(["x", "--failure-policy", "maybe"]).is_err());
+}

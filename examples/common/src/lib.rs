@@ -49,6 +49,37 @@ pub struct Args {
     /// Trust forwarding headers from this proxy network (repeatable).
     #[arg(long = "trust-proxy", value_name = "CIDR")]
     pub trust_proxy: Vec<IpNet>,
+    /// What answers while the store does not: admit (`open`), refuse
+    /// (`closed`), or limit locally (`fallback`: on Redis, each instance
+    /// its share of the fleet's limit).
+    #[arg(
+        long,
+        env = "RATELIMIT_FAILURE_POLICY",
+        value_enum,
+        default_value = "open"
+    )]
+    pub failure_policy: Policy,
+}
+
+/// `--failure-policy`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    /// Admit ([`FailurePolicy::FailOpen`]).
+    Open,
+    /// Refuse ([`FailurePolicy::FailClosed`]).
+    Closed,
+    /// Limit locally ([`FailurePolicy::LocalFallback`]).
+    Fallback,
+}
+
+impl From<Policy> for FailurePolicy {
+    fn from(policy: Policy) -> Self {
+        match policy {
+            Policy::Open => Self::FailOpen,
+            Policy::Closed => Self::FailClosed,
+            Policy::Fallback => Self::LocalFallback,
+        }
+    }
 }
 
 /// What the app serves besides its routes: who may forward client
@@ -142,7 +173,8 @@ pub fn rules() -> Result<Vec<Rule>, Error> {
 }
 
 /// What answers when the store does not (and for a route's rule that the
-/// rule store lost): the request is admitted.
+/// rule store lost), unless `--failure-policy` says otherwise: the request
+/// is admitted.
 pub const FAILURE_POLICY: FailurePolicy = FailurePolicy::FailOpen;
 
 /// A limiter with the demo's rules on the in-memory store.
@@ -154,11 +186,19 @@ pub fn memory_limiter() -> Result<DistributedRateLimiter, Error> {
 /// A limiter with the demo's rules on `store` (tests pass one with a fake
 /// clock).
 pub fn memory_limiter_on(store: MemoryStore) -> Result<DistributedRateLimiter, Error> {
+    memory_limiter_with(store, FAILURE_POLICY)
+}
+
+/// [`memory_limiter_on`] with `policy` for when the store does not answer.
+pub fn memory_limiter_with(
+    store: MemoryStore,
+    policy: FailurePolicy,
+) -> Result<DistributedRateLimiter, Error> {
     metrics();
     let config = rules()?
         .into_iter()
         .fold(LimiterConfig::new(Arc::new(store)), LimiterConfig::rule)
-        .failure_policy(FAILURE_POLICY);
+        .failure_policy(policy);
     Ok(DistributedRateLimiter::new(config))
 }
 
@@ -170,15 +210,24 @@ pub const DENY_CACHE_KEYS: usize = 100_000;
 /// demo's rules seed an empty fleet) and a local deny cache. Starts even
 /// while Redis is down: the failure policy answers until it comes up.
 pub async fn redis_limiter(url: &str) -> Result<DistributedRateLimiter, Error> {
+    redis_limiter_with(url, FAILURE_POLICY).await
+}
+
+/// [`redis_limiter`] with `policy` for when Redis does not answer
+/// (`LocalFallback`: each instance its share of the fleet's limit).
+pub async fn redis_limiter_with(
+    url: &str,
+    policy: FailurePolicy,
+) -> Result<DistributedRateLimiter, Error> {
     metrics();
     RedisFleet::new(url)
         .timeout(Duration::from_millis(100))
         .rules(rules()?)
         // A flood of denied requests is answered here, not by Redis.
-        .configure(|config| {
+        .configure(move |config| {
             config
                 .deny_cache(DenyCache::new(DENY_CACHE_KEYS))
-                .failure_policy(FAILURE_POLICY)
+                .failure_policy(policy)
         })
         .start()
         .await
@@ -187,19 +236,23 @@ pub async fn redis_limiter(url: &str) -> Result<DistributedRateLimiter, Error> {
 /// The limiter `args` ask for. Logs one line saying the store, the rules
 /// in force and the failure policy. A failure to start names the store.
 pub async fn limiter_for(args: &Args) -> Result<DistributedRateLimiter, StartError> {
+    let policy = FailurePolicy::from(args.failure_policy);
     let (limiter, store) = match &args.redis_url {
         Some(url) => {
-            let limiter = redis_limiter(url).await.map_err(|error| StartError {
-                store: "Redis".to_owned(),
-                error,
-            })?;
+            let limiter = redis_limiter_with(url, policy)
+                .await
+                .map_err(|error| StartError {
+                    store: "Redis".to_owned(),
+                    error,
+                })?;
             (limiter, "redis")
         }
         None => {
-            let limiter = memory_limiter().map_err(|error| StartError {
-                store: "the in-memory store".to_owned(),
-                error,
-            })?;
+            let limiter =
+                memory_limiter_with(MemoryStore::new(), policy).map_err(|error| StartError {
+                    store: "the in-memory store".to_owned(),
+                    error,
+                })?;
             (limiter, "in-memory")
         }
     };
@@ -210,7 +263,7 @@ pub async fn limiter_for(args: &Args) -> Result<DistributedRateLimiter, StartErr
         rules = %ids.join(","),
         rules_version = rules.version(),
         rule_sync = limiter.health().await.rules.as_str(),
-        failure_policy = %FAILURE_POLICY,
+        failure_policy = %policy,
         "rate limiter ready"
     );
     Ok(limiter)
@@ -277,8 +330,8 @@ impl std::fmt::Debug for Fatal {
 /// `local` without a rule store, `synced`, `pending` before the store first
 /// answered, `restoring` while putting back rules the store lost).
 pub async fn health(limiter: &DistributedRateLimiter) -> (u16, String) {
-    let policy = FAILURE_POLICY;
     let health = limiter.health().await;
+    let policy = health.failure_policy;
     let rules = health.rules.as_str();
     match &health.store {
         Ok(()) => (

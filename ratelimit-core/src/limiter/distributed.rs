@@ -239,6 +239,7 @@ impl DistributedRateLimiter {
             rules: self.rule_sync(),
             rules_version: self.inner.rules.load().version(),
             instances: self.inner.fleet.as_ref().map(FleetSize::get),
+            failure_policy: self.inner.failure_policy,
         }
     }
 

@@ -1,7 +1,7 @@
 //! [`Health`]: how a limiter stands, for health checks and dashboards.
 
 use super::breaker::CircuitState;
-use crate::Error;
+use crate::{Error, FailurePolicy};
 
 /// How a limiter stands, from
 /// [`DistributedRateLimiter::health`](crate::DistributedRateLimiter::health).
@@ -20,6 +20,8 @@ pub struct Health {
     /// The instances last seen alive, when the limiter keeps count (see
     /// [`FleetSize`](crate::config::FleetSize)).
     pub instances: Option<u32>,
+    /// What answers for rules that name no failure policy of their own.
+    pub failure_policy: FailurePolicy,
 }
 
 impl Health {
