@@ -1,5 +1,7 @@
-//! Test harness: real `redis-server` processes on free loopback ports, and
-//! [`stores`] that misbehave on purpose.
+//! Test harness: real `redis-server` processes on free loopback ports — a
+//! standalone [`RedisServer`], a [`RedisCluster`], a primary with a replica
+//! under three sentinels ([`RedisSentinels`]) — and [`stores`] that
+//! misbehave on purpose.
 //!
 //! Tests never talk to a Redis they did not start (a Redis may already listen
 //! on 6379 on a developer's machine: it is never touched). Each
@@ -19,10 +21,12 @@
 
 mod cluster;
 pub mod http;
+mod sentinel;
 mod server;
 pub mod stores;
 mod wait;
 
 pub use cluster::RedisCluster;
+pub use sentinel::{MASTER_NAME, RedisSentinels};
 pub use server::RedisServer;
 pub use wait::wait_until;

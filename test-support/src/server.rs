@@ -130,12 +130,7 @@ impl RedisServer {
     /// Sends one command with `redis-cli` and returns its raw output
     /// (for administrative commands in tests: `SCRIPT FLUSH`, `MEMORY USAGE`…).
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new(cli_binary())
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        run_cli(self.port, args)
     }
 
     /// How many script calls (`EVALSHA` and `EVAL`) the server has run,
@@ -266,14 +261,25 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> u16 {
+/// Sends one command with `redis-cli` to the server on `port`; its raw
+/// output.
+pub(crate) fn run_cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new(cli_binary())
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("find a free loopback port")
 }
 
-fn ping(port: u16) -> bool {
+pub(crate) fn ping(port: u16) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
