@@ -44,6 +44,15 @@ async fn instance(server: &RedisServer, limit: u32) -> Instance {
     Instance { limiter }
 }
 
+/// Whether `limiter` admits one request of `caller` under `api`.
+async fn admits(limiter: &DistributedRateLimiter, caller: &Identity<'_>) -> bool {
+    limiter
+        .check(caller, &Rules::one("api"), 1)
+        .await
+        .unwrap()
+        .allowed()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_cached_instances_admit_exactly_the_limit() {
     let server = RedisServer::start();
@@ -85,22 +94,10 @@ async fn a_flood_on_a_denied_key_stops_reaching_redis() {
     let server = RedisServer::start();
     let a = instance(&server, 1).await;
     let caller = Identity::user("flood");
-    assert!(
-        a.limiter
-            .check(&caller, &Rules::one("api"), 1)
-            .await
-            .unwrap()
-            .allowed()
-    );
+    assert!(admits(&a.limiter, &caller).await);
     let before = server.script_calls();
     for _ in 0..1_000 {
-        assert!(
-            !a.limiter
-                .check(&caller, &Rules::one("api"), 1)
-                .await
-                .unwrap()
-                .allowed()
-        );
+        assert!(!admits(&a.limiter, &caller).await);
     }
     let calls = server.script_calls() - before;
     assert_eq!(calls, 1, "only the first denial asks Redis");
@@ -111,13 +108,7 @@ async fn a_reset_through_one_instance_empties_every_cache() {
     let server = RedisServer::start();
     let (a, b) = (instance(&server, 1).await, instance(&server, 1).await);
     let caller = Identity::user("7");
-    assert!(
-        a.limiter
-            .check(&caller, &Rules::one("api"), 1)
-            .await
-            .unwrap()
-            .allowed()
-    );
+    assert!(admits(&a.limiter, &caller).await);
     for instance in [&a, &b] {
         let first = instance
             .limiter
@@ -136,13 +127,7 @@ async fn a_reset_through_one_instance_empties_every_cache() {
     b.limiter.reset(&caller, &Rules::one("api")).await.unwrap();
     // The resetting instance knows at once; the other after the
     // announcement (a new rules version) reaches it.
-    assert!(
-        b.limiter
-            .check(&caller, &Rules::one("api"), 1)
-            .await
-            .unwrap()
-            .allowed()
-    );
+    assert!(admits(&b.limiter, &caller).await);
     let took = wait_until(Duration::from_secs(2), "the reset announcement", || async {
         a.limiter
             .check(&caller, &Rules::one("api"), 1)

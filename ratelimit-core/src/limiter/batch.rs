@@ -8,7 +8,7 @@ use super::deny_cache::Denials;
 use super::distributed::DistributedRateLimiter;
 use super::pipeline::*;
 use super::reservation::{self, Take, Units};
-use super::verdict::{Source, Verdict, every_rule};
+use super::verdict::{Source, Verdict, every_rule, local_denial};
 use crate::store::{CheckItem, Outcome};
 use crate::telemetry;
 use crate::{Clock, Error, Identity, Store};
@@ -131,19 +131,7 @@ impl DistributedRateLimiter {
                 Some(until),
             ))
         });
-        let retry_after = decisions
-            .iter()
-            .filter(|d| !d.decision.allowed())
-            .map(|d| d.decision.retry_after())
-            .max()
-            .unwrap_or_default();
-        BatchPlan::Answered(Verdict {
-            allowed: false,
-            source: Source::Batch,
-            decisions,
-            retry_after,
-            error: None,
-        })
+        BatchPlan::Answered(local_denial(Source::Batch, decisions))
     }
 }
 

@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use metrics::{Counter, counter, gauge};
 use smallvec::SmallVec;
 
-use super::verdict::every_rule;
-use super::verdict::{Source, Verdict};
+use super::verdict::{Source, Verdict, every_rule, local_denial};
 use crate::gcra::Stored;
 use crate::memory::table::{MAX_NOW, Table, Write, pack, unpack};
 use crate::rule_set::Selected;
@@ -207,19 +206,7 @@ impl Denials {
         }
         self.hits.increment(1);
         let decisions = every_rule(selected, |i| decided.get(i).copied().flatten());
-        let retry_after = decisions
-            .iter()
-            .filter(|d| !d.decision.allowed())
-            .map(|d| d.decision.retry_after())
-            .max()
-            .unwrap_or_default();
-        Some(Verdict {
-            allowed: false,
-            source: Source::DenyCache,
-            decisions,
-            retry_after,
-            error: None,
-        })
+        Some(local_denial(Source::DenyCache, decisions))
     }
 
     /// Remembers what the store said of every key of `verdict`, a denial:

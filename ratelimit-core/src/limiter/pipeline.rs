@@ -313,11 +313,13 @@ impl Waiting {
         selected: &Selected<'_, '_>,
         keys: Keys,
     ) -> Option<Box<Self>> {
-        let rules = selected
+        let rules: SmallVec<[Arc<ActiveRule>; 2]> = selected
             .iter()
             .filter_map(|(rule, _)| rules.active(rule.id().as_str()))
             .collect();
-        Some(Box::new(Self { rules, keys }))
+        // Every rule is in the set it was selected from; if one were not,
+        // the awaited check would start over rather than pair keys wrongly.
+        (rules.len() == selected.len()).then(|| Box::new(Self { rules, keys }))
     }
 
     /// The rules as a check reads them. The counters' subjects are in the

@@ -129,3 +129,22 @@ pub(super) fn every_rule(
     }
     decisions
 }
+
+/// A denial answered without the store (by `source`) from `decisions`
+/// (every enforced rule, see [`every_rule`]): it waits for the longest of
+/// the denying rules.
+pub(super) fn local_denial(source: Source, decisions: SmallVec<[RuleDecision; 2]>) -> Verdict {
+    let retry_after = decisions
+        .iter()
+        .filter(|d| !d.decision.allowed())
+        .map(|d| d.decision.retry_after())
+        .max()
+        .unwrap_or_default();
+    Verdict {
+        allowed: false,
+        source,
+        decisions,
+        retry_after,
+        error: None,
+    }
+}
