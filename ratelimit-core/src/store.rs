@@ -120,6 +120,13 @@ pub trait Store: Send + Sync + Debug + 'static {
     fn call_timeout(&self) -> Option<std::time::Duration> {
         None
     }
+
+    /// The server answering this store's calls now (an address such as
+    /// `10.0.0.5:6379`), for health reports; `None`, the default, for a
+    /// store in this process or one that does not know yet.
+    fn node(&self) -> Option<String> {
+        None
+    }
 }
 
 #[async_trait]
@@ -142,6 +149,10 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 
     fn call_timeout(&self) -> Option<std::time::Duration> {
         (**self).call_timeout()
+    }
+
+    fn node(&self) -> Option<String> {
+        (**self).node()
     }
 }
 

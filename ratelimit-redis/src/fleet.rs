@@ -9,7 +9,9 @@ use ratelimit_core::config::{FleetSize, KeyPrefix};
 use ratelimit_core::rule_store::WeakLimiter;
 use ratelimit_core::{DistributedRateLimiter, Error, LimiterConfig, Rule, clock::Clock};
 
-use crate::{RedisRules, RedisStore};
+use crate::primary::Primary;
+use crate::topology::Topology;
+use crate::{RedisRules, RedisStoreBuilder, Sentinels};
 
 /// A [`DistributedRateLimiter`] whose counters and rules live in one Redis
 /// (or Redis Cluster), shared by every instance that starts one on it.
@@ -49,8 +51,7 @@ use crate::{RedisRules, RedisStore};
 /// ```
 #[must_use]
 pub struct RedisFleet {
-    urls: Vec<String>,
-    cluster: bool,
+    topology: Topology,
     prefix: KeyPrefix,
     timeout: Duration,
     poll_every: Duration,
@@ -63,7 +64,7 @@ pub struct RedisFleet {
 impl fmt::Debug for RedisFleet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisFleet")
-            .field("cluster", &self.cluster)
+            .field("topology", &self.topology)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("seeds", &self.seeds.len())
@@ -75,19 +76,25 @@ impl RedisFleet {
     /// A fleet on the Redis at `url` (`redis://` or `rediss://`; user and
     /// password in the URL are passed through).
     pub fn new(url: &str) -> Self {
-        Self::with(vec![url.to_owned()], false)
+        Self::with(Topology::Single(url.to_owned()))
     }
 
     /// A fleet on a Redis Cluster, reached through `nodes` (any reachable
     /// subset of its nodes).
     pub fn cluster<S: AsRef<str>>(nodes: &[S]) -> Self {
-        Self::with(nodes.iter().map(|n| n.as_ref().to_owned()).collect(), true)
+        Self::with(Topology::cluster(nodes))
     }
 
-    fn with(urls: Vec<String>, cluster: bool) -> Self {
+    /// A fleet on the primary that `sentinels` name, following it through
+    /// failovers: counters and rules move to the new primary by themselves
+    /// (see [`Sentinels`]).
+    pub fn sentinel(sentinels: Sentinels) -> Self {
+        Self::with(Topology::Sentinel(sentinels))
+    }
+
+    fn with(topology: Topology) -> Self {
         Self {
-            urls,
-            cluster,
+            topology,
             prefix: KeyPrefix::default(),
             timeout: LimiterConfig::DEFAULT_TIMEOUT,
             poll_every: Duration::from_secs(5),
@@ -168,20 +175,26 @@ impl RedisFleet {
     /// The limiter, following the fleet's rules. Fails only for what no
     /// retry can fix (a URL that cannot be parsed); never waits for Redis.
     pub async fn start(self) -> Result<DistributedRateLimiter, Error> {
-        let store = if self.cluster {
-            RedisStore::cluster_builder(&self.urls)
-        } else {
-            RedisStore::builder(self.urls.first().map_or("", String::as_str))
+        // With Sentinel, counters and rules follow one primary together.
+        let topology = match self.topology {
+            Topology::Sentinel(sentinels) => Topology::Followed(
+                Primary::new(&sentinels, Duration::from_secs(1)).map_err(store_error)?,
+            ),
+            topology => topology,
         };
+        let store = RedisStoreBuilder::new(topology.clone());
         let store = match &self.clock {
             Some(clock) => store.clock(Arc::clone(clock)),
             None => store,
         };
         let store = store.timeout(self.timeout).build_lazy()?;
-        let rules = if self.cluster {
-            RedisRules::new_cluster(&self.urls, &self.prefix)?
-        } else {
-            RedisRules::new(self.urls.first().map_or("", String::as_str), &self.prefix)?
+        let rules = match &topology {
+            Topology::Single(url) => RedisRules::new(url, &self.prefix)?,
+            Topology::Cluster(nodes) => RedisRules::new_cluster(nodes, &self.prefix)?,
+            Topology::Sentinel(sentinels) => RedisRules::new_sentinel(sentinels, &self.prefix)?,
+            Topology::Followed(primary) => {
+                RedisRules::on_primary(Arc::clone(primary), &self.prefix)
+            }
         };
         let rules = rules.poll_every(self.poll_every);
         let fleet = self.fleet_share.then(FleetSize::new);
@@ -242,4 +255,8 @@ fn rand_id() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     hasher.finish()
+}
+
+fn store_error(error: redis::RedisError) -> Error {
+    Error::Store(Box::new(error))
 }

@@ -41,6 +41,23 @@ impl<C: Clone + Send + Sync> Lazy<C> {
         }
     }
 
+    /// A connection that is made already (one that makes its own
+    /// connections, as a Sentinel [`Primary`](crate::primary::Primary) does).
+    pub(crate) fn ready(address: String, connection: C) -> Self {
+        Self {
+            cell: OnceCell::new_with(Some(connection)),
+            connect: Box::new(|| {
+                Box::pin(async {
+                    Err(RedisError::from((
+                        redis::ErrorKind::Client,
+                        "a ready connection is never made again",
+                    )))
+                })
+            }),
+            address,
+        }
+    }
+
     /// The connection, made now if it was not yet.
     #[inline]
     pub(crate) async fn get(&self) -> Result<&C, Error> {

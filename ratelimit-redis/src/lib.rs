@@ -50,10 +50,14 @@
 
 mod fleet;
 mod lazy;
+mod primary;
 mod rules;
 pub mod script;
+mod sentinels;
 mod store;
+mod topology;
 
 pub use fleet::RedisFleet;
 pub use rules::RedisRules;
+pub use sentinels::Sentinels;
 pub use store::{RedisStore, RedisStoreBuilder};

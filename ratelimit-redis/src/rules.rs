@@ -15,7 +15,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Client, RedisError};
 use tokio::task::JoinHandle;
 
+use crate::Sentinels;
 use crate::lazy::{Lazy, redact};
+use crate::primary::Primary;
 
 /// Rules kept in Redis and announced on a channel, so that every instance
 /// sharing the Redis applies every change.
@@ -43,7 +45,8 @@ use crate::lazy::{Lazy, redact};
 #[derive(Clone)]
 pub struct RedisRules {
     /// Where announcements are heard: any node of a cluster hears them all,
-    /// so the follower moves to the next one when one is unreachable.
+    /// so the follower moves to the next one when one is unreachable; with
+    /// Sentinel, the primary in use.
     subscribe_to: Vec<Client>,
     connection: Arc<Lazy<RulesConnection>>,
     set_key: String,
@@ -71,6 +74,25 @@ impl fmt::Debug for RedisRules {
 enum RulesConnection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<Primary>),
+}
+
+impl RulesConnection {
+    async fn query(&self, cmd: &redis::Cmd) -> Result<redis::Value, RedisError> {
+        match self {
+            Self::Single(c) => c.clone().req_packed_command(cmd).await,
+            Self::Cluster(c) => c.clone().req_packed_command(cmd).await,
+            Self::Sentinel(primary) => {
+                let node = primary.node().await?;
+                let result = node.connection.clone().req_packed_command(cmd).await;
+                let result = result.and_then(|value| value.extract_error());
+                if let Err(error) = &result {
+                    primary.failed(&node, error);
+                }
+                result
+            }
+        }
+    }
 }
 
 const WRITE_SOURCE: &str = include_str!("rules_write.lua");
@@ -132,6 +154,21 @@ impl RedisRules {
             }
         });
         Ok(Self::with(clients, connection, prefix))
+    }
+
+    /// Rules in the primary that `sentinels` name, following it through
+    /// failovers (see [`Sentinels`]); announcements are heard on the
+    /// primary in use. Connects on first use (so this fails only for an
+    /// empty sentinel list or a URL that cannot be parsed).
+    pub fn new_sentinel(sentinels: &Sentinels, prefix: &KeyPrefix) -> Result<Self, Error> {
+        let primary = Primary::new(sentinels, Duration::from_secs(1)).map_err(store_error)?;
+        Ok(Self::on_primary(primary, prefix))
+    }
+
+    /// Rules in a primary followed already (shared with a fleet's store).
+    pub(crate) fn on_primary(primary: Arc<Primary>, prefix: &KeyPrefix) -> Self {
+        let connection = Lazy::ready(primary.describe(), RulesConnection::Sentinel(primary));
+        Self::with(Vec::new(), connection, prefix)
     }
 
     /// [`new`](Self::new), then connects now: fails if Redis does not
@@ -196,11 +233,9 @@ impl RedisRules {
         cmd.arg(source).arg(keys.len()).arg(keys).arg(args);
         let call = async {
             let connection = self.connection.get().await?;
-            let value = match connection {
-                RulesConnection::Single(c) => c.clone().req_packed_command(&cmd).await,
-                RulesConnection::Cluster(c) => c.clone().req_packed_command(&cmd).await,
-            };
-            value
+            connection
+                .query(&cmd)
+                .await
                 .and_then(|value| {
                     redis::from_redis_value::<T>(value.extract_error()?).map_err(RedisError::from)
                 })
@@ -273,9 +308,16 @@ impl Drop for Follower {
 }
 
 /// The follower's loop: subscribe to announcements (moving round the
-/// nodes), refresh after each (re)subscription, each announcement and each
-/// `poll_every`; stop when the limiter is gone.
-async fn follow(clients: Vec<Client>, channel: String, poll_every: Duration, limiter: WeakLimiter) {
+/// nodes, or on the primary in use when there are none), refresh after each
+/// (re)subscription, each announcement and each `poll_every`; stop when the
+/// limiter is gone.
+async fn follow(
+    clients: Vec<Client>,
+    primary: Arc<Lazy<RulesConnection>>,
+    channel: String,
+    poll_every: Duration,
+    limiter: WeakLimiter,
+) {
     // Refreshes, retrying a failure a few times: right after Redis comes
     // back, the first calls may still meet the connection that broke.
     // Returns false when the limiter is gone.
@@ -296,8 +338,13 @@ async fn follow(clients: Vec<Client>, channel: String, poll_every: Duration, lim
         true
     };
     let mut backoff = Duration::from_millis(50);
-    for client in clients.iter().cycle() {
-        if let Ok(mut pubsub) = client.get_async_pubsub().await
+    for turn in 0.. {
+        let client = match clients.get(turn % clients.len().max(1)) {
+            Some(client) => Some(client.clone()),
+            None => primary_client(&primary).await,
+        };
+        if let Some(client) = client
+            && let Ok(mut pubsub) = client.get_async_pubsub().await
             && pubsub.subscribe(&channel).await.is_ok()
         {
             backoff = Duration::from_millis(50);
@@ -327,6 +374,22 @@ async fn follow(clients: Vec<Client>, channel: String, poll_every: Duration, lim
         // the fleet's instances current) within about a second.
         backoff = (backoff * 2).min(Duration::from_millis(400));
     }
+}
+
+/// A client for the primary a Sentinel rule store uses, if it has one.
+async fn primary_client(connection: &Lazy<RulesConnection>) -> Option<Client> {
+    let find = async {
+        match connection.get().await.ok()? {
+            RulesConnection::Sentinel(primary) => {
+                primary.node().await.ok().map(|n| n.client.clone())
+            }
+            RulesConnection::Single(_) | RulesConnection::Cluster(_) => None,
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(1), find)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn store_error(error: RedisError) -> Error {
@@ -361,6 +424,7 @@ impl RuleStore for RedisRules {
     fn follow(&self, limiter: WeakLimiter) -> Option<Following> {
         let task = tokio::spawn(follow(
             self.subscribe_to.clone(),
+            Arc::clone(&self.connection),
             self.channel.clone(),
             self.poll_every,
             limiter,

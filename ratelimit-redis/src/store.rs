@@ -15,8 +15,11 @@ use redis::cluster_routing::Slot;
 use redis::{Client, Cmd, ErrorKind, RedisError, ServerErrorKind};
 use smallvec::SmallVec;
 
-use crate::lazy::{Lazy, redact};
+use crate::Sentinels;
+use crate::lazy::Lazy;
+use crate::primary::Primary;
 use crate::script::{self, Form};
+use crate::topology::Topology;
 
 /// A [`Store`] on Redis — one server or a Redis Cluster — with one script
 /// call per check.
@@ -45,6 +48,8 @@ use crate::script::{self, Form};
 #[derive(Clone)]
 pub struct RedisStore {
     connection: Arc<Lazy<Connection>>,
+    /// The node(s) it talks to, when fixed (not with Sentinel).
+    fixed_node: Option<Arc<str>>,
     cluster: bool,
     timeout: Duration,
     clock: Option<Arc<dyn Clock>>,
@@ -55,6 +60,8 @@ enum Connection {
     /// One or more multiplexed connections to one server, used in turn.
     Single(Arc<[ConnectionManager]>, Arc<AtomicUsize>),
     Cluster(ClusterConnection),
+    /// Whichever server the sentinels name primary now.
+    Sentinel(Arc<Primary>),
 }
 
 impl fmt::Debug for RedisStore {
@@ -83,23 +90,41 @@ impl RedisStore {
 
     /// Configures a store on one server.
     pub fn builder(url: &str) -> RedisStoreBuilder {
-        RedisStoreBuilder::new(vec![url.to_owned()], false)
+        RedisStoreBuilder::new(Topology::Single(url.to_owned()))
     }
 
     /// Configures a store on a Redis Cluster, discovered from `nodes` (any
     /// reachable subset of its nodes).
     pub fn cluster_builder<S: AsRef<str>>(nodes: &[S]) -> RedisStoreBuilder {
-        RedisStoreBuilder::new(nodes.iter().map(|s| s.as_ref().to_owned()).collect(), true)
+        RedisStoreBuilder::new(Topology::cluster(nodes))
+    }
+
+    /// Configures a store on the primary that `sentinels` name, following
+    /// it through failovers (see [`Sentinels`]).
+    pub fn sentinel_builder(sentinels: Sentinels) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(Topology::Sentinel(sentinels))
     }
 
     fn now(&self) -> Option<u64> {
         self.clock.as_ref().map(|clock| clock.now_micros())
     }
 
-    /// Where the store connects (its URL, or its cluster's first node,
-    /// without a password).
+    /// Where the store connects (its URL, its cluster's first node, or its
+    /// sentinels and master name; without passwords).
     pub fn address(&self) -> &str {
         self.connection.address()
+    }
+
+    /// The server that answers this store's calls now (`host:port`): the
+    /// one server, or the primary the sentinels named last; for a cluster,
+    /// the nodes it was given. `None` while a Sentinel store looks for its
+    /// primary.
+    pub fn node(&self) -> Option<String> {
+        match (&self.fixed_node, self.connection.made()) {
+            (Some(node), _) => Some(node.to_string()),
+            (None, Some(Connection::Sentinel(primary))) => primary.address().map(|a| a.to_string()),
+            (None, _) => None,
+        }
     }
 
     /// Sends a script command, bounded by the timeout; after `NOSCRIPT`,
@@ -270,6 +295,14 @@ async fn query<T: redis::FromRedisValue>(
             }
         }
         Connection::Cluster(connection) => query_on(connection.clone(), cmd).await,
+        Connection::Sentinel(primary) => {
+            let node = primary.node().await?;
+            let result = query_on(node.connection.clone(), cmd).await;
+            if let Err(error) = &result {
+                primary.failed(&node, error);
+            }
+            result
+        }
     }
 }
 
@@ -328,6 +361,10 @@ impl Store for RedisStore {
         Some(self.timeout)
     }
 
+    fn node(&self) -> Option<String> {
+        RedisStore::node(self)
+    }
+
     async fn reset(&self, keys: &[&[u8]]) -> Result<(), Error> {
         // One DEL per key: on a cluster the keys may live in different slots.
         for key in keys {
@@ -350,8 +387,7 @@ impl Store for RedisStore {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RedisStoreBuilder {
-    urls: Vec<String>,
-    cluster: bool,
+    topology: Topology,
     timeout: Duration,
     connection_timeout: Duration,
     connections: usize,
@@ -362,10 +398,9 @@ impl RedisStoreBuilder {
     /// The default bound on one store call.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 
-    fn new(urls: Vec<String>, cluster: bool) -> Self {
+    pub(crate) fn new(topology: Topology) -> Self {
         Self {
-            urls,
-            cluster,
+            topology,
             timeout: Self::DEFAULT_TIMEOUT,
             connection_timeout: Duration::from_secs(1),
             connections: 1,
@@ -413,7 +448,20 @@ impl RedisStoreBuilder {
     pub async fn build(self) -> Result<RedisStore, Error> {
         let limit = self.connection_timeout;
         let store = self.build_lazy()?;
-        store.connection.connect_within(limit).await.map(|()| store)
+        store.connection.connect_within(limit).await?;
+        if let Some(Connection::Sentinel(primary)) = store.connection.made() {
+            // Made already: the primary is found on first use.
+            match tokio::time::timeout(limit, primary.node()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(store_error(error)),
+                Err(_) => {
+                    return Err(Error::Store(
+                        format!("cannot find {} within {limit:?}", store.address()).into(),
+                    ));
+                }
+            }
+        }
+        Ok(store)
     }
 
     /// A store that connects on first use, and again on each use after a
@@ -421,51 +469,65 @@ impl RedisStoreBuilder {
     /// until Redis answers, each call fails within the
     /// [`timeout`](Self::timeout) with an error naming the address, which
     /// the limiter answers with its failure policy. Fails only for a URL
-    /// that cannot be parsed.
+    /// that cannot be parsed (or an empty list of sentinels).
     pub fn build_lazy(self) -> Result<RedisStore, Error> {
-        let address = redact(self.urls.first().map_or("", String::as_str));
+        let address = self.topology.describe();
         let connect_timeout = self.connection_timeout;
-        let connection = if self.cluster {
-            let client = ClusterClientBuilder::new(self.urls.iter().map(String::as_str))
-                .connection_timeout(self.connection_timeout)
-                .response_timeout(self.timeout)
-                .build()
-                .map_err(store_error)?;
-            Lazy::new(address, move || {
-                let client = client.clone();
-                async move { Ok(Connection::Cluster(client.get_async_connection().await?)) }
-            })
-        } else {
-            let url = self.urls.first().map_or("", String::as_str);
-            let client = Client::open(url).map_err(store_error)?;
-            // No retries within a call: a Redis that refuses connections is
-            // reported at once (and answered by the failure policy) rather
-            // than retried until the call's timeout; later calls try again.
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(connect_timeout))
-                .set_number_of_retries(0)
-                .set_max_delay(Duration::from_millis(500));
-            let count = self.connections.max(1);
-            Lazy::new(address, move || {
-                let (client, config) = (client.clone(), config.clone());
-                async move {
-                    let mut connections = Vec::with_capacity(count);
-                    for _ in 0..count {
-                        connections.push(
-                            ConnectionManager::new_with_config(client.clone(), config.clone())
-                                .await?,
-                        );
+        let mut fixed_node = None;
+        let connection = match &self.topology {
+            Topology::Cluster(nodes) => {
+                let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                    .connection_timeout(self.connection_timeout)
+                    .response_timeout(self.timeout)
+                    .build()
+                    .map_err(store_error)?;
+                fixed_node = Some(format!("cluster {}", self.topology.describe()).into());
+                Lazy::new(address, move || {
+                    let client = client.clone();
+                    async move { Ok(Connection::Cluster(client.get_async_connection().await?)) }
+                })
+            }
+            Topology::Single(url) => {
+                let client = Client::open(url.as_str()).map_err(store_error)?;
+                fixed_node = Some(client.get_connection_info().addr().to_string().into());
+                // No retries within a call: a Redis that refuses connections
+                // is reported at once (and answered by the failure policy)
+                // rather than retried until the call's timeout; later calls
+                // try again.
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_number_of_retries(0)
+                    .set_max_delay(Duration::from_millis(500));
+                let count = self.connections.max(1);
+                Lazy::new(address, move || {
+                    let (client, config) = (client.clone(), config.clone());
+                    async move {
+                        let mut connections = Vec::with_capacity(count);
+                        for _ in 0..count {
+                            connections.push(
+                                ConnectionManager::new_with_config(client.clone(), config.clone())
+                                    .await?,
+                            );
+                        }
+                        Ok(Connection::Single(
+                            connections.into(),
+                            Arc::new(AtomicUsize::new(0)),
+                        ))
                     }
-                    Ok(Connection::Single(
-                        connections.into(),
-                        Arc::new(AtomicUsize::new(0)),
-                    ))
-                }
-            })
+                })
+            }
+            Topology::Sentinel(sentinels) => {
+                let primary = Primary::new(sentinels, connect_timeout).map_err(store_error)?;
+                Lazy::ready(address, Connection::Sentinel(primary))
+            }
+            Topology::Followed(primary) => {
+                Lazy::ready(address, Connection::Sentinel(Arc::clone(primary)))
+            }
         };
         Ok(RedisStore {
             connection: Arc::new(connection),
-            cluster: self.cluster,
+            fixed_node,
+            cluster: self.topology.is_cluster(),
             timeout: self.timeout,
             clock: self.clock,
         })

@@ -28,5 +28,5 @@ mod wait;
 
 pub use cluster::RedisCluster;
 pub use sentinel::{MASTER_NAME, RedisSentinels};
-pub use server::RedisServer;
+pub use server::{RedisServer, free_port};
 pub use wait::wait_until;

@@ -80,6 +80,16 @@ impl RedisSentinels {
         })
     }
 
+    /// Asks the sentinels for a failover without a failure (`SENTINEL
+    /// FAILOVER`): the replica is promoted and the primary, still running,
+    /// becomes its replica. Returns the first sentinel's reply (`OK`).
+    pub fn failover(&self) -> String {
+        self.sentinels
+            .first()
+            .map(|s| s.cli(&["SENTINEL", "FAILOVER", MASTER_NAME]))
+            .unwrap_or_default()
+    }
+
     /// The sentinels' logs, for a failing test's message.
     pub fn logs(&self) -> String {
         self.sentinels

@@ -272,7 +272,9 @@ pub(crate) fn run_cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
-pub(crate) fn free_port() -> u16 {
+/// A loopback port nothing listens on now (for servers to start on, or
+/// for a test that needs an address where nothing answers).
+pub fn free_port() -> u16 {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

@@ -240,6 +240,7 @@ impl DistributedRateLimiter {
             rules_version: self.inner.rules.load().version(),
             instances: self.inner.fleet.as_ref().map(FleetSize::get),
             failure_policy: self.inner.failure_policy,
+            node: self.inner.store.node(),
         }
     }
 

@@ -22,6 +22,8 @@ pub struct Health {
     pub instances: Option<u32>,
     /// What answers for rules that name no failure policy of their own.
     pub failure_policy: FailurePolicy,
+    /// The server the store uses now (see [`Store::node`](crate::Store::node)).
+    pub node: Option<String>,
 }
 
 impl Health {
