@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p example-actix                      # in-memory store, 127.0.0.1:3000
 //! cargo run --release -p example-actix -- --redis-url redis://127.0.0.1:6379/
+//! cargo run --release -p example-actix -- --sentinel 10.0.0.5:26379 --sentinel-master mymaster
 //! ```
 //!
 //! Instances of either demo started with the same `--redis-url` enforce one
@@ -28,11 +29,7 @@ async fn main() -> Result<(), example_common::Fatal> {
     let server =
         actix_web::HttpServer::new(move || example_actix::app(limiter.clone(), settings.clone()))
             .bind(args.listen)?;
-    let store = if args.redis_url.is_some() {
-        "redis"
-    } else {
-        "in-memory"
-    };
+    let store = args.store_kind();
     for addr in server.addrs() {
         println!("listening on http://{addr} ({store} store, /admin {admin})");
     }

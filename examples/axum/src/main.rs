@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p example-axum                      # in-memory store, 127.0.0.1:3000
 //! cargo run --release -p example-axum -- --redis-url redis://127.0.0.1:6379/
+//! cargo run --release -p example-axum -- --sentinel 10.0.0.5:26379 --sentinel-master mymaster
 //! curl -i http://127.0.0.1:3000/            # RateLimit headers; 429 after 10 in a second
 //! curl -i -X POST -H 'x-user-id: 42' http://127.0.0.1:3000/login
 //! ```
@@ -30,11 +31,7 @@ async fn main() -> Result<(), example_common::Fatal> {
     };
     let app = example_axum::app(limiter, &settings);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    let store = if args.redis_url.is_some() {
-        "redis"
-    } else {
-        "in-memory"
-    };
+    let store = args.store_kind();
     println!(
         "listening on http://{} ({store} store, /admin {admin})",
         listener.local_addr()?

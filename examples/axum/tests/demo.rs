@@ -314,3 +314,65 @@ async fn the_failure_policy_flag_decides_while_redis_is_down() {
     }
     assert!(example_common::Args::try_parse_from(["x", "--failure-policy", "maybe"]).is_err());
 }
+
+/// `--sentinel` (repeatable) with `--sentinel-master`: the demo finds the
+/// primary through the sentinels, `/healthz` names it, and after the
+/// primary is killed the demo serves from the promoted replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_sentinels_the_demo_follows_a_failover() {
+    use clap::Parser;
+    use ratelimit_test_support::{MASTER_NAME, RedisSentinels, wait_until};
+    let mut group = RedisSentinels::start();
+    let (primary, replica) = (group.servers[0].port(), group.servers[1].port());
+    let mut argv = vec!["example-axum".to_owned()];
+    for address in group.addresses() {
+        argv.extend(["--sentinel".to_owned(), address]);
+    }
+    argv.extend(["--sentinel-master".to_owned(), MASTER_NAME.to_owned()]);
+    let args = example_common::Args::try_parse_from(&argv).unwrap();
+    assert_eq!(args.store_kind(), "redis-sentinel");
+    let limiter = example_common::limiter_for(&args).await.unwrap();
+    let addr = serve(example_axum::app(limiter, &Settings::default())).await;
+
+    let healthy_on = |port: u16| async move {
+        let (status, reply) = http(addr, "GET", "/healthz", "x").await;
+        status == 200 && reply.contains(&format!("\"node\":\"127.0.0.1:{port}\""))
+    };
+    wait_until(Duration::from_secs(5), "healthy on the primary", || {
+        healthy_on(primary)
+    })
+    .await;
+    let (status, reply) = http(addr, "GET", "/", "before").await;
+    assert_eq!(status, 200, "{reply}");
+
+    group.servers[0].kill();
+    wait_until(
+        Duration::from_secs(30),
+        "healthy on the promoted replica",
+        || healthy_on(replica),
+    )
+    .await;
+    let (status, reply) = http(addr, "GET", "/", "after").await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains("ratelimit-policy"), "{reply}");
+
+    // The flags go together, and not with --redis-url.
+    for argv in [
+        &["x", "--sentinel", "127.0.0.1:26379"][..],
+        &["x", "--sentinel-master", "m"],
+        &[
+            "x",
+            "--redis-url",
+            "redis://127.0.0.1/",
+            "--sentinel",
+            "127.0.0.1:26379",
+            "--sentinel-master",
+            "m",
+        ],
+    ] {
+        assert!(
+            example_common::Args::try_parse_from(argv).is_err(),
+            "{argv:?}"
+        );
+    }
+}

@@ -5,7 +5,8 @@
 //! - `GET /` — rule `default` (every caller, 10 per second);
 //! - `POST /login` — rule `login` (every client address, 5 per minute,
 //!   whatever user a request claims) and `default`;
-//! - `GET /healthz` — never limited; whether the store answers;
+//! - `GET /healthz` — never limited; whether the store answers, and which
+//!   Redis node the instance uses;
 //! - `GET /metrics` — never limited; Prometheus text;
 //! - `/admin/...` — the management API (`ratelimit_core::admin`), only with
 //!   `--admin-token`;
@@ -31,7 +32,7 @@ use ratelimit_core::{
     DistributedRateLimiter, Error, LimiterConfig, MemoryStore, Quota, Rule, Rules, Target,
     telemetry,
 };
-use ratelimit_redis::RedisFleet;
+use ratelimit_redis::{RedisFleet, Sentinels};
 
 /// The demos' command line (a contract other tools rely on).
 #[derive(Debug, Clone, Parser)]
@@ -43,6 +44,25 @@ pub struct Args {
     /// Use this Redis for counters and shared rules (default: in memory).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Use Redis through this sentinel instead of `--redis-url`
+    /// (repeatable; the variable is comma-separated).
+    #[arg(
+        long = "sentinel",
+        value_name = "HOST:PORT",
+        env = "REDIS_SENTINELS",
+        value_delimiter = ',',
+        conflicts_with = "redis_url",
+        requires = "sentinel_master"
+    )]
+    pub sentinels: Vec<String>,
+    /// The name the sentinels know the primary by.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "REDIS_SENTINEL_MASTER",
+        requires = "sentinels"
+    )]
+    pub sentinel_master: Option<String>,
     /// Bearer token for the /admin API (without one the API is off).
     #[arg(long, env = "RATELIMIT_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
@@ -59,6 +79,18 @@ pub struct Args {
         default_value = "open"
     )]
     pub failure_policy: Policy,
+}
+
+impl Args {
+    /// Which store the arguments ask for: `redis`, `redis-sentinel` or
+    /// `in-memory`.
+    pub fn store_kind(&self) -> &'static str {
+        match (&self.redis_url, &self.sentinel_master) {
+            (Some(_), _) => "redis",
+            (None, Some(_)) => "redis-sentinel",
+            (None, None) => "in-memory",
+        }
+    }
 }
 
 /// `--failure-policy`'s values.
@@ -219,8 +251,24 @@ pub async fn redis_limiter_with(
     url: &str,
     policy: FailurePolicy,
 ) -> Result<DistributedRateLimiter, Error> {
+    fleet_limiter(RedisFleet::new(url), policy).await
+}
+
+/// [`redis_limiter_with`] on the primary that `sentinels` name, followed
+/// through failovers.
+pub async fn sentinel_limiter_with(
+    sentinels: Sentinels,
+    policy: FailurePolicy,
+) -> Result<DistributedRateLimiter, Error> {
+    fleet_limiter(RedisFleet::sentinel(sentinels), policy).await
+}
+
+async fn fleet_limiter(
+    fleet: RedisFleet,
+    policy: FailurePolicy,
+) -> Result<DistributedRateLimiter, Error> {
     metrics();
-    RedisFleet::new(url)
+    fleet
         .timeout(Duration::from_millis(100))
         .rules(rules()?)
         // A flood of denied requests is answered here, not by Redis.
@@ -237,36 +285,53 @@ pub async fn redis_limiter_with(
 /// in force and the failure policy. A failure to start names the store.
 pub async fn limiter_for(args: &Args) -> Result<DistributedRateLimiter, StartError> {
     let policy = FailurePolicy::from(args.failure_policy);
-    let (limiter, store) = match &args.redis_url {
-        Some(url) => {
-            let limiter = redis_limiter_with(url, policy)
-                .await
-                .map_err(|error| StartError {
-                    store: "Redis".to_owned(),
-                    error,
-                })?;
-            (limiter, "redis")
-        }
-        None => {
-            let limiter =
-                memory_limiter_with(MemoryStore::new(), policy).map_err(|error| StartError {
-                    store: "the in-memory store".to_owned(),
-                    error,
-                })?;
-            (limiter, "in-memory")
+    let redis_error = |error| StartError {
+        store: "Redis".to_owned(),
+        error,
+    };
+    let store = args.store_kind();
+    let limiter = match (&args.redis_url, &args.sentinel_master) {
+        (Some(url), _) => redis_limiter_with(url, policy).await.map_err(redis_error)?,
+        (None, Some(master)) => sentinel_limiter_with(sentinels(&args.sentinels, master), policy)
+            .await
+            .map_err(redis_error)?,
+        (None, None) => {
+            memory_limiter_with(MemoryStore::new(), policy).map_err(|error| StartError {
+                store: "the in-memory store".to_owned(),
+                error,
+            })?
         }
     };
     let rules = limiter.rules();
     let ids: Vec<&str> = rules.iter().map(|rule| rule.id().as_str()).collect();
+    let health = limiter.health().await;
     tracing::info!(
         store,
+        node = health.node.as_deref().unwrap_or("-"),
         rules = %ids.join(","),
         rules_version = rules.version(),
-        rule_sync = limiter.health().await.rules.as_str(),
+        rule_sync = health.rules.as_str(),
         failure_policy = %policy,
         "rate limiter ready"
     );
     Ok(limiter)
+}
+
+/// `--sentinel` values as sentinel URLs: `HOST:PORT` becomes
+/// `redis://HOST:PORT`; a value with a scheme (`rediss://`, or one with a
+/// password) is kept as given.
+pub fn sentinels(addresses: &[String], master: &str) -> Sentinels {
+    let urls: Vec<String> = addresses
+        .iter()
+        .map(|address| {
+            if address.contains("://") {
+                address.clone()
+            } else {
+                format!("redis://{address}")
+            }
+        })
+        .collect();
+    Sentinels::new(&urls, master)
 }
 
 /// Why a demo could not start its limiter: which store, and what failed.
@@ -324,7 +389,8 @@ impl std::fmt::Debug for Fatal {
     }
 }
 
-/// `GET /healthz`: 200 and `{"store":"ok",...}` when the store answers; 503
+/// `GET /healthz`: 200 and `{"store":"ok","node":...}` when the store
+/// answers (`node`: the Redis server in use, `null` in memory); 503
 /// with the reason and the failure policy in force when it does not, or
 /// when the shared rules are not in step with the store (`"rules"`:
 /// `local` without a rule store, `synced`, `pending` before the store first
@@ -333,17 +399,28 @@ pub async fn health(limiter: &DistributedRateLimiter) -> (u16, String) {
     let health = limiter.health().await;
     let policy = health.failure_policy;
     let rules = health.rules.as_str();
+    let node = json_string(health.node.as_deref());
     match &health.store {
         Ok(()) => (
             if health.is_healthy() { 200 } else { 503 },
-            format!("{{\"store\":\"ok\",\"rules\":\"{rules}\",\"failure_policy\":\"{policy}\"}}\n"),
+            format!(
+                "{{\"store\":\"ok\",\"node\":{node},\"rules\":\"{rules}\",\"failure_policy\":\"{policy}\"}}\n"
+            ),
         ),
         Err(error) => (
             503,
             format!(
-                "{{\"store\":\"unavailable\",\"reason\":{:?},\"rules\":\"{rules}\",\"failure_policy\":\"{policy}\"}}\n",
-                error.to_string()
+                "{{\"store\":\"unavailable\",\"reason\":{},\"node\":{node},\"rules\":\"{rules}\",\"failure_policy\":\"{policy}\"}}\n",
+                json_string(Some(&error.to_string()))
             ),
         ),
     }
+}
+
+/// `text` as a JSON string (`null` for none).
+fn json_string(text: Option<&str>) -> String {
+    text.map_or_else(
+        || "null".to_owned(),
+        |text| serde_json::Value::from(text).to_string(),
+    )
 }
