@@ -141,6 +141,16 @@ pub enum Error {
     /// The store answered something this crate cannot interpret.
     #[error("the store answered garbage: {0}")]
     InvalidResponse(String),
+    /// The store charged an admission but too few replicas acknowledged
+    /// its write in time (a store asked for durable admissions): the
+    /// admission could be lost in a failover, so it is not reported.
+    #[error("{acknowledged} of {required} replicas acknowledged the admission in time")]
+    Unreplicated {
+        /// Replicas that acknowledged the write.
+        acknowledged: u32,
+        /// Replicas required.
+        required: u32,
+    },
     /// The store was not asked: it failed repeatedly and the circuit breaker
     /// is open.
     #[error("the store is failing; the circuit breaker is open")]
@@ -159,6 +169,7 @@ impl Error {
             Self::Timeout(_)
                 | Self::CapacityExhausted(_)
                 | Self::InvalidResponse(_)
+                | Self::Unreplicated { .. }
                 | Self::CircuitOpen
                 | Self::Store(_)
         )

@@ -174,6 +174,7 @@ pub(crate) fn error_kind(error: &Error) -> &'static str {
         Error::Timeout(_) => "timeout",
         Error::CapacityExhausted(_) => "capacity",
         Error::InvalidResponse(_) => "invalid_response",
+        Error::Unreplicated { .. } => "unreplicated",
         Error::CircuitOpen => "circuit_open",
         _ => "store",
     }

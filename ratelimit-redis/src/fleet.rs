@@ -58,6 +58,7 @@ pub struct RedisFleet {
     seeds: Vec<Rule>,
     clock: Option<Arc<dyn Clock>>,
     fleet_share: bool,
+    durable_replicas: u32,
     configure: Option<Box<dyn FnOnce(LimiterConfig) -> LimiterConfig + Send>>,
 }
 
@@ -101,6 +102,7 @@ impl RedisFleet {
             seeds: Vec::new(),
             clock: None,
             fleet_share: true,
+            durable_replicas: 0,
             configure: None,
         }
     }
@@ -160,6 +162,18 @@ impl RedisFleet {
         self
     }
 
+    /// Durable admissions: an admission counts only once `replicas`
+    /// replicas acknowledged it, so that a failover does not forget it
+    /// (0, the default, for none). An admission not acknowledged in time
+    /// is answered by the rule's failure policy; with `FailClosed` the
+    /// fleet then stays within its rules across a failover that promotes
+    /// an acknowledging replica. See [`RedisStoreBuilder::durable`] for
+    /// what it guarantees and what it does not.
+    pub fn durable_replicas(mut self, replicas: u32) -> Self {
+        self.durable_replicas = replicas;
+        self
+    }
+
     /// Everything else about the limiter — failure policy, deny cache,
     /// circuit breaker — set on its [`LimiterConfig`] (whose store, rule
     /// store, key prefix, timeout and seed rules this builder has already
@@ -187,7 +201,10 @@ impl RedisFleet {
             Some(clock) => store.clock(Arc::clone(clock)),
             None => store,
         };
-        let store = store.timeout(self.timeout).build_lazy()?;
+        let store = store
+            .timeout(self.timeout)
+            .durable(self.durable_replicas)
+            .build_lazy()?;
         let rules = match &topology {
             Topology::Single(url) => RedisRules::new(url, &self.prefix)?,
             Topology::Cluster(nodes) => RedisRules::new_cluster(nodes, &self.prefix)?,

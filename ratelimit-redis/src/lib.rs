@@ -48,6 +48,7 @@
 //! - Connections are made on first use and remade by themselves; every call
 //!   is bounded by the store's timeout, the only timer a check arms.
 
+mod durable;
 mod fleet;
 mod lazy;
 mod primary;

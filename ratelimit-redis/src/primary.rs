@@ -94,8 +94,11 @@ impl Primary {
     /// Starts the watcher and the listeners, once.
     fn start(self: &Arc<Self>) {
         self.tasks.get_or_init(|| {
-            let config =
-                AsyncConnectionConfig::new().set_connection_timeout(Some(self.connect_timeout));
+            // No response timeout of the client's own: every call is
+            // bounded by its caller (the store's timeout).
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.connect_timeout))
+                .set_response_timeout(None);
             let watcher = tokio::spawn(watch_primary(
                 Arc::downgrade(self),
                 Arc::clone(&self.wake),

@@ -13,9 +13,11 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 use redis::{Client, Cmd, ErrorKind, RedisError, ServerErrorKind};
+
 use smallvec::SmallVec;
 
 use crate::Sentinels;
+use crate::durable::Durable;
 use crate::lazy::Lazy;
 use crate::primary::Primary;
 use crate::script::{self, Form};
@@ -53,6 +55,8 @@ pub struct RedisStore {
     cluster: bool,
     timeout: Duration,
     clock: Option<Arc<dyn Clock>>,
+    /// Set when admissions must be acknowledged by replicas.
+    durable: Option<Arc<Durable>>,
 }
 
 #[derive(Clone)]
@@ -166,6 +170,14 @@ impl RedisStore {
         charge: bool,
     ) -> Result<script::Reply, Error> {
         let now = self.now();
+        if charge && let Some(durable) = &self.durable {
+            let command = |form| script::check_command(items, true, now, form);
+            let attempt = self.check_durably(durable, items, &command);
+            return match tokio::time::timeout(self.timeout, attempt).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::Timeout(self.timeout)),
+            };
+        }
         let reply: redis::Value = self
             .call(|form| script::check_command(items, charge, now, form))
             .await?;
@@ -250,6 +262,37 @@ impl RedisStore {
         Ok(Outcome { allowed, decisions })
     }
 
+    /// A charging script call whose admission counts only once replicas
+    /// acknowledge it (see `durable.rs`).
+    #[cold]
+    async fn check_durably(
+        &self,
+        durable: &Durable,
+        items: &[CheckItem<'_>],
+        command: &impl Fn(Form) -> Cmd,
+    ) -> Result<script::Reply, Error> {
+        match self.connection.get().await? {
+            Connection::Single(..) => match &durable.fixed {
+                Some(client) => check_on_link(durable, client, None, items, command)
+                    .await
+                    .map_err(Failure::into_error),
+                None => Err(Error::Store("durable admissions without a server".into())),
+            },
+            Connection::Sentinel(primary) => {
+                let node = primary.node().await.map_err(store_error)?;
+                let result =
+                    check_on_link(durable, &node.client, Some(&node.address), items, command).await;
+                if let Err(Failure::Redis(error)) = &result {
+                    primary.failed(&node, error);
+                }
+                result.map_err(Failure::into_error)
+            }
+            Connection::Cluster(connection) => {
+                check_with_wait(durable, connection.clone(), items, command).await
+            }
+        }
+    }
+
     /// Gives back what the slots in `charged` were charged. Best effort: a
     /// refund that fails leaves those counters charged (stricter, never
     /// looser).
@@ -314,6 +357,104 @@ async fn query_on<T: redis::FromRedisValue>(
     // NOSCRIPT is seen as such.
     let value = connection.req_packed_command(cmd).await?.extract_error()?;
     redis::from_redis_value(value).map_err(RedisError::from)
+}
+
+/// Why a durable check failed: on the way to Redis, or after.
+enum Failure {
+    Redis(RedisError),
+    Other(Error),
+}
+
+impl Failure {
+    fn into_error(self) -> Error {
+        match self {
+            Self::Redis(error) => store_error(error),
+            Self::Other(error) => error,
+        }
+    }
+}
+
+/// A durable check on one of `durable`'s links to `client`'s server,
+/// confirmed with the link's group commit.
+async fn check_on_link(
+    durable: &Durable,
+    client: &Client,
+    server: Option<&Arc<str>>,
+    items: &[CheckItem<'_>],
+    command: &impl Fn(Form) -> Cmd,
+) -> Result<script::Reply, Failure> {
+    let link = durable.link(client, server).await.map_err(Failure::Redis)?;
+    let value: redis::Value = match send_script_on(&link.connection, command).await {
+        Ok(value) => value,
+        Err(error) => {
+            durable.drop_link(&link);
+            return Err(Failure::Redis(error));
+        }
+    };
+    let reply = script::parse(&value, items.len()).map_err(Failure::Other)?;
+    if reply.outcome(items, true).allowed {
+        durable.confirm(&link).await.map_err(Failure::Other)?;
+    }
+    Ok(reply)
+}
+
+/// A durable check on a cluster: the script and a `WAIT` in one pipeline,
+/// so that both travel on the same connection to the slot's primary
+/// whatever the cluster client reconnects.
+async fn check_with_wait(
+    durable: &Durable,
+    connection: ClusterConnection,
+    items: &[CheckItem<'_>],
+    command: &impl Fn(Form) -> Cmd,
+) -> Result<script::Reply, Error> {
+    let send = |form| {
+        let mut pipe = redis::pipe();
+        pipe.add_command(command(form))
+            .cmd("WAIT")
+            .arg(durable.replicas())
+            .arg(durable.wait_ms());
+        let mut connection = connection.clone();
+        async move { connection.req_packed_commands(&pipe, 0, 2).await }
+    };
+    let mut values = send(Form::Sha).await.map_err(store_error)?;
+    let no_script = matches!(values.first(), Some(redis::Value::ServerError(e))
+        if e.kind() == Some(ServerErrorKind::NoScript));
+    if no_script {
+        values = send(Form::Source).await.map_err(store_error)?;
+    }
+    let mut values = values.into_iter();
+    let (Some(value), Some(acknowledged)) = (values.next(), values.next()) else {
+        return Err(Error::InvalidResponse("a pipeline answered short".into()));
+    };
+    let value = value.extract_error().map_err(store_error)?;
+    let reply = script::parse(&value, items.len())?;
+    if reply.outcome(items, true).allowed {
+        let acknowledged: u64 =
+            redis::from_redis_value(acknowledged.extract_error().map_err(store_error)?)
+                .map_err(|e| store_error(e.into()))?;
+        let acknowledged = u32::try_from(acknowledged).unwrap_or(u32::MAX);
+        if acknowledged < durable.replicas() {
+            return Err(Error::Unreplicated {
+                acknowledged,
+                required: durable.replicas(),
+            });
+        }
+    }
+    Ok(reply)
+}
+
+/// Sends a script command on `connection`; after `NOSCRIPT`, sends it
+/// again with the script's source.
+async fn send_script_on<T: redis::FromRedisValue, C: ConnectionLike + Clone>(
+    connection: &C,
+    command: &impl Fn(Form) -> Cmd,
+) -> Result<T, RedisError> {
+    match query_on(connection.clone(), &command(Form::Sha)).await {
+        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            query_on(connection.clone(), &command(Form::Source)).await
+        }
+        result => result,
+    }
 }
 
 /// Whether the items' keys live in more than one cluster slot.
@@ -392,6 +533,7 @@ pub struct RedisStoreBuilder {
     connection_timeout: Duration,
     connections: usize,
     clock: Option<Arc<dyn Clock>>,
+    durable_replicas: u32,
 }
 
 impl RedisStoreBuilder {
@@ -405,7 +547,32 @@ impl RedisStoreBuilder {
             connection_timeout: Duration::from_secs(1),
             connections: 1,
             clock: None,
+            durable_replicas: 0,
         }
+    }
+
+    /// Durable admissions: a check that admits is reported only once
+    /// `replicas` replicas acknowledged its write (`WAIT`, given half the
+    /// store's [`timeout`](Self::timeout)); otherwise it fails
+    /// ([`Error::Unreplicated`], or [`Error::Timeout`]) and the limiter
+    /// answers by the rule's failure policy — fail closed to never admit
+    /// what a failover could forget. 0 (the default) turns it off.
+    ///
+    /// What it guarantees, and what it does not: an admission is reported
+    /// only after `replicas` replicas have its write, so a failover that
+    /// promotes one of them keeps it. `WAIT` is not consensus: a failover
+    /// that promotes a replica which had not acknowledged, or the loss of
+    /// the primary and every acknowledging replica at once, still loses
+    /// admissions. With Sentinel and one replica, `replicas = 1` covers
+    /// the usual failover.
+    ///
+    /// Admissions are confirmed in groups: on one server, checks run on
+    /// two connections of their own, and one `WAIT` confirms every check
+    /// that came back before it. On a cluster each check sends its script
+    /// and a `WAIT` together, to the slot's primary.
+    pub fn durable(mut self, replicas: u32) -> Self {
+        self.durable_replicas = replicas;
+        self
     }
 
     /// How many multiplexed connections to open to a standalone server
@@ -524,9 +691,24 @@ impl RedisStoreBuilder {
                 Lazy::ready(address, Connection::Sentinel(Arc::clone(primary)))
             }
         };
+        let durable = (self.durable_replicas > 0).then(|| {
+            let fixed = match &self.topology {
+                Topology::Single(url) => Client::open(url.as_str()).ok(),
+                _ => None,
+            };
+            // Half the call's timeout, so that a short count comes back as
+            // such (`Unreplicated`) rather than as the call's timeout.
+            Arc::new(Durable::new(
+                fixed,
+                self.durable_replicas,
+                self.timeout / 2,
+                connect_timeout,
+            ))
+        });
         Ok(RedisStore {
             connection: Arc::new(connection),
             fixed_node,
+            durable,
             cluster: self.topology.is_cluster(),
             timeout: self.timeout,
             clock: self.clock,
