@@ -9,27 +9,32 @@
 //!   a `WAIT` on a fresh connection would confirm writes made on the old
 //!   one without covering them. A link that fails is dropped and a new one
 //!   made for the next check.
-//! - Group commit: a check that charged takes a ticket on its link once its
-//!   reply is back; one `WAIT` sent after that covers it and every ticket
-//!   taken before. While a `WAIT` is out, further tickets wait for the next
-//!   one, which the first of them sends. So one `WAIT` confirms a whole
-//!   group, however many checks run.
+//! - Group commit ([`Group`]): one `WAIT` confirms every check whose reply
+//!   came back on the connection before it was sent.
 //! - A check sent while its link is blocked in `WAIT` waits for it; two
 //!   links, taken by whichever is not waiting, keep checks flowing.
+//! - On a cluster the cluster client owns the connections and reconnects
+//!   them by itself, so each check's script travels in one pipeline with
+//!   `CLUSTER MYID` and `CLIENT ID`, which name the connection it ran on;
+//!   the `WAIT` goes to the slot's primary with the same two, and confirms
+//!   only if they name the same connection.
 //! - A check whose `WAIT` reports too few replicas fails with
 //!   [`Error::Unreplicated`]; one whose `WAIT` does not come back within
 //!   the store's timeout fails with [`Error::Timeout`]. Either way the
 //!   limiter answers by its failure policy: never an unconfirmed admission.
 
-use std::pin::pin;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ratelimit_core::Error;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError};
-use tokio::sync::Notify;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::{AsyncConnectionConfig, Client, RedisError, Value};
+
+use crate::group_commit::Group;
 
 /// Links per server: while one waits for its replicas, checks go to the
 /// other.
@@ -47,7 +52,17 @@ pub(crate) struct Durable {
     config: AsyncConnectionConfig,
     links: [Mutex<Option<Arc<Link>>>; LINKS],
     next: AtomicUsize,
+    /// A cluster's connections, by the node and client id they name.
+    cluster_groups: Mutex<HashMap<ConnectionId, Arc<Group>>>,
 }
+
+/// Which connection a cluster check ran on: the node's id and the
+/// client id the node gave the connection.
+pub(crate) type ConnectionId = (String, i64);
+
+/// Groups kept for a cluster at most (a few per node, as connections are
+/// remade); beyond, the map starts over.
+const CLUSTER_GROUPS: usize = 256;
 
 impl std::fmt::Debug for Durable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,23 +79,7 @@ pub(crate) struct Link {
     /// The server it reaches, when that can change (Sentinel): a link to a
     /// former primary is not reused.
     server: Option<Arc<str>>,
-    commits: Mutex<Commits>,
-    settled: Notify,
-}
-
-/// Tickets are numbered from 1 in the order their replies came back.
-#[derive(Default)]
-struct Commits {
-    /// The last ticket taken.
-    taken: u64,
-    /// Every ticket up to this one is acknowledged.
-    confirmed: u64,
-    /// A `WAIT` covering every ticket up to this one fell short.
-    failed: u64,
-    /// What the last short `WAIT` got.
-    acknowledged: u32,
-    /// Whether a `WAIT` is out.
-    waiting: bool,
+    group: Arc<Group>,
 }
 
 impl Durable {
@@ -104,17 +103,8 @@ impl Durable {
                 .set_response_timeout(None),
             links: std::array::from_fn(|_| Mutex::new(None)),
             next: AtomicUsize::new(0),
+            cluster_groups: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Replicas that must acknowledge each admission.
-    pub(crate) fn replicas(&self) -> u32 {
-        self.replicas
-    }
-
-    /// `WAIT`'s timeout, in milliseconds.
-    pub(crate) fn wait_ms(&self) -> u64 {
-        self.wait_ms
     }
 
     /// A link to the server `client` reaches (`server` names it when it
@@ -133,7 +123,7 @@ impl Durable {
                 chosen.get_or_insert((first + i) % LINKS);
                 continue;
             };
-            if !link.is_waiting() {
+            if !link.group.is_waiting() {
                 return Ok(link);
             }
             chosen.get_or_insert((first + i) % LINKS);
@@ -148,8 +138,7 @@ impl Durable {
         let link = Arc::new(Link {
             connection,
             server: server.cloned(),
-            commits: Mutex::new(Commits::default()),
-            settled: Notify::new(),
+            group: Arc::default(),
         });
         if let Ok(mut slot) = self.links[index].lock() {
             *slot = Some(Arc::clone(&link));
@@ -170,31 +159,40 @@ impl Durable {
 
     /// Waits until the write of a check whose reply just came back on
     /// `link` is acknowledged by enough replicas.
-    pub(crate) async fn confirm(&self, link: &Arc<Link>) -> Result<(), Error> {
-        let ticket = link.take_ticket();
-        loop {
-            let mut settled = pin!(link.settled.notified());
-            settled.as_mut().enable();
-            match link.standing(ticket, self.replicas) {
-                Standing::Confirmed => return Ok(()),
-                Standing::Short(acknowledged) => {
-                    return Err(Error::Unreplicated {
-                        acknowledged,
-                        required: self.replicas,
-                    });
-                }
-                Standing::Lead(covering) => {
-                    tokio::spawn(wait(
-                        Arc::clone(link),
-                        covering,
-                        self.replicas,
-                        self.wait_ms,
-                    ));
-                }
-                Standing::Pending => {}
+    pub(crate) async fn confirm(&self, link: &Link) -> Result<(), Error> {
+        let (replicas, wait_ms) = (self.replicas, self.wait_ms);
+        link.group
+            .confirm(replicas, || {
+                wait_on(link.connection.clone(), replicas, wait_ms)
+            })
+            .await
+    }
+
+    /// Waits until the write of a cluster check, which ran in `slot` on the
+    /// connection `id` names, is acknowledged by enough replicas.
+    pub(crate) async fn confirm_on_cluster(
+        &self,
+        connection: &ClusterConnection,
+        slot: Slot,
+        id: ConnectionId,
+    ) -> Result<(), Error> {
+        let group = {
+            let Ok(mut groups) = self.cluster_groups.lock() else {
+                return Err(Error::Store(
+                    "durable admissions: a lock was poisoned".into(),
+                ));
+            };
+            if groups.len() >= CLUSTER_GROUPS && !groups.contains_key(&id) {
+                groups.clear();
             }
-            settled.await;
-        }
+            Arc::clone(groups.entry(id.clone()).or_default())
+        };
+        let (replicas, wait_ms) = (self.replicas, self.wait_ms);
+        group
+            .confirm(replicas, || {
+                wait_in_cluster(connection.clone(), slot, id.clone(), replicas, wait_ms)
+            })
+            .await
     }
 }
 
@@ -209,67 +207,57 @@ fn usable(slot: &Mutex<Option<Arc<Link>>>, server: Option<&Arc<str>>) -> Option<
     same.then_some(held)
 }
 
-enum Standing {
-    Confirmed,
-    Short(u32),
-    /// This ticket's check sends the next `WAIT`, covering tickets up to
-    /// the one given.
-    Lead(u64),
-    Pending,
-}
-
-impl Link {
-    fn take_ticket(&self) -> u64 {
-        let Ok(mut commits) = self.commits.lock() else {
-            return u64::MAX;
-        };
-        commits.taken += 1;
-        commits.taken
-    }
-
-    fn is_waiting(&self) -> bool {
-        self.commits.lock().map_or(true, |c| c.waiting)
-    }
-
-    fn standing(&self, ticket: u64, replicas: u32) -> Standing {
-        let Ok(mut commits) = self.commits.lock() else {
-            return Standing::Short(0);
-        };
-        if commits.confirmed >= ticket {
-            Standing::Confirmed
-        } else if commits.failed >= ticket {
-            Standing::Short(commits.acknowledged.min(replicas))
-        } else if commits.waiting {
-            Standing::Pending
-        } else {
-            commits.waiting = true;
-            Standing::Lead(commits.taken)
-        }
-    }
-}
-
-/// Sends one `WAIT` on `link`, records what it confirmed and wakes the
-/// checks waiting. A task of its own, so that a check that gives up (its
-/// timeout) does not leave the others without a `WAIT`.
-async fn wait(link: Arc<Link>, covering: u64, replicas: u32, wait_ms: u64) {
-    let mut connection = link.connection.clone();
+/// One `WAIT` on `connection`: how many replicas acknowledged (0 for a
+/// failure).
+async fn wait_on(mut connection: MultiplexedConnection, replicas: u32, wait_ms: u64) -> u32 {
     let mut command = redis::cmd("WAIT");
     command.arg(replicas).arg(wait_ms);
     let sent = command.query_async::<u64>(&mut connection);
     // WAIT returns by its own timeout; this bounds a server that hangs.
     let limit = Duration::from_millis(wait_ms.saturating_add(1_000));
-    let acknowledged = match tokio::time::timeout(limit, sent).await {
+    match tokio::time::timeout(limit, sent).await {
         Ok(Ok(count)) => u32::try_from(count).unwrap_or(u32::MAX),
         Ok(Err(_)) | Err(_) => 0,
-    };
-    if let Ok(mut commits) = link.commits.lock() {
-        commits.waiting = false;
-        if acknowledged >= replicas {
-            commits.confirmed = commits.confirmed.max(covering);
-        } else {
-            commits.failed = commits.failed.max(covering);
-            commits.acknowledged = acknowledged;
-        }
     }
-    link.settled.notify_waiters();
+}
+
+/// One `WAIT` on the cluster connection to `slot`'s primary: how many
+/// replicas acknowledged, or 0 if it failed or went on another connection
+/// than the one `id` names.
+async fn wait_in_cluster(
+    mut connection: ClusterConnection,
+    slot: Slot,
+    id: ConnectionId,
+    replicas: u32,
+    wait_ms: u64,
+) -> u32 {
+    let mut pipe = redis::pipe();
+    pipe.cmd("CLUSTER").arg("MYID");
+    pipe.cmd("CLIENT").arg("ID");
+    pipe.cmd("WAIT").arg(replicas).arg(wait_ms);
+    let route = SingleNodeRoutingInfo::SpecificNode(Route::with_slot(slot, SlotAddr::Master));
+    let sent = connection.route_pipeline(pipe, 0, 3, route);
+    let limit = Duration::from_millis(wait_ms.saturating_add(1_000));
+    let Ok(Ok(values)) = tokio::time::timeout(limit, sent).await else {
+        return 0;
+    };
+    let mut values = values.into_iter();
+    let (Some(node), Some(client), Some(count)) = (values.next(), values.next(), values.next())
+    else {
+        return 0;
+    };
+    match (
+        connection_id(node, client),
+        redis::from_redis_value::<u64>(count),
+    ) {
+        (Some(on), Ok(count)) if on == id => u32::try_from(count).unwrap_or(u32::MAX),
+        _ => 0,
+    }
+}
+
+/// The connection `CLUSTER MYID` and `CLIENT ID` replied about.
+pub(crate) fn connection_id(node: Value, client: Value) -> Option<ConnectionId> {
+    let node: String = redis::from_redis_value(node).ok()?;
+    let client: i64 = redis::from_redis_value(client).ok()?;
+    Some((node, client))
 }

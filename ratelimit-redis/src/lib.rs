@@ -50,6 +50,7 @@
 
 mod durable;
 mod fleet;
+mod group_commit;
 mod lazy;
 mod primary;
 mod rules;

@@ -11,13 +11,13 @@ use ratelimit_core::{Error, Store, clock::Clock, store::Decision};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::Slot;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{Client, Cmd, ErrorKind, RedisError, ServerErrorKind};
 
 use smallvec::SmallVec;
 
 use crate::Sentinels;
-use crate::durable::Durable;
+use crate::durable::{self, Durable};
 use crate::lazy::Lazy;
 use crate::primary::Primary;
 use crate::script::{self, Form};
@@ -398,47 +398,46 @@ async fn check_on_link(
     Ok(reply)
 }
 
-/// A durable check on a cluster: the script and a `WAIT` in one pipeline,
-/// so that both travel on the same connection to the slot's primary
-/// whatever the cluster client reconnects.
+/// A durable check on a cluster: the script in one pipeline with
+/// `CLUSTER MYID` and `CLIENT ID`, which name the connection it ran on,
+/// then the group commit of that connection (see `durable.rs`).
 async fn check_with_wait(
     durable: &Durable,
     connection: ClusterConnection,
     items: &[CheckItem<'_>],
     command: &impl Fn(Form) -> Cmd,
 ) -> Result<script::Reply, Error> {
+    // Routed by the check's slot: the client would route `CLIENT ID` to a
+    // random primary and refuse the pipeline as crossing slots.
+    let slot = items
+        .first()
+        .map_or(Slot::for_key(b""), |item| Slot::for_key(item.key));
     let send = |form| {
         let mut pipe = redis::pipe();
-        pipe.add_command(command(form))
-            .cmd("WAIT")
-            .arg(durable.replicas())
-            .arg(durable.wait_ms());
+        pipe.cmd("CLUSTER").arg("MYID");
+        pipe.cmd("CLIENT").arg("ID");
+        pipe.add_command(command(form));
         let mut connection = connection.clone();
-        async move { connection.req_packed_commands(&pipe, 0, 2).await }
+        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_slot(slot, SlotAddr::Master));
+        async move { connection.route_pipeline(pipe, 0, 3, route).await }
     };
     let mut values = send(Form::Sha).await.map_err(store_error)?;
-    let no_script = matches!(values.first(), Some(redis::Value::ServerError(e))
+    let no_script = matches!(values.get(2), Some(redis::Value::ServerError(e))
         if e.kind() == Some(ServerErrorKind::NoScript));
     if no_script {
         values = send(Form::Source).await.map_err(store_error)?;
     }
     let mut values = values.into_iter();
-    let (Some(value), Some(acknowledged)) = (values.next(), values.next()) else {
+    let (Some(node), Some(client), Some(value)) = (values.next(), values.next(), values.next())
+    else {
         return Err(Error::InvalidResponse("a pipeline answered short".into()));
     };
     let value = value.extract_error().map_err(store_error)?;
     let reply = script::parse(&value, items.len())?;
     if reply.outcome(items, true).allowed {
-        let acknowledged: u64 =
-            redis::from_redis_value(acknowledged.extract_error().map_err(store_error)?)
-                .map_err(|e| store_error(e.into()))?;
-        let acknowledged = u32::try_from(acknowledged).unwrap_or(u32::MAX);
-        if acknowledged < durable.replicas() {
-            return Err(Error::Unreplicated {
-                acknowledged,
-                required: durable.replicas(),
-            });
-        }
+        let id = durable::connection_id(node, client)
+            .ok_or_else(|| Error::InvalidResponse("no connection id".into()))?;
+        durable.confirm_on_cluster(&connection, slot, id).await?;
     }
     Ok(reply)
 }

@@ -163,6 +163,61 @@ async fn concurrent_admissions_are_confirmed_together() {
     assert!(wait_calls > 0 && wait_calls <= 300, "{wait_calls} WAITs");
 }
 
+/// On a cluster too: concurrent checks over many slots, each confirmed by
+/// the group commit of the connection it ran on, all count exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_admissions_on_a_cluster_are_confirmed() {
+    let cluster = RedisCluster::start(3, 1);
+    let limiter = RedisFleet::cluster(&cluster.urls())
+        .timeout(Duration::from_millis(500))
+        .durable_replicas(1)
+        .rule(
+            Rule::new(
+                "api",
+                Target::Each,
+                Quota::new(10, Duration::from_secs(3600)).unwrap(),
+            )
+            .unwrap()
+            .with_failure_policy(FailurePolicy::FailClosed),
+        )
+        .start()
+        .await
+        .unwrap();
+    // 16 tasks, 32 callers (two tasks each), 15 asks a task: 30 asks and
+    // 10 admissions per caller.
+    let tasks: Vec<_> = (0..16)
+        .map(|task| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                let mut verdicts = Vec::new();
+                for i in 0..15 {
+                    let caller = format!("c{}", (task * 2 + i % 2) % 32);
+                    verdicts.extend(asks(&limiter, &caller, 1).await);
+                }
+                verdicts
+            })
+        })
+        .collect();
+    let mut verdicts = Vec::new();
+    for task in tasks {
+        verdicts.extend(task.await.unwrap());
+    }
+    assert!(
+        verdicts.iter().all(|v| v.source() == Source::Store),
+        "none failed"
+    );
+    let expected: usize = (0..32)
+        .map(|caller| {
+            let asked = (0..16)
+                .flat_map(|task| (0..15).map(move |i| (task * 2 + i % 2) % 32))
+                .filter(|&c| c == caller)
+                .count();
+            asked.min(10)
+        })
+        .sum();
+    assert_eq!(admitted(&verdicts), expected);
+}
+
 /// Charges and refusals of one caller across a failover, as the issue
 /// describes it.
 #[derive(Debug, Default)]

@@ -7,6 +7,7 @@
 //! cargo run --release -p ratelimit-load -- --spawn-redis --tasks 16
 //! cargo run --release -p ratelimit-load -- --spawn-redis --tasks 16 --mode raw
 //! cargo run --release -p ratelimit-load -- --spawn-cluster --instances 3 --limit 1 --deny-cache 100000
+//! cargo run --release -p ratelimit-load -- --spawn-redis --tasks 16 --durable-replicas 1
 //! ```
 //!
 //! `tools/load/fleet.sh` runs the README's whole table of scenarios.
@@ -104,23 +105,35 @@ struct Args {
     /// (limiter mode; 0: none).
     #[arg(long, default_value_t = 0)]
     deny_cache: usize,
+    /// Durable admissions: each admission waits for this many replicas
+    /// (limiter and store modes; 0: off). With --spawn-redis or
+    /// --spawn-cluster, starts that many replicas per primary.
+    #[arg(long, default_value_t = 0)]
+    durable_replicas: u32,
+    /// Replicas per primary to start with --spawn-redis or --spawn-cluster
+    /// (default: --durable-replicas), so that a run without the mode can
+    /// pay for replication too.
+    #[arg(long)]
+    replicas: Option<u32>,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let (_server, _cluster);
+    let (_server, _cluster, _replicas);
+    let replicas = usize::try_from(args.replicas.unwrap_or(args.durable_replicas))?;
     let urls: Vec<String> = if args.spawn_cluster {
         if args.mode == Mode::Raw {
             return Err("--mode raw runs on a single server".into());
         }
-        let cluster = RedisCluster::start(3, 0);
+        let cluster = RedisCluster::start(3, replicas);
         let urls = cluster.urls();
         _cluster = cluster;
         urls
     } else if args.spawn_redis {
         let server = RedisServer::start();
         let url = server.url();
+        _replicas = spawn_replicas(&server, replicas)?;
         _server = server;
         vec![url]
     } else if let Some(url) = &args.redis_url {
@@ -201,7 +214,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          p50={}us p99={}us p999={}us allowed={} permitted<={} failed={} \
          redis_cmds/s={:.0} (incl. calls inside scripts) redis_cmds/check={:.3} \
          redis_cpu_us/check={:.2} client_cpu_us/check={:.2} memory_usage_bytes/key={} \
-         deny_cache={} batch={} connections={}",
+         deny_cache={} batch={} connections={} durable_replicas={}",
         args.mode,
         if args.spawn_cluster {
             "cluster"
@@ -233,11 +246,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.deny_cache,
         args.batch,
         args.connections,
+        args.durable_replicas,
     );
     if allowed > permitted {
         return Err(format!("admitted {allowed} > permitted {permitted}").into());
     }
     Ok(())
+}
+
+/// `count` replicas of `primary`, once each is in sync.
+fn spawn_replicas(
+    primary: &RedisServer,
+    count: usize,
+) -> Result<Vec<RedisServer>, Box<dyn std::error::Error>> {
+    let port = primary.port().to_string();
+    let replicas: Vec<RedisServer> = (0..count)
+        .map(|_| RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for replica in &replicas {
+        while !replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            if Instant::now() > deadline {
+                return Err("a replica did not sync within 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(replicas)
 }
 
 #[derive(Clone)]
@@ -264,11 +302,12 @@ impl Driver {
         let connections = args.connections;
         let url = urls.first().map(String::as_str).unwrap_or_default();
         let builder = || {
-            if args.spawn_cluster {
+            let builder = if args.spawn_cluster {
                 RedisStore::cluster_builder(urls)
             } else {
                 RedisStore::builder(url)
-            }
+            };
+            builder.durable(args.durable_replicas)
         };
         let target = if args.global {
             Target::Global
@@ -356,10 +395,11 @@ impl Driver {
             let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             let _ = result.histogram.record(micros.max(1));
             result.checks += 1;
+            // `None`: the failure policy answered, not the store.
             match allowed {
                 Ok(Some(true)) => result.allowed += 1,
-                Ok(_) => {}
-                Err(_) => result.failed += 1,
+                Ok(Some(false)) => {}
+                Ok(None) | Err(_) => result.failed += 1,
             }
         }
         Ok(result)
