@@ -29,12 +29,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ratelimit_core::Error;
+use redis::ServerErrorKind;
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{AsyncConnectionConfig, Client, RedisError, Value};
 
+use ratelimit_core::store::CheckItem;
+use redis::Cmd;
+
+use crate::call::{send_script_on, store_error};
 use crate::group_commit::Group;
+use crate::script::{self, Form};
 
 /// Links per server: while one waits for its replicas, checks go to the
 /// other.
@@ -256,8 +262,91 @@ async fn wait_in_cluster(
 }
 
 /// The connection `CLUSTER MYID` and `CLIENT ID` replied about.
-pub(crate) fn connection_id(node: Value, client: Value) -> Option<ConnectionId> {
+fn connection_id(node: Value, client: Value) -> Option<ConnectionId> {
     let node: String = redis::from_redis_value(node).ok()?;
     let client: i64 = redis::from_redis_value(client).ok()?;
     Some((node, client))
+}
+
+/// Why a durable check failed: on the way to Redis, or after.
+pub(crate) enum Failure {
+    Redis(RedisError),
+    Other(Error),
+}
+
+impl Failure {
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            Self::Redis(error) => store_error(error),
+            Self::Other(error) => error,
+        }
+    }
+}
+
+/// A durable check on one of `durable`'s links to `client`'s server,
+/// confirmed with the link's group commit.
+pub(crate) async fn check_on_link(
+    durable: &Durable,
+    client: &Client,
+    server: Option<&Arc<str>>,
+    items: &[CheckItem<'_>],
+    command: &impl Fn(Form) -> Cmd,
+) -> Result<script::Reply, Failure> {
+    let link = durable.link(client, server).await.map_err(Failure::Redis)?;
+    let value: redis::Value = match send_script_on(&link.connection, command).await {
+        Ok(value) => value,
+        Err(error) => {
+            durable.drop_link(&link);
+            return Err(Failure::Redis(error));
+        }
+    };
+    let reply = script::parse(&value, items.len()).map_err(Failure::Other)?;
+    if reply.outcome(items, true).allowed {
+        durable.confirm(&link).await.map_err(Failure::Other)?;
+    }
+    Ok(reply)
+}
+
+/// A durable check on a cluster: the script in one pipeline with
+/// `CLUSTER MYID` and `CLIENT ID`, which name the connection it ran on,
+/// then the group commit of that connection (see `durable.rs`).
+pub(crate) async fn check_in_cluster(
+    durable: &Durable,
+    connection: ClusterConnection,
+    items: &[CheckItem<'_>],
+    command: &impl Fn(Form) -> Cmd,
+) -> Result<script::Reply, Error> {
+    // Routed by the check's slot: the client would route `CLIENT ID` to a
+    // random primary and refuse the pipeline as crossing slots.
+    let slot = items
+        .first()
+        .map_or(Slot::for_key(b""), |item| Slot::for_key(item.key));
+    let send = |form| {
+        let mut pipe = redis::pipe();
+        pipe.cmd("CLUSTER").arg("MYID");
+        pipe.cmd("CLIENT").arg("ID");
+        pipe.add_command(command(form));
+        let mut connection = connection.clone();
+        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_slot(slot, SlotAddr::Master));
+        async move { connection.route_pipeline(pipe, 0, 3, route).await }
+    };
+    let mut values = send(Form::Sha).await.map_err(store_error)?;
+    let no_script = matches!(values.get(2), Some(redis::Value::ServerError(e))
+        if e.kind() == Some(ServerErrorKind::NoScript));
+    if no_script {
+        values = send(Form::Source).await.map_err(store_error)?;
+    }
+    let mut values = values.into_iter();
+    let (Some(node), Some(client), Some(value)) = (values.next(), values.next(), values.next())
+    else {
+        return Err(Error::InvalidResponse("a pipeline answered short".into()));
+    };
+    let value = value.extract_error().map_err(store_error)?;
+    let reply = script::parse(&value, items.len())?;
+    if reply.outcome(items, true).allowed {
+        let id = connection_id(node, client)
+            .ok_or_else(|| Error::InvalidResponse("no connection id".into()))?;
+        durable.confirm_on_cluster(&connection, slot, id).await?;
+    }
+    Ok(reply)
 }

@@ -2,7 +2,8 @@
 //!
 //! [`RedisFleet`] is the front door: a
 //! [`DistributedRateLimiter`](ratelimit_core::DistributedRateLimiter) whose
-//! counters and rules live in one Redis (or Redis Cluster), in one step.
+//! counters and rules live in one Redis (through Sentinel, or a Redis
+//! Cluster), in one step.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -47,7 +48,13 @@
 //!   API keys are written as digests, never in clear.
 //! - Connections are made on first use and remade by themselves; every call
 //!   is bounded by the store's timeout, the only timer a check arms.
+//! - Through Redis Sentinel ([`Sentinels`], [`RedisFleet::sentinel`]) the
+//!   counters and rules follow the primary through failovers by themselves.
+//! - Durable admissions ([`RedisFleet::durable_replicas`]) report an
+//!   admission only once replicas acknowledged it (`WAIT`, confirmed in
+//!   groups), so that a failover does not forget it.
 
+mod call;
 mod durable;
 mod fleet;
 mod group_commit;

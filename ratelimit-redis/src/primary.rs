@@ -60,7 +60,7 @@ pub(crate) struct Primary {
     sentinels: Sentinels,
     clients: Vec<Client>,
     connect_timeout: Duration,
-    /// The watcher and the listener, started on first use (which is in a
+    /// The watcher and the listeners, started on first use (which is in a
     /// Tokio runtime; making a `Primary` need not be).
     tasks: OnceLock<Vec<AbortHandle>>,
 }

@@ -5,7 +5,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -41,15 +41,19 @@ fn generous() -> Rule {
 /// Checks served by a store, in time, from several tasks at once.
 struct Load {
     stop: Arc<AtomicBool>,
+    /// Checks the store answered so far.
+    served: Arc<AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<Vec<(Instant, Source)>>>,
 }
 
 impl Load {
     fn start(limiter: &DistributedRateLimiter, tasks: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicUsize::new(0));
         let tasks = (0..tasks)
             .map(|task| {
                 let (limiter, stop) = (limiter.clone(), Arc::clone(&stop));
+                let served = Arc::clone(&served);
                 tokio::spawn(async move {
                     let name = format!("user-{task}");
                     let who = Identity::user(&name);
@@ -63,8 +67,11 @@ impl Load {
                         let started = Instant::now();
                         let verdict = limiter.check(&who, &api, 1).await.unwrap();
                         seen.push((started, verdict.source()));
-                        if verdict.source() != Source::Store {
-                            // The failure policy answers at once: do not spin.
+                        if verdict.source() == Source::Store {
+                            served.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            // The failure policy answers at once: pace the
+                            // asking instead of spinning.
                             tokio::time::sleep(Duration::from_millis(2)).await;
                         }
                     }
@@ -72,7 +79,21 @@ impl Load {
                 })
             })
             .collect();
-        Self { stop, tasks }
+        Self {
+            stop,
+            served,
+            tasks,
+        }
+    }
+
+    /// Waits until the store has answered `more` checks beyond those
+    /// answered so far.
+    async fn served_more(&self, more: usize) {
+        let from = self.served.load(Ordering::Relaxed);
+        wait_until(Duration::from_secs(30), "checks served", || async {
+            self.served.load(Ordering::Relaxed) >= from + more
+        })
+        .await;
     }
 
     async fn stop(self) -> Vec<(Instant, Source)> {
@@ -139,7 +160,9 @@ async fn checks_follow_a_killed_primary_to_its_replica() {
 
     let switch = switch_announced(&group).await;
     let loads = [Load::start(&limiter, 6), Load::start(&unguarded, 2)];
-    tokio::time::sleep(Duration::from_millis(300)).await; // traffic before the kill
+    for load in &loads {
+        load.served_more(200).await; // traffic before the kill
+    }
     group.servers[0].kill();
     let killed = Instant::now();
     let switched = tokio::time::timeout(Duration::from_secs(30), switch)
@@ -159,7 +182,9 @@ async fn checks_follow_a_killed_primary_to_its_replica() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    for load in &loads {
+        load.served_more(100).await; // traffic after it
+    }
     let [guarded_load, unguarded_load] = loads;
     let (seen, seen_unguarded) = (guarded_load.stop().await, unguarded_load.stop().await);
 

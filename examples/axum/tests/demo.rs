@@ -376,3 +376,50 @@ async fn through_sentinels_the_demo_follows_a_failover() {
         );
     }
 }
+
+/// `--durable-replicas 1` with `--failure-policy closed`: a request is
+/// admitted only once the replica has its count; with the replica frozen,
+/// 503; thawed, admitted again. Without Redis the flag is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_replicas_refuse_what_no_replica_acknowledged() {
+    use clap::Parser;
+    use ratelimit_test_support::wait_until;
+    let primary = RedisServer::start();
+    let replica =
+        RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
+    wait_until(Duration::from_secs(10), "the replica in sync", || async {
+        replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+    })
+    .await;
+    let url = primary.url();
+    let args = example_common::Args::try_parse_from([
+        "example-axum",
+        "--redis-url",
+        url.as_str(),
+        "--durable-replicas",
+        "1",
+        "--failure-policy",
+        "closed",
+    ])
+    .unwrap();
+    assert_eq!(args.durable_replicas, 1);
+    let limiter = example_common::limiter_for(&args).await.unwrap();
+    let addr = serve(example_axum::app(limiter, &Settings::default())).await;
+    wait_until(Duration::from_secs(5), "admitted", || async {
+        http(addr, "GET", "/", "a").await.0 == 200
+    })
+    .await;
+
+    replica.pause();
+    let (status, reply) = http(addr, "GET", "/", "a").await;
+    replica.resume();
+    assert_eq!(status, 503, "{reply}");
+    wait_until(Duration::from_secs(5), "admitted again", || async {
+        http(addr, "GET", "/", "a").await.0 == 200
+    })
+    .await;
+
+    assert!(example_common::Args::try_parse_from(["x", "--durable-replicas", "1"]).is_err());
+}

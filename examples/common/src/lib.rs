@@ -37,6 +37,7 @@ use ratelimit_redis::{RedisFleet, Sentinels};
 /// The demos' command line (a contract other tools rely on).
 #[derive(Debug, Clone, Parser)]
 #[command(about = "A web app rate limited by ratelimit")]
+#[command(group(clap::ArgGroup::new("redis").args(["redis_url", "sentinels"])))]
 pub struct Args {
     /// Address to serve on.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:3000")]
@@ -63,6 +64,17 @@ pub struct Args {
         requires = "sentinels"
     )]
     pub sentinel_master: Option<String>,
+    /// An admission counts only once this many Redis replicas acknowledged
+    /// it (0: off); an unacknowledged one is answered by the failure
+    /// policy.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "RATELIMIT_DURABLE_REPLICAS",
+        default_value_t = 0,
+        requires = "redis"
+    )]
+    pub durable_replicas: u32,
     /// Bearer token for the /admin API (without one the API is off).
     #[arg(long, env = "RATELIMIT_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
@@ -254,16 +266,8 @@ pub async fn redis_limiter_with(
     fleet_limiter(RedisFleet::new(url), policy).await
 }
 
-/// [`redis_limiter_with`] on the primary that `sentinels` name, followed
-/// through failovers.
-pub async fn sentinel_limiter_with(
-    sentinels: Sentinels,
-    policy: FailurePolicy,
-) -> Result<DistributedRateLimiter, Error> {
-    fleet_limiter(RedisFleet::sentinel(sentinels), policy).await
-}
-
-async fn fleet_limiter(
+/// A limiter on `fleet` with the demo's rules, deny cache and `policy`.
+pub async fn fleet_limiter(
     fleet: RedisFleet,
     policy: FailurePolicy,
 ) -> Result<DistributedRateLimiter, Error> {
@@ -291,10 +295,19 @@ pub async fn limiter_for(args: &Args) -> Result<DistributedRateLimiter, StartErr
     };
     let store = args.store_kind();
     let limiter = match (&args.redis_url, &args.sentinel_master) {
-        (Some(url), _) => redis_limiter_with(url, policy).await.map_err(redis_error)?,
-        (None, Some(master)) => sentinel_limiter_with(sentinels(&args.sentinels, master), policy)
-            .await
-            .map_err(redis_error)?,
+        (Some(url), _) => fleet_limiter(
+            RedisFleet::new(url).durable_replicas(args.durable_replicas),
+            policy,
+        )
+        .await
+        .map_err(redis_error)?,
+        (None, Some(master)) => fleet_limiter(
+            RedisFleet::sentinel(sentinels(&args.sentinels, master))
+                .durable_replicas(args.durable_replicas),
+            policy,
+        )
+        .await
+        .map_err(redis_error)?,
         (None, None) => {
             memory_limiter_with(MemoryStore::new(), policy).map_err(|error| StartError {
                 store: "the in-memory store".to_owned(),
@@ -312,6 +325,7 @@ pub async fn limiter_for(args: &Args) -> Result<DistributedRateLimiter, StartErr
         rules_version = rules.version(),
         rule_sync = health.rules.as_str(),
         failure_policy = %policy,
+        durable_replicas = args.durable_replicas,
         "rate limiter ready"
     );
     Ok(limiter)

@@ -8,23 +8,27 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ratelimit_core::store::{CheckItem, MAX_KEYS_PER_CHECK, Outcome, evaluate, validate_items};
 use ratelimit_core::{Error, Store, clock::Clock, store::Decision};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClientBuilder;
+use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, SingleNodeRoutingInfo, Slot, SlotAddr};
-use redis::{Client, Cmd, ErrorKind, RedisError, ServerErrorKind};
+use redis::cluster_routing::Slot;
+use redis::{Cmd, ErrorKind, RedisError, ServerErrorKind};
 
 use smallvec::SmallVec;
 
 use crate::Sentinels;
-use crate::durable::{self, Durable};
+use crate::call::{query_on, store_error};
+use crate::durable::{self, Durable, Failure};
 use crate::lazy::Lazy;
 use crate::primary::Primary;
 use crate::script::{self, Form};
 use crate::topology::Topology;
 
-/// A [`Store`] on Redis — one server or a Redis Cluster — with one script
-/// call per check.
+mod builder;
+
+pub use builder::RedisStoreBuilder;
+
+/// A [`Store`] on Redis — one server, a primary named by Redis Sentinel,
+/// or a Redis Cluster — with one script call per check.
 ///
 /// **Standalone.** The connection is a [`ConnectionManager`]: multiplexed
 /// (one connection serves every concurrent check) and reconnecting by
@@ -40,6 +44,13 @@ use crate::topology::Topology;
 /// the earlier slots charged is given back. So the fleet never admits more
 /// than any rule allows; in the moment between a charge and its refund, a
 /// concurrent request may be denied by capacity that is about to come back.
+///
+/// **Sentinel.** One multiplexed connection to whichever server the
+/// sentinels name primary now, followed through failovers (see
+/// [`Sentinels`]).
+///
+/// **Durable admissions** ([`RedisStoreBuilder::durable`]): an admission
+/// is reported only once enough replicas acknowledged it.
 ///
 /// Every call is bounded by the store's [`timeout`](RedisStoreBuilder::timeout),
 /// because the client waits for a reconnect with no deadline of its own.
@@ -273,22 +284,28 @@ impl RedisStore {
     ) -> Result<script::Reply, Error> {
         match self.connection.get().await? {
             Connection::Single(..) => match &durable.fixed {
-                Some(client) => check_on_link(durable, client, None, items, command)
+                Some(client) => durable::check_on_link(durable, client, None, items, command)
                     .await
                     .map_err(Failure::into_error),
                 None => Err(Error::Store("durable admissions without a server".into())),
             },
             Connection::Sentinel(primary) => {
                 let node = primary.node().await.map_err(store_error)?;
-                let result =
-                    check_on_link(durable, &node.client, Some(&node.address), items, command).await;
+                let result = durable::check_on_link(
+                    durable,
+                    &node.client,
+                    Some(&node.address),
+                    items,
+                    command,
+                )
+                .await;
                 if let Err(Failure::Redis(error)) = &result {
                     primary.failed(&node, error);
                 }
                 result.map_err(Failure::into_error)
             }
             Connection::Cluster(connection) => {
-                check_with_wait(durable, connection.clone(), items, command).await
+                durable::check_in_cluster(durable, connection.clone(), items, command).await
             }
         }
     }
@@ -349,113 +366,6 @@ async fn query<T: redis::FromRedisValue>(
     }
 }
 
-async fn query_on<T: redis::FromRedisValue>(
-    mut connection: impl ConnectionLike,
-    cmd: &Cmd,
-) -> Result<T, RedisError> {
-    // Server errors arrive as values: turn them into errors first, so that
-    // NOSCRIPT is seen as such.
-    let value = connection.req_packed_command(cmd).await?.extract_error()?;
-    redis::from_redis_value(value).map_err(RedisError::from)
-}
-
-/// Why a durable check failed: on the way to Redis, or after.
-enum Failure {
-    Redis(RedisError),
-    Other(Error),
-}
-
-impl Failure {
-    fn into_error(self) -> Error {
-        match self {
-            Self::Redis(error) => store_error(error),
-            Self::Other(error) => error,
-        }
-    }
-}
-
-/// A durable check on one of `durable`'s links to `client`'s server,
-/// confirmed with the link's group commit.
-async fn check_on_link(
-    durable: &Durable,
-    client: &Client,
-    server: Option<&Arc<str>>,
-    items: &[CheckItem<'_>],
-    command: &impl Fn(Form) -> Cmd,
-) -> Result<script::Reply, Failure> {
-    let link = durable.link(client, server).await.map_err(Failure::Redis)?;
-    let value: redis::Value = match send_script_on(&link.connection, command).await {
-        Ok(value) => value,
-        Err(error) => {
-            durable.drop_link(&link);
-            return Err(Failure::Redis(error));
-        }
-    };
-    let reply = script::parse(&value, items.len()).map_err(Failure::Other)?;
-    if reply.outcome(items, true).allowed {
-        durable.confirm(&link).await.map_err(Failure::Other)?;
-    }
-    Ok(reply)
-}
-
-/// A durable check on a cluster: the script in one pipeline with
-/// `CLUSTER MYID` and `CLIENT ID`, which name the connection it ran on,
-/// then the group commit of that connection (see `durable.rs`).
-async fn check_with_wait(
-    durable: &Durable,
-    connection: ClusterConnection,
-    items: &[CheckItem<'_>],
-    command: &impl Fn(Form) -> Cmd,
-) -> Result<script::Reply, Error> {
-    // Routed by the check's slot: the client would route `CLIENT ID` to a
-    // random primary and refuse the pipeline as crossing slots.
-    let slot = items
-        .first()
-        .map_or(Slot::for_key(b""), |item| Slot::for_key(item.key));
-    let send = |form| {
-        let mut pipe = redis::pipe();
-        pipe.cmd("CLUSTER").arg("MYID");
-        pipe.cmd("CLIENT").arg("ID");
-        pipe.add_command(command(form));
-        let mut connection = connection.clone();
-        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_slot(slot, SlotAddr::Master));
-        async move { connection.route_pipeline(pipe, 0, 3, route).await }
-    };
-    let mut values = send(Form::Sha).await.map_err(store_error)?;
-    let no_script = matches!(values.get(2), Some(redis::Value::ServerError(e))
-        if e.kind() == Some(ServerErrorKind::NoScript));
-    if no_script {
-        values = send(Form::Source).await.map_err(store_error)?;
-    }
-    let mut values = values.into_iter();
-    let (Some(node), Some(client), Some(value)) = (values.next(), values.next(), values.next())
-    else {
-        return Err(Error::InvalidResponse("a pipeline answered short".into()));
-    };
-    let value = value.extract_error().map_err(store_error)?;
-    let reply = script::parse(&value, items.len())?;
-    if reply.outcome(items, true).allowed {
-        let id = durable::connection_id(node, client)
-            .ok_or_else(|| Error::InvalidResponse("no connection id".into()))?;
-        durable.confirm_on_cluster(&connection, slot, id).await?;
-    }
-    Ok(reply)
-}
-
-/// Sends a script command on `connection`; after `NOSCRIPT`, sends it
-/// again with the script's source.
-async fn send_script_on<T: redis::FromRedisValue, C: ConnectionLike + Clone>(
-    connection: &C,
-    command: &impl Fn(Form) -> Cmd,
-) -> Result<T, RedisError> {
-    match query_on(connection.clone(), &command(Form::Sha)).await {
-        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-            query_on(connection.clone(), &command(Form::Source)).await
-        }
-        result => result,
-    }
-}
-
 /// Whether the items' keys live in more than one cluster slot.
 fn spans_slots(items: &[CheckItem<'_>]) -> bool {
     let mut slots = items.iter().map(|item| Slot::for_key(item.key));
@@ -474,17 +384,6 @@ fn group_by_slot(items: &[CheckItem<'_>]) -> SmallVec<[SmallVec<[usize; MAX_KEYS
         }
     }
     groups.into_iter().map(|(_, group)| group).collect()
-}
-
-fn store_error(error: RedisError) -> Error {
-    if matches!(
-        error.kind(),
-        ErrorKind::UnexpectedReturnType | ErrorKind::Parse
-    ) {
-        Error::InvalidResponse(error.to_string())
-    } else {
-        Error::Store(Box::new(error))
-    }
 }
 
 #[async_trait]
@@ -520,197 +419,5 @@ impl Store for RedisStore {
             }
         }
         Ok(())
-    }
-}
-
-/// Configures a [`RedisStore`].
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct RedisStoreBuilder {
-    topology: Topology,
-    timeout: Duration,
-    connection_timeout: Duration,
-    connections: usize,
-    clock: Option<Arc<dyn Clock>>,
-    durable_replicas: u32,
-}
-
-impl RedisStoreBuilder {
-    /// The default bound on one store call.
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
-
-    pub(crate) fn new(topology: Topology) -> Self {
-        Self {
-            topology,
-            timeout: Self::DEFAULT_TIMEOUT,
-            connection_timeout: Duration::from_secs(1),
-            connections: 1,
-            clock: None,
-            durable_replicas: 0,
-        }
-    }
-
-    /// Durable admissions: a check that admits is reported only once
-    /// `replicas` replicas acknowledged its write (`WAIT`, given half the
-    /// store's [`timeout`](Self::timeout)); otherwise it fails
-    /// ([`Error::Unreplicated`], or [`Error::Timeout`]) and the limiter
-    /// answers by the rule's failure policy — fail closed to never admit
-    /// what a failover could forget. 0 (the default) turns it off.
-    ///
-    /// What it guarantees, and what it does not: an admission is reported
-    /// only after `replicas` replicas have its write, so a failover that
-    /// promotes one of them keeps it. `WAIT` is not consensus: a failover
-    /// that promotes a replica which had not acknowledged, or the loss of
-    /// the primary and every acknowledging replica at once, still loses
-    /// admissions. With Sentinel and one replica, `replicas = 1` covers
-    /// the usual failover.
-    ///
-    /// Admissions are confirmed in groups: on one server, checks run on
-    /// two connections of their own, and one `WAIT` confirms every check
-    /// that came back before it. On a cluster each check sends its script
-    /// and a `WAIT` together, to the slot's primary.
-    pub fn durable(mut self, replicas: u32) -> Self {
-        self.durable_replicas = replicas;
-        self
-    }
-
-    /// How many multiplexed connections to open to a standalone server
-    /// (default 1), used in turn. One connection already carries any number
-    /// of concurrent checks; more spread the client's work over more tasks.
-    /// Ignored for a cluster (its client keeps one connection per node).
-    pub fn connections(mut self, connections: usize) -> Self {
-        self.connections = connections.max(1);
-        self
-    }
-
-    /// The bound on one store call (default 50 ms). A call that exceeds it
-    /// fails with [`Error::Timeout`], which the limiter answers with its
-    /// failure policy.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// How long to wait for a connection, at start and on each reconnect
-    /// (default 1 s).
-    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
-        self.connection_timeout = timeout;
-        self
-    }
-
-    /// Read time from `clock` instead of the server's `TIME`. Every app server
-    /// must then agree on the time; meant for tests with a
-    /// [`FakeClock`](ratelimit_core::clock::FakeClock).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(Arc::new(clock));
-        self
-    }
-
-    /// Connects now. Fails with [`Error::Store`] if a URL is invalid, or
-    /// if the server (or cluster) cannot be reached within the connection
-    /// timeout (the error names the address); see
-    /// [`build_lazy`](Self::build_lazy) for a store that may start while
-    /// Redis is down.
-    pub async fn build(self) -> Result<RedisStore, Error> {
-        let limit = self.connection_timeout;
-        let store = self.build_lazy()?;
-        store.connection.connect_within(limit).await?;
-        if let Some(Connection::Sentinel(primary)) = store.connection.made() {
-            // Made already: the primary is found on first use.
-            match tokio::time::timeout(limit, primary.node()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => return Err(store_error(error)),
-                Err(_) => {
-                    return Err(Error::Store(
-                        format!("cannot find {} within {limit:?}", store.address()).into(),
-                    ));
-                }
-            }
-        }
-        Ok(store)
-    }
-
-    /// A store that connects on first use, and again on each use after a
-    /// failed attempt, so that an application can start while Redis is down:
-    /// until Redis answers, each call fails within the
-    /// [`timeout`](Self::timeout) with an error naming the address, which
-    /// the limiter answers with its failure policy. Fails only for a URL
-    /// that cannot be parsed (or an empty list of sentinels).
-    pub fn build_lazy(self) -> Result<RedisStore, Error> {
-        let address = self.topology.describe();
-        let connect_timeout = self.connection_timeout;
-        let mut fixed_node = None;
-        let connection = match &self.topology {
-            Topology::Cluster(nodes) => {
-                let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
-                    .connection_timeout(self.connection_timeout)
-                    .response_timeout(self.timeout)
-                    .build()
-                    .map_err(store_error)?;
-                fixed_node = Some(format!("cluster {}", self.topology.describe()).into());
-                Lazy::new(address, move || {
-                    let client = client.clone();
-                    async move { Ok(Connection::Cluster(client.get_async_connection().await?)) }
-                })
-            }
-            Topology::Single(url) => {
-                let client = Client::open(url.as_str()).map_err(store_error)?;
-                fixed_node = Some(client.get_connection_info().addr().to_string().into());
-                // No retries within a call: a Redis that refuses connections
-                // is reported at once (and answered by the failure policy)
-                // rather than retried until the call's timeout; later calls
-                // try again.
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(connect_timeout))
-                    .set_number_of_retries(0)
-                    .set_max_delay(Duration::from_millis(500));
-                let count = self.connections.max(1);
-                Lazy::new(address, move || {
-                    let (client, config) = (client.clone(), config.clone());
-                    async move {
-                        let mut connections = Vec::with_capacity(count);
-                        for _ in 0..count {
-                            connections.push(
-                                ConnectionManager::new_with_config(client.clone(), config.clone())
-                                    .await?,
-                            );
-                        }
-                        Ok(Connection::Single(
-                            connections.into(),
-                            Arc::new(AtomicUsize::new(0)),
-                        ))
-                    }
-                })
-            }
-            Topology::Sentinel(sentinels) => {
-                let primary = Primary::new(sentinels, connect_timeout).map_err(store_error)?;
-                Lazy::ready(address, Connection::Sentinel(primary))
-            }
-            Topology::Followed(primary) => {
-                Lazy::ready(address, Connection::Sentinel(Arc::clone(primary)))
-            }
-        };
-        let durable = (self.durable_replicas > 0).then(|| {
-            let fixed = match &self.topology {
-                Topology::Single(url) => Client::open(url.as_str()).ok(),
-                _ => None,
-            };
-            // Half the call's timeout, so that a short count comes back as
-            // such (`Unreplicated`) rather than as the call's timeout.
-            Arc::new(Durable::new(
-                fixed,
-                self.durable_replicas,
-                self.timeout / 2,
-                connect_timeout,
-            ))
-        });
-        Ok(RedisStore {
-            connection: Arc::new(connection),
-            fixed_node,
-            durable,
-            cluster: self.topology.is_cluster(),
-            timeout: self.timeout,
-            clock: self.clock,
-        })
     }
 }
