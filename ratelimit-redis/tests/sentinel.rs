@@ -380,3 +380,48 @@ async fn sentinels_down_at_start_leave_the_failure_policy_answering() {
         "the error names what cannot be found"
     );
 }
+
+/// The primary's user and password go with every connection to it: the
+/// checks run as that user, and a wrong password is refused with a clear
+/// error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primarys_user_and_password_are_passed_through() {
+    let group = RedisSentinels::start();
+    for server in &group.servers {
+        let reply = server.cli(&[
+            "ACL", "SETUSER", "limiter", "on", ">s3cret", "~*", "&*", "+@all",
+        ]);
+        assert_eq!(reply, "OK");
+    }
+    let limiter = RedisFleet::sentinel(sentinels(&group).master_auth(Some("limiter"), "s3cret"))
+        .timeout(Duration::from_millis(200))
+        .rule(generous())
+        .start()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(5), "checks served", || async {
+        let verdict = limiter
+            .check(&Identity::user("a"), &Rules::one("api"), 1)
+            .await;
+        verdict.unwrap().source() == Source::Store
+    })
+    .await;
+    assert!(
+        group.servers[0]
+            .cli(&["CLIENT", "LIST"])
+            .contains("user=limiter")
+    );
+
+    let wrong =
+        RedisStore::sentinel_builder(sentinels(&group).master_auth(Some("limiter"), "nope"))
+            .connection_timeout(Duration::from_millis(500))
+            .build()
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(wrong.contains("authentication failed"), "{wrong}");
+    assert!(
+        !wrong.contains("nope"),
+        "the password stays out of messages: {wrong}"
+    );
+}
