@@ -122,22 +122,26 @@ impl Durable {
         server: Option<&Arc<str>>,
     ) -> Result<Arc<Link>, RedisError> {
         let first = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut chosen = None;
+        let (mut waiting, mut empty) = (None, None);
         for i in 0..LINKS {
-            let slot = &self.links[(first + i) % LINKS];
-            let Some(link) = usable(slot, server) else {
-                chosen.get_or_insert((first + i) % LINKS);
-                continue;
-            };
-            if !link.group.is_waiting() {
-                return Ok(link);
+            let index = (first + i) % LINKS;
+            match usable(&self.links[index], server) {
+                Some(link) if !link.group.is_waiting() => return Ok(link),
+                Some(link) => {
+                    waiting.get_or_insert(link);
+                }
+                None => {
+                    empty.get_or_insert(index);
+                }
             }
-            chosen.get_or_insert((first + i) % LINKS);
         }
-        let index = chosen.unwrap_or(first % LINKS);
-        if let Some(link) = usable(&self.links[index], server) {
-            return Ok(link);
-        }
+        // Every link is waiting: open another if there is room, else queue
+        // behind one.
+        let index = match (empty, waiting) {
+            (Some(index), _) => index,
+            (None, Some(link)) => return Ok(link),
+            (None, None) => first % LINKS,
+        };
         let connection = client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
