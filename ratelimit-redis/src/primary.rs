@@ -127,12 +127,27 @@ impl Primary {
         self.sentinels.describe()
     }
 
-    /// The primary in use, waiting while it is being looked for (the
-    /// caller bounds the wait).
-    pub(crate) async fn node(self: &Arc<Self>) -> Result<Arc<Node>, RedisError> {
-        if let State::Found(node) = &*self.state.borrow() {
-            return Ok(Arc::clone(node));
+    /// The primary in use, if one is found.
+    #[inline]
+    pub(crate) fn found(&self) -> Option<Arc<Node>> {
+        match &*self.state.borrow() {
+            State::Found(node) => Some(Arc::clone(node)),
+            State::Looking | State::Lost(_) => None,
         }
+    }
+
+    /// The primary in use: [`found`](Self::found) at once, else after
+    /// waiting while it is being looked for (the caller bounds the wait).
+    pub(crate) async fn node(self: &Arc<Self>) -> Result<Arc<Node>, RedisError> {
+        match self.found() {
+            Some(node) => Ok(node),
+            // Boxed: callers' futures should not carry the wait's state.
+            None => Box::pin(self.look()).await,
+        }
+    }
+
+    #[cold]
+    async fn look(self: &Arc<Self>) -> Result<Arc<Node>, RedisError> {
         self.start();
         let mut state = self.state.subscribe();
         let found = state

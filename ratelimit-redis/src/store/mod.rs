@@ -182,12 +182,9 @@ impl RedisStore {
     ) -> Result<script::Reply, Error> {
         let now = self.now();
         if charge && let Some(durable) = &self.durable {
-            let command = |form| script::check_command(items, true, now, form);
-            let attempt = self.check_durably(durable, items, &command);
-            return match tokio::time::timeout(self.timeout, attempt).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::Timeout(self.timeout)),
-            };
+            // Boxed: the common path should not carry its state in every
+            // check's future.
+            return Box::pin(self.check_durably_within(durable, items, now)).await;
         }
         let reply: redis::Value = self
             .call(|form| script::check_command(items, charge, now, form))
@@ -273,9 +270,24 @@ impl RedisStore {
         Ok(Outcome { allowed, decisions })
     }
 
+    /// [`check_durably`](Self::check_durably), bounded by the timeout.
+    #[cold]
+    async fn check_durably_within(
+        &self,
+        durable: &Durable,
+        items: &[CheckItem<'_>],
+        now: Option<u64>,
+    ) -> Result<script::Reply, Error> {
+        let command = |form| script::check_command(items, true, now, form);
+        let attempt = self.check_durably(durable, items, &command);
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(self.timeout)),
+        }
+    }
+
     /// A charging script call whose admission counts only once replicas
     /// acknowledge it (see `durable.rs`).
-    #[cold]
     async fn check_durably(
         &self,
         durable: &Durable,
