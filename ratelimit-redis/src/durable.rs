@@ -29,17 +29,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ratelimit_core::Error;
-use redis::ServerErrorKind;
+use redis::aio::ConnectionLike;
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{AsyncConnectionConfig, Client, RedisError, Value};
+use redis::{ErrorKind, ServerErrorKind};
 
 use ratelimit_core::store::CheckItem;
 use redis::Cmd;
 
 use crate::call::{send_script_on, store_error};
-use crate::group_commit::Group;
+use crate::group_commit::{Group, Lead};
 use crate::script::{self, Form};
 
 /// Links per server: while one waits for its replicas, checks go to the
@@ -297,6 +298,12 @@ pub(crate) async fn check_on_link(
     command: &impl Fn(Form) -> Cmd,
 ) -> Result<script::Reply, Failure> {
     let link = durable.link(client, server).await.map_err(Failure::Redis)?;
+    if let Some(lead) = link.group.lead(durable.replicas) {
+        // Boxed: only checks that find their link idle take this path.
+        if let Some(done) = Box::pin(lead_on_link(durable, &link, lead, items, command)).await {
+            return done;
+        }
+    }
     let value: redis::Value = match send_script_on(&link.connection, command).await {
         Ok(value) => value,
         Err(error) => {
@@ -309,6 +316,58 @@ pub(crate) async fn check_on_link(
         durable.confirm(&link).await.map_err(Failure::Other)?;
     }
     Ok(reply)
+}
+
+/// A check that leads its link's group: its script and a `WAIT` in one
+/// pipeline. `None` when the script was not cached (`NOSCRIPT`): the
+/// `WAIT` still settles the group, and the check goes the usual way.
+#[cold]
+async fn lead_on_link(
+    durable: &Durable,
+    link: &Arc<Link>,
+    lead: Lead,
+    items: &[CheckItem<'_>],
+    command: &impl Fn(Form) -> Cmd,
+) -> Option<Result<script::Reply, Failure>> {
+    let mut pipe = redis::pipe();
+    pipe.add_command(command(Form::Sha))
+        .cmd("WAIT")
+        .arg(durable.replicas)
+        .arg(durable.wait_ms);
+    let mut connection = link.connection.clone();
+    let values = match connection.req_packed_commands(&pipe, 0, 2).await {
+        Ok(values) => values,
+        Err(error) => {
+            drop(lead);
+            durable.drop_link(link);
+            return Some(Err(Failure::Redis(error)));
+        }
+    };
+    let mut values = values.into_iter();
+    let (Some(value), Some(count)) = (values.next(), values.next()) else {
+        return Some(Err(Failure::Other(Error::InvalidResponse(
+            "a pipeline answered short".into(),
+        ))));
+    };
+    let acknowledged = redis::from_redis_value::<u64>(count)
+        .map_or(0, |count| u32::try_from(count).unwrap_or(u32::MAX));
+    lead.settle(acknowledged);
+    let value = match value.extract_error() {
+        Ok(value) => value,
+        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => return None,
+        Err(error) => return Some(Err(Failure::Redis(error))),
+    };
+    let reply = match script::parse(&value, items.len()) {
+        Ok(reply) => reply,
+        Err(error) => return Some(Err(Failure::Other(error))),
+    };
+    if reply.outcome(items, true).allowed && acknowledged < durable.replicas {
+        return Some(Err(Failure::Other(Error::Unreplicated {
+            acknowledged,
+            required: durable.replicas,
+        })));
+    }
+    Some(Ok(reply))
 }
 
 /// A durable check on a cluster: the script in one pipeline with

@@ -5,6 +5,12 @@
 //! sent after that covers it and every ticket taken before. While a `WAIT`
 //! is out, further tickets wait for the next one, which the first of them
 //! sends. So one `WAIT` confirms a whole group, however many checks run.
+//!
+//! A check that finds no `WAIT` out may [`lead`](Group::lead) instead: it
+//! sends its script and a `WAIT` together, saving a round trip when checks
+//! are few. Its `WAIT` confirms its own write and the tickets taken before
+//! it was sent — not those taken meanwhile, whose writes may come after
+//! it.
 
 use std::future::Future;
 use std::pin::pin;
@@ -45,6 +51,25 @@ enum Standing {
 }
 
 impl Group {
+    /// If no `WAIT` is out, the right to send the next one together with
+    /// a check's script: it covers the tickets taken so far. The `Lead`
+    /// must be settled with what the `WAIT` got; dropped unsettled (the
+    /// check gave up), it settles as a failure, so that no ticket waits for
+    /// a `WAIT` that never comes back.
+    pub(crate) fn lead(self: &Arc<Self>, replicas: u32) -> Option<Lead> {
+        let mut commits = self.commits.lock().ok()?;
+        if commits.waiting {
+            return None;
+        }
+        commits.waiting = true;
+        Some(Lead {
+            group: Arc::clone(self),
+            covering: commits.taken,
+            replicas,
+            settled: false,
+        })
+    }
+
     /// Whether a `WAIT` is out (checks sent now queue behind it).
     pub(crate) fn is_waiting(&self) -> bool {
         self.commits.lock().map_or(true, |c| c.waiting)
@@ -128,5 +153,30 @@ impl Group {
             }
         }
         self.settled.notify_waiters();
+    }
+}
+
+/// The right to send a group's next `WAIT` (see [`Group::lead`]).
+pub(crate) struct Lead {
+    group: Arc<Group>,
+    covering: u64,
+    replicas: u32,
+    settled: bool,
+}
+
+impl Lead {
+    /// Records what the `WAIT` got: `acknowledged` replicas.
+    pub(crate) fn settle(mut self, acknowledged: u32) {
+        self.settled = true;
+        self.group
+            .settle(self.covering, acknowledged, self.replicas);
+    }
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.group.settle(self.covering, 0, self.replicas);
+        }
     }
 }
