@@ -210,20 +210,23 @@ impl Across {
 }
 
 /// Waits until the caller's counter answers again (on the new primary),
-/// looking without charging, then until a check of another caller is
-/// answered by the store (the circuit breaker closed).
-async fn until_served(limiter: &DistributedRateLimiter) {
+/// looking without charging.
+async fn until_counter_answers(limiter: &DistributedRateLimiter) {
     wait_until(
         Duration::from_secs(30),
         "the caller's counter answers",
         || async {
-            limiter
-                .peek(&Identity::user("caller"), &Rules::one("api"))
-                .await
-                .is_ok()
+            let (who, api) = (Identity::user("caller"), Rules::one("api"));
+            limiter.peek(&who, &api).await.is_ok()
         },
     )
     .await;
+}
+
+/// [`until_counter_answers`], then until a check of another caller is
+/// answered by the store (the circuit breaker closed).
+async fn until_served(limiter: &DistributedRateLimiter) {
+    until_counter_answers(limiter).await;
     wait_until(Duration::from_secs(30), "checks served again", || async {
         let verdict = &asks(limiter, "probe", 1).await[0];
         verdict.source() == Source::Store
@@ -375,17 +378,7 @@ async fn across_a_cluster_failover(durable: bool) -> Across {
     if durable {
         // The promoted replica has no replica of its own: nothing of the
         // caller's is admitted until one is back.
-        wait_until(
-            Duration::from_secs(30),
-            "the caller's counter answers",
-            || async {
-                limiter
-                    .peek(&Identity::user("caller"), &Rules::one("api"))
-                    .await
-                    .is_ok()
-            },
-        )
-        .await;
+        until_counter_answers(&limiter).await;
         let alone = asks(&limiter, "caller", 3).await;
         assert_eq!(admitted(&alone), 0);
         let promoted = cluster.nodes()[replica].port().to_string();
