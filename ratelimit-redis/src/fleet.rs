@@ -89,6 +89,30 @@ impl RedisFleet {
     /// A fleet on the primary that `sentinels` name, following it through
     /// failovers: counters and rules move to the new primary by themselves
     /// (see [`Sentinels`]).
+    ///
+    /// ```no_run
+    /// use ratelimit_core::{config::FailurePolicy, Quota, Rule, Target};
+    /// use ratelimit_redis::{RedisFleet, Sentinels};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ratelimit_core::Error> {
+    /// let sentinels = Sentinels::new(
+    ///     &["redis://10.0.0.5:26379", "redis://10.0.0.6:26379", "redis://10.0.0.7:26379"],
+    ///     "ratelimit",
+    /// );
+    /// let limiter = RedisFleet::sentinel(sentinels)
+    ///     // An admission counts once a replica holds it; refuse the rest.
+    ///     .durable_replicas(1)
+    ///     .rule(
+    ///         Rule::new("api", Target::Each, Quota::per_second(100)?)?
+    ///             .with_failure_policy(FailurePolicy::FailClosed),
+    ///     )
+    ///     .start()
+    ///     .await?;
+    /// println!("using {:?}", limiter.health().await.node);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn sentinel(sentinels: Sentinels) -> Self {
         Self::with(Topology::Sentinel(sentinels))
     }
