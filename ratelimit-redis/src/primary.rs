@@ -43,7 +43,6 @@ pub(crate) struct Node {
     pub(crate) client: Client,
 }
 
-#[derive(Clone)]
 enum State {
     /// Looking for the primary (at first, and after the current one failed):
     /// calls wait, within their own timeout.

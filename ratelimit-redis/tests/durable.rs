@@ -207,6 +207,16 @@ impl Across {
     fn total(&self) -> usize {
         self.before + self.frozen + self.after
     }
+
+    /// Prints the figures of one run (reported in docs/benchmarks.md).
+    fn report(self, topology: &str, durable: bool) -> Self {
+        eprintln!(
+            "{topology}, durable admissions {}: {self:?}, {} admitted for a limit of 20",
+            if durable { "on" } else { "off" },
+            self.total()
+        );
+        self
+    }
 }
 
 /// Waits until the caller's counter answers again (on the new primary),
@@ -300,12 +310,17 @@ async fn across_a_sentinel_failover(durable: bool) -> Across {
     }
     until_served(&limiter).await;
     across.after = admitted(&asks(&limiter, "caller", 30).await);
-    eprintln!(
-        "Sentinel, durable admissions {}: {across:?}, {} admitted for a limit of 20",
-        if durable { "on" } else { "off" },
-        across.total()
+    across.report("Sentinel", durable)
+}
+
+/// Without the mode the failover forgets what was admitted while the
+/// replica was cut off, and the fleet admits it again.
+fn assert_without_the_mode(without: &Across) {
+    assert_eq!((without.before, without.frozen), (10, 10));
+    assert_eq!(
+        without.after, 10,
+        "the failover forgot the 10 admitted while cut off"
     );
-    across
 }
 
 /// With the mode nothing is admitted while the replica is cut off, and the
@@ -323,11 +338,7 @@ fn assert_with_the_mode(with: &Across) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_a_sentinel_failover_durable_admissions_keep_the_limit() {
     let without = across_a_sentinel_failover(false).await;
-    assert_eq!((without.before, without.frozen), (10, 10));
-    assert_eq!(
-        without.after, 10,
-        "the failover forgot the 10 admitted while cut off"
-    );
+    assert_without_the_mode(&without);
     let with = across_a_sentinel_failover(true).await;
     assert_with_the_mode(&with);
 }
@@ -396,22 +407,13 @@ async fn across_a_cluster_failover(durable: bool) -> Across {
     }
     until_served(&limiter).await;
     across.after = admitted(&asks(&limiter, "caller", 30).await);
-    eprintln!(
-        "cluster, durable admissions {}: {across:?}, {} admitted for a limit of 20",
-        if durable { "on" } else { "off" },
-        across.total()
-    );
-    across
+    across.report("cluster", durable)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_a_cluster_failover_durable_admissions_keep_the_limit() {
     let without = across_a_cluster_failover(false).await;
-    assert_eq!((without.before, without.frozen), (10, 10));
-    assert_eq!(
-        without.after, 10,
-        "the failover forgot the 10 admitted while cut off"
-    );
+    assert_without_the_mode(&without);
     let with = across_a_cluster_failover(true).await;
     assert_with_the_mode(&with);
 }

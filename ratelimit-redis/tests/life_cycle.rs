@@ -84,16 +84,7 @@ async fn an_instance_started_while_redis_is_down_picks_it_up_without_a_restart()
 
     // Served by the failure policy (fail open), the seeds in force.
     assert_eq!(limiter.health().await.rules, RuleSync::Pending);
-    assert_eq!(
-        limiter
-            .rules()
-            .get("default")
-            .cloned()
-            .unwrap()
-            .quota()
-            .limit(),
-        10
-    );
+    assert_eq!(default_limit(&limiter), Some(10));
     let verdict = limiter
         .check(&Identity::user("a"), &Rules::one("default"), 1)
         .await
@@ -230,19 +221,17 @@ async fn seed_rules_never_shadow_or_add_to_the_fleets_rules() {
         let case = format!("version {version}, epoch {epoch:?}");
         assert_eq!(limiter.health().await.rules, RuleSync::Synced, "{case}");
         assert_eq!(limiter.rules().len(), 1, "{case}");
-        assert_eq!(
-            limiter
-                .rules()
-                .get("default")
-                .cloned()
-                .unwrap()
-                .quota()
-                .limit(),
-            99,
-            "{case}"
-        );
+        assert_eq!(default_limit(&limiter), Some(99), "{case}");
         assert_eq!(limiter.rules().version(), version, "{case}");
         let stored = limits_in_redis(&server);
         assert!(!stored.contains("login"), "{case}: {stored}");
     }
+}
+
+/// The limit of the rule `default` in force on `limiter`.
+fn default_limit(limiter: &DistributedRateLimiter) -> Option<u32> {
+    limiter
+        .rules()
+        .get("default")
+        .map(|rule| rule.quota().limit())
 }

@@ -132,7 +132,10 @@ impl RedisStoreBuilder {
     pub fn build_lazy(self) -> Result<RedisStore, Error> {
         let address = self.topology.describe();
         let connect_timeout = self.connection_timeout;
+        // The one server's client, when there is one: durable links to it
+        // are made from it too.
         let mut fixed_node = None;
+        let mut single = None;
         let connection = match &self.topology {
             Topology::Cluster(nodes) => {
                 let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
@@ -149,6 +152,7 @@ impl RedisStoreBuilder {
             Topology::Single(url) => {
                 let client = Client::open(url.as_str()).map_err(store_error)?;
                 fixed_node = Some(client.get_connection_info().addr().to_string().into());
+                single = Some(client.clone());
                 // No retries within a call: a Redis that refuses connections
                 // is reported at once (and answered by the failure policy)
                 // rather than retried until the call's timeout; later calls
@@ -184,14 +188,10 @@ impl RedisStoreBuilder {
             }
         };
         let durable = (self.durable_replicas > 0).then(|| {
-            let fixed = match &self.topology {
-                Topology::Single(url) => Client::open(url.as_str()).ok(),
-                _ => None,
-            };
             // Half the call's timeout, so that a short count comes back as
             // such (`Unreplicated`) rather than as the call's timeout.
             Arc::new(Durable::new(
-                fixed,
+                single,
                 self.durable_replicas,
                 self.timeout / 2,
                 connect_timeout,
